@@ -1,0 +1,105 @@
+"""Trained backbones, cached by everything that determines them.
+
+The cache key hashes the architecture, ID dataset, class subset, sample limit, input shape,
+pretrained flag and the full :class:`~oodbench.train.TrainConfig` (epochs and seed included);
+a second run with the same configuration loads the checkpoint instead of training.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .backbones import Backbone, BackboneFactory
+from .data import ImageSet, cache_dir
+from .errors import UsageError
+from .progress import say
+from .train import TrainConfig, fit_model
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What a trained backbone depends on."""
+
+    backbone: str
+    dataset: str
+    input_shape: tuple[int, int, int]
+    num_classes: int
+    train: TrainConfig
+    classes: tuple[int, ...] | None = None
+    train_limit: int | None = None
+    pretrained: bool = False
+
+    def key(self) -> str:
+        blob = json.dumps(dataclasses.asdict(self), sort_keys=True, default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    def path(self) -> Path:
+        safe = "".join(c if c.isalnum() or c in "-._" else "_" for c in f"{self.backbone}-{self.dataset}")
+        return cache_dir() / "checkpoints" / f"{safe}-{self.key()}.pt"
+
+
+def atomic_torch_save(obj, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def file_hash(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:16]
+
+
+def load_or_train(
+    spec: ModelSpec,
+    factory: BackboneFactory,
+    train_set: ImageSet,
+    val_set: ImageSet | None,
+    device: torch.device,
+    checkpoint: Path | None = None,
+) -> tuple[Backbone, dict]:
+    """Return the backbone for ``spec`` and facts for the record (source, path, hash, training log)."""
+    model = factory.build(spec.input_shape, spec.num_classes, pretrained=spec.pretrained)
+    if checkpoint is not None:
+        if not checkpoint.is_file():
+            raise UsageError(f"checkpoint {str(checkpoint)!r} does not exist")
+        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+        state = state.get("state_dict", state)
+        try:
+            model.load_state_dict(state)
+        except RuntimeError as exc:
+            first = str(exc).strip().splitlines()[0]
+            raise UsageError(f"checkpoint {str(checkpoint)!r} does not fit backbone {spec.backbone!r}: {first}") from None
+        say(f"loaded checkpoint {checkpoint}")
+        return model.to(device).eval(), {"source": "file", "path": str(checkpoint), "hash": file_hash(checkpoint)}
+    path = spec.path()
+    if path.is_file():
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+        model.load_state_dict(blob["state_dict"])
+        say(f"reusing cached checkpoint {path} (no training)")
+        return model.to(device).eval(), {"source": "cache", "path": str(path), "hash": spec.key(), "train": blob.get("log", {})}
+    say(f"training {spec.backbone} on {spec.dataset} ({len(train_set)} images, {spec.train.epochs} epochs, {device})")
+    start = time.perf_counter()
+    log = fit_model(model, train_set, spec.train, device, val=val_set, val_name=f"{spec.dataset} test")
+    log["wall_seconds"] = time.perf_counter() - start
+    model.to("cpu")
+    atomic_torch_save({"state_dict": model.state_dict(), "spec": json.loads(json.dumps(dataclasses.asdict(spec), default=str)), "log": log}, path)
+    say(f"saved checkpoint {path}")
+    return model.to(device).eval(), {"source": "trained", "path": str(path), "hash": spec.key(), "train": log}

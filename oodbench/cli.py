@@ -1,0 +1,202 @@
+"""The ``oodbench`` command line: thin Typer commands over pure functions, one error boundary.
+
+Known errors print one line to stderr (exit 2 for bad input, 1 for run-time failures);
+set ``OODBENCH_DEBUG=1`` for the traceback. torch loads only when a command needs it.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import warnings
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from . import __version__
+
+app = typer.Typer(
+    name="oodbench", no_args_is_help=True, rich_markup_mode="rich", add_completion=False,
+    help="Out-of-distribution detection benchmarks: train or load a backbone, fit detectors, score, tabulate.",
+)
+
+
+class Tune(str, Enum):
+    none = "none"
+    oracle = "oracle"
+    heldout = "heldout"
+
+
+class Fmt(str, Enum):
+    github = "github"
+    markdown = "markdown"
+    latex = "latex"
+    json = "json"
+
+
+class Kind(str, Enum):
+    detectors = "detectors"
+    datasets = "datasets"
+    backbones = "backbones"
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"oodbench {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[Optional[bool], typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")] = None,
+) -> None:
+    """oodbench: out-of-distribution detection benchmarks."""
+
+
+DataRoot = Annotated[Optional[str], typer.Option("--data-root", help="Dataset folder (else $OODBENCH_DATA, else the user cache).", show_default=False)]
+Device = Annotated[str, typer.Option(help="auto | cpu | cuda")]
+Seed = Annotated[int, typer.Option(help="Seed for training, splits and synthetic data.")]
+
+
+def _params(values: list[str] | None) -> dict[str, dict]:
+    """``--param fssd.epsilon=0.01`` → {"fssd": {"epsilon": 0.01}} (values parsed as YAML scalars)."""
+    import yaml
+
+    from .errors import UsageError
+
+    out: dict[str, dict] = {}
+    for item in values or []:
+        key, sep, raw = item.partition("=")
+        det, dot, name = key.partition(".")
+        if not sep or not dot:
+            raise UsageError(f"--param takes DETECTOR.NAME=VALUE, got {item!r}")
+        out.setdefault(det, {})[name] = yaml.safe_load(raw)
+    return out
+
+
+@app.command()
+def run(
+    detector: Annotated[list[str], typer.Option("--detector", "-d", help="Detector name (repeatable).")],
+    in_: Annotated[str, typer.Option("--in", help="In-distribution dataset (e.g. fashionmnist, folder:PATH).")],
+    out: Annotated[list[str], typer.Option("--out", help="OOD test dataset (repeatable).")],
+    backbone: Annotated[Optional[str], typer.Option(help="Backbone (default: by input shape: lenet for 28×28, resnet18 for 32×32).")] = None,
+    checkpoint: Annotated[Optional[Path], typer.Option(help="Load these weights instead of training.")] = None,
+    epochs: Annotated[Optional[int], typer.Option(help="Training epochs (default: the backbone's).")] = None,
+    tune: Annotated[Tune, typer.Option(help="none: defaults; oracle: tune on the test OOD set's held-out samples; heldout: tune on --tune-out.")] = Tune.none,
+    tune_out: Annotated[Optional[str], typer.Option(help="OOD source for --tune heldout (default: uniform).")] = None,
+    seed: Seed = 0,
+    device: Device = "auto",
+    data_root: DataRoot = None,
+    download: Annotated[bool, typer.Option(help="Download missing datasets through torchvision.")] = False,
+    train_limit: Annotated[Optional[int], typer.Option(help="Use a seeded random subset of the ID training set.")] = None,
+    test_limit: Annotated[Optional[int], typer.Option(help="Use seeded random subsets of the test sets.")] = None,
+    n_tune: Annotated[int, typer.Option(help="Tuning samples per side, removed from evaluation.")] = 1000,
+    pretrained: Annotated[bool, typer.Option(help="Start timm:/torchvision: backbones from hub weights.")] = False,
+    param: Annotated[Optional[list[str]], typer.Option(help="Detector parameter, DETECTOR.NAME=VALUE (repeatable).")] = None,
+    results: Annotated[Optional[str], typer.Option(help="Results folder (default: $OODBENCH_RESULTS or ./results).")] = None,
+    fmt: Annotated[Fmt, typer.Option("--format", help="Table format.")] = Fmt.github,
+) -> None:
+    """Fit detectors on ID training data and score ID vs OOD test sets."""
+    from .results import render_table
+    from .runner import RunRequest
+    from .runner import run as run_fn
+
+    records = run_fn(RunRequest(
+        detectors=detector, id=in_, oods=out, backbone=backbone, checkpoint=checkpoint, epochs=epochs,
+        tune=tune.value, tune_out=tune_out, seed=seed, device=device, data_root=data_root, download=download,
+        train_limit=train_limit, test_limit=test_limit, n_tune=n_tune, pretrained=pretrained,
+        results=results, detector_params=_params(param),
+    ))
+    typer.echo(render_table(records, fmt.value))
+
+
+@app.command()
+def train(
+    backbone: Annotated[Optional[str], typer.Option(help="Backbone (default: by input shape).")] = None,
+    dataset: Annotated[str, typer.Option(help="ID dataset to train on.")] = "fashionmnist",
+    epochs: Annotated[Optional[int], typer.Option(help="Training epochs (default: the backbone's).")] = None,
+    seed: Seed = 0,
+    device: Device = "auto",
+    data_root: DataRoot = None,
+    download: Annotated[bool, typer.Option(help="Download missing datasets through torchvision.")] = False,
+    train_limit: Annotated[Optional[int], typer.Option(help="Use a seeded random subset of the training set.")] = None,
+    pretrained: Annotated[bool, typer.Option(help="Start from hub weights (timm:/torchvision:).")] = False,
+) -> None:
+    """Train a backbone and cache its checkpoint (``run`` reuses it when the configuration matches)."""
+    from .checkpoints import ModelSpec, load_or_train
+    from .data import LoadContext, resolve_data_root
+    from .plugins import registries
+    from .runner import default_backbone, resolve_device, train_config
+
+    regs = registries()
+    ds = regs.datasets.get(dataset)
+    if backbone:
+        regs.backbones.get(backbone)
+    dev = resolve_device(device)
+    ctx = LoadContext(resolve_data_root(data_root), download, seed)
+    tr = ds.load("train", ctx).head(train_limit, seed)
+    te = ds.load("test", ctx) if "test" in ds.splits else None
+    name = backbone or default_backbone(tr.shape)
+    factory = regs.backbones.get(name)
+    spec = ModelSpec(name, dataset, tr.shape, tr.num_classes, train_config(factory, epochs, seed),
+                     train_limit=train_limit, pretrained=pretrained)
+    _, info = load_or_train(spec, factory, tr, te, dev)
+    typer.echo(f"checkpoint: {info['path']} ({info['source']})")
+
+
+@app.command("list")
+def list_(kind: Annotated[Kind, typer.Argument(help="detectors | datasets | backbones")]) -> None:
+    """List registered detectors, datasets or backbones with the plugin each comes from."""
+    from tabulate import tabulate
+
+    from .plugins import registries
+
+    registry = registries().by_kind(kind.value[:-1])
+    rows = [(e.name, e.description, e.plugin) for e in registry]
+    typer.echo(tabulate(rows, headers=["name", "description", "plugin"], tablefmt="simple"))
+
+
+@app.command()
+def plugins() -> None:
+    """Show loaded plugins: name, version and the hooks each implements."""
+    from tabulate import tabulate
+
+    from .plugins import registries
+
+    rows = [(name, version, ", ".join(hooks)) for name, version, hooks in registries().plugins]
+    typer.echo(tabulate(rows, headers=["plugin", "version", "hooks"], tablefmt="simple"))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point with the one error boundary: known errors → one line on stderr + exit code."""
+    from .errors import OodbenchError
+
+    debug = bool(os.environ.get("OODBENCH_DEBUG"))
+    if not debug:
+        warnings.filterwarnings("default", category=UserWarning, module="oodbench")
+    try:
+        app(args=argv, standalone_mode=False)
+    except OodbenchError as exc:
+        if debug:
+            raise
+        hint = " (set OODBENCH_DEBUG=1 for the traceback)" if exc.exit_code == 1 else ""
+        typer.echo(f"oodbench: error: {exc}{hint}", err=True)
+        return exc.exit_code
+    except typer.Exit as exc:
+        return exc.exit_code
+    except typer.Abort:
+        typer.echo("aborted", err=True)
+        return 130
+    except KeyboardInterrupt:
+        typer.echo("interrupted (finished records are kept)", err=True)
+        return 130
+    except typer.TyperException as exc:  # usage errors from option parsing (exit 2)
+        exc.show()  # type: ignore[attr-defined]
+        return exc.exit_code
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,122 @@
+"""Samples as seen through one model: images plus model outputs extracted once and reused.
+
+A :class:`FeatureView` is what every detector's ``fit`` and ``score_samples`` receive. It
+extracts the requested feature layers in one batched forward pass per image, keeps them (on
+the CPU, float32) and hands the same tensors to every detector and every tuning grid point.
+``subset`` slices a view without recomputing anything; ``memo`` lets a detector keep its own
+derived per-sample tensors (e.g. input-gradient signs) for the same samples.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import nullcontext
+from typing import Any
+
+import torch
+
+from .backbones import Backbone
+from .data import ImageSet
+from .progress import track
+
+
+def to_float(images: torch.Tensor, device: torch.device | str) -> torch.Tensor:
+    return images.to(device, non_blocking=True).float().div_(255.0)
+
+
+class FeatureView:
+    """Images of one split plus lazily extracted, cached features for one backbone."""
+
+    def __init__(
+        self,
+        images: ImageSet,
+        model: Backbone,
+        device: torch.device | str = "cpu",
+        batch_size: int = 512,
+        amp: bool = False,
+    ):
+        self.imageset = images
+        self.model = model
+        self.device = torch.device(device)
+        self.batch_size = batch_size
+        self.amp = amp
+        self._features: dict[str, torch.Tensor] = {}
+        self._memo: dict[Any, Any] = {}
+        self._parent: FeatureView | None = None
+        self._index: torch.Tensor | None = None
+
+    # -- basic facts ---------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self.imageset)
+
+    @property
+    def name(self) -> str:
+        return self.imageset.name
+
+    @property
+    def labels(self) -> torch.Tensor:
+        return self.imageset.labels
+
+    def subset(self, index: torch.Tensor) -> FeatureView:
+        """A view of some samples that shares (slices) this view's cached features."""
+        index = torch.as_tensor(index, dtype=torch.long)
+        child = FeatureView(self.imageset.subset(index), self.model, self.device, self.batch_size, self.amp)
+        child._parent, child._index = self, index
+        return child
+
+    # -- model outputs --------------------------------------------------------------------
+    def autocast(self):
+        if self.amp and self.device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return nullcontext()
+
+    def batches(self, desc: str | None = None) -> Iterator[torch.Tensor]:
+        """Float ``[0, 1]`` input batches on the model's device."""
+        chunks = self.imageset.images.split(self.batch_size)
+        for chunk in track(chunks, desc, total=len(chunks)) if desc else chunks:
+            yield to_float(chunk, self.device)
+
+    def features(self, layers: Sequence[str]) -> dict[str, torch.Tensor]:
+        """``{layer: N×D float32 tensor}``, extracting whatever is not cached yet in one pass.
+
+        A subset view slices its parent's features when the parent already has them, and
+        otherwise extracts only its own samples.
+        """
+        parent = self._parent
+        if parent is not None and all(k in parent._features for k in layers):
+            return {k: parent._features[k][self._index] for k in layers}
+        todo = [name for name in layers if name not in self._features]
+        if todo:
+            parts: dict[str, list[torch.Tensor]] = {name: [] for name in todo}
+            self.model.eval()
+            with torch.inference_mode(), self.autocast():
+                for x in self.batches(f"features {self.name}" if len(self) > 4 * self.batch_size else None):
+                    out = self.model.forward_features(x, todo)
+                    for name in todo:
+                        parts[name].append(out[name].float().cpu())
+            for name in todo:
+                self._features[name] = torch.cat(parts[name])
+        return {name: self._features[name] for name in layers}
+
+    def logits(self) -> torch.Tensor:
+        return self.features(["logits"])["logits"]
+
+    def memo(self, key: Any, compute: Callable[[], Any]) -> Any:
+        """Cache a detector-derived value for these samples (``key`` must identify its inputs)."""
+        if key not in self._memo:
+            self._memo[key] = compute()
+        return self._memo[key]
+
+    def map_inputs(
+        self, fn: Callable[..., torch.Tensor], *aligned: torch.Tensor, desc: str | None = None
+    ) -> torch.Tensor:
+        """Apply ``fn(x, *aligned_batches)`` to each input batch on the device (gradients
+        allowed) and concatenate the results on the CPU. ``aligned`` tensors (one row per
+        sample, e.g. cached gradient signs) are split into the same batches and moved to the device."""
+        self.model.eval()
+        pieces = [t.split(self.batch_size) for t in aligned]
+        outs = []
+        for i, x in enumerate(self.batches(desc)):
+            extra = [p[i].to(self.device) for p in pieces]
+            outs.append(fn(x, *extra).detach().float().cpu())
+        return torch.cat(outs) if outs else torch.empty(0)

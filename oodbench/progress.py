@@ -1,0 +1,38 @@
+"""Progress bars (rich) for long work; silent when ``OODBENCH_QUIET`` is set or output is not a terminal."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterable, Iterator
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+def enabled() -> bool:
+    return not os.environ.get("OODBENCH_QUIET") and sys.stderr.isatty()
+
+
+def track(items: Iterable[T], description: str | None, total: int | None = None) -> Iterator[T]:
+    """Iterate with a transient rich progress bar on stderr."""
+    if not enabled():
+        yield from items
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    with Progress(
+        TextColumn("[bold blue]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+        console=Console(stderr=True), transient=True,
+    ) as bar:
+        task = bar.add_task(description or "", total=total)
+        for item in items:
+            yield item
+            bar.advance(task)
+
+
+def say(message: str) -> None:
+    """A status line on stderr (kept out of stdout, which carries tables and JSON)."""
+    if not os.environ.get("OODBENCH_QUIET"):
+        print(message, file=sys.stderr, flush=True)

@@ -1,0 +1,233 @@
+"""The anomaly protocol end to end, as a pure function (the CLI is a thin wrapper).
+
+run(request):
+  1. resolve every name through the registries (unknown names fail before any work);
+  2. load ID train/test and each OOD test set (converted to the ID format, conversion noted);
+  3. train the backbone or reuse its cached checkpoint;
+  4. draw the tuning set (SPEC.md): n_tune ID-test + n_tune OOD samples, seeded, removed
+     from evaluation;
+  5. fit each detector once on ID train; tune it (none | oracle | heldout);
+  6. score the untouched remainder, compute metrics, write one record per (detector, OOD).
+Features are extracted once per split in one pass and shared by every detector.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import platform
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from . import __version__
+from .backbones import BackboneFactory
+from .checkpoints import ModelSpec, load_or_train
+from .data import Dataset, ImageSet, LoadContext, resolve_data_root
+from .detector import Detector, validate_scores
+from .errors import UsageError
+from .features import FeatureView
+from .metrics import accuracy, ood_metrics
+from .plugins import registries
+from .progress import say
+from .results import record_id, results_dir, write_record
+from .train import TrainConfig
+from .tuning import TuneResult, tune
+
+TUNE_MODES = ("none", "oracle", "heldout")
+
+
+@dataclass
+class RunRequest:
+    """Everything ``oodbench run`` takes (CLI options map one to one)."""
+
+    detectors: list[str]
+    id: str
+    oods: list[str]
+    backbone: str | None = None
+    checkpoint: Path | None = None
+    epochs: int | None = None
+    tune: str = "none"
+    tune_out: str | None = None
+    seed: int = 0
+    device: str = "auto"
+    data_root: str | None = None
+    download: bool = False
+    train_limit: int | None = None
+    test_limit: int | None = None
+    n_tune: int = 1000
+    pretrained: bool = False
+    batch_size: int = 512
+    results: str | None = None
+    protocol: str = "anomaly"
+    detector_params: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UsageError("--device cuda requested but no CUDA device is available")
+    if name not in ("cpu",) and not name.startswith("cuda"):
+        raise UsageError(f"unknown device {name!r} (auto | cpu | cuda)")
+    return torch.device(name)
+
+
+def default_backbone(shape: tuple[int, int, int]) -> str:
+    for entry in registries().backbones:
+        if entry.obj.suits(shape):
+            return entry.name
+    raise UsageError(f"no default backbone for {'×'.join(map(str, shape))} inputs; choose one with --backbone")
+
+
+def train_config(factory: BackboneFactory, epochs: int | None, seed: int) -> TrainConfig:
+    defaults = dict(getattr(factory, "train_defaults", {}))
+    return TrainConfig(**defaults).replace(epochs=epochs, seed=seed)
+
+
+def split_tuning(n: int, n_tune: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Seeded (tuning, evaluation) index split; the two never share a sample."""
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    k = min(n_tune, n // 2)
+    return perm[:k].sort().values, perm[k:].sort().values
+
+
+def versions() -> dict[str, str]:
+    import sklearn
+    import torchvision
+
+    return {"oodbench": __version__, "torch": torch.__version__, "torchvision": torchvision.__version__,
+            "scikit-learn": sklearn.__version__, "python": platform.python_version()}
+
+
+def make_detector(cls: type[Detector], seed: int, params: dict[str, Any]) -> Detector:
+    det = cls()
+    if "seed" in det.get_params():
+        det.set_params(seed=seed)
+    bad = [k for k in params if k not in det.get_params()]
+    if bad:
+        raise UsageError(f"detector {cls.name!r} has no parameter(s) {bad}; it has {sorted(det.get_params())}")
+    return det.set_params(**params)
+
+
+def load_ood(ds: Dataset, ctx: LoadContext, id_shape, limit: int | None, seed: int) -> ImageSet:
+    size = limit or ctx.size
+    data = ds.load("test", dataclasses.replace(ctx, shape=id_shape, size=size))
+    return data.head(limit, seed).to_format(id_shape)
+
+
+def run(req: RunRequest) -> list[dict[str, Any]]:
+    """Run the anomaly protocol; returns the records (also written under ``req.results``)."""
+    regs = registries()
+    if req.tune not in TUNE_MODES:
+        raise UsageError(f"unknown tuning mode {req.tune!r} ({' | '.join(TUNE_MODES)})")
+    det_classes = [regs.detectors.get(name) for name in req.detectors]
+    id_ds = regs.datasets.get(req.id)
+    ood_dss = [regs.datasets.get(name) for name in req.oods]
+    tune_out_ds = None
+    if req.tune == "heldout":
+        tune_out = req.tune_out or "uniform"
+        if tune_out in req.oods:
+            raise UsageError(f"--tune heldout must not tune on a test OOD set ({tune_out!r}); pick another --tune-out")
+        tune_out_ds = regs.datasets.get(tune_out)
+    elif req.tune_out:
+        raise UsageError("--tune-out only applies to --tune heldout")
+    if req.backbone:
+        regs.backbones.get(req.backbone)
+    device = resolve_device(req.device)
+    ctx = LoadContext(root=resolve_data_root(req.data_root), download=req.download, seed=req.seed)
+    timings: dict[str, float] = {}
+
+    t0 = time.perf_counter()
+    id_train = id_ds.load("train", ctx).head(req.train_limit, req.seed)
+    id_test = id_ds.load("test", ctx).head(req.test_limit, req.seed)
+    shape = id_train.shape
+    oods = {name: load_ood(ds, ctx, shape, req.test_limit, req.seed) for name, ds in zip(req.oods, ood_dss)}
+    tune_out_set = (load_ood(tune_out_ds, ctx, shape, req.n_tune, req.seed + 1) if tune_out_ds else None)
+    timings["load_data"] = time.perf_counter() - t0
+
+    backbone_name = req.backbone or default_backbone(shape)
+    factory = regs.backbones.get(backbone_name)
+    spec = ModelSpec(backbone_name, req.id, shape, id_train.num_classes, train_config(factory, req.epochs, req.seed),
+                     train_limit=req.train_limit, pretrained=req.pretrained)
+    t0 = time.perf_counter()
+    model, model_info = load_or_train(spec, factory, id_train, id_test, device, req.checkpoint)
+    timings["backbone"] = time.perf_counter() - t0
+
+    def view(data: ImageSet) -> FeatureView:
+        return FeatureView(data, model, device, req.batch_size, amp=device.type == "cuda")
+
+    train_view, id_view = view(id_train), view(id_test)
+    id_tune_idx, id_eval_idx = split_tuning(len(id_test), req.n_tune, req.seed)
+    ood_views = {name: view(data) for name, data in oods.items()}
+    ood_splits = {name: split_tuning(len(data), req.n_tune, req.seed + 1) for name, data in oods.items()}
+
+    detectors = [make_detector(cls, req.seed, req.detector_params.get(cls.name, {})) for cls in det_classes]
+    layers = sorted({layer for d in detectors for layer in d.required_layers(model)} | {"logits"})
+    t0 = time.perf_counter()
+    for v in [id_view, *ood_views.values()]:
+        v.features(layers)  # one pass per split, shared by all detectors
+    timings["extract_features"] = time.perf_counter() - t0
+    id_acc = accuracy(id_view.logits().numpy(), id_test.labels.numpy())
+    id_eval, id_tune = id_view.subset(id_eval_idx), id_view.subset(id_tune_idx)
+
+    heldout_view = view(tune_out_set) if tune_out_set is not None else None
+    out_dir = results_dir(req.results)
+    records = []
+    for det in detectors:
+        t0 = time.perf_counter()
+        det.fit(train_view)
+        fit_seconds = time.perf_counter() - t0
+        shared: tuple[Detector, TuneResult | None, float] | None = None
+        if req.tune == "heldout":
+            t0 = time.perf_counter()
+            tuned, info = tune(det, id_tune, heldout_view, tune_out_set.name, seed=req.seed)
+            shared = (tuned, info, time.perf_counter() - t0)
+        elif req.tune == "none":
+            shared = (det, None, 0.0)
+        for name, ood_view in ood_views.items():
+            tune_idx, eval_idx = ood_splits[name]
+            if shared is None:  # oracle: tune on this OOD set's tuning samples
+                t0 = time.perf_counter()
+                tuned, info = tune(det, id_tune, ood_view.subset(tune_idx), name, seed=req.seed)
+                tune_seconds = time.perf_counter() - t0
+            else:
+                tuned, info, tune_seconds = shared
+            t0 = time.perf_counter()
+            s_id = validate_scores(tuned, tuned.score_samples(id_eval), len(id_eval))
+            ood_eval = ood_view.subset(eval_idx)
+            s_ood = validate_scores(tuned, tuned.score_samples(ood_eval), len(ood_eval))
+            score_seconds = time.perf_counter() - t0
+            record = {
+                "detector": det.name, "backbone": backbone_name, "checkpoint": model_info["hash"],
+                "id": req.id, "ood": name, "protocol": req.protocol, "tune": req.tune,
+                "tune_out": tune_out_set.name if tune_out_set is not None else None, "seed": req.seed,
+                "config": {"train_limit": req.train_limit, "test_limit": req.test_limit, "n_tune": req.n_tune,
+                           "epochs": spec.train.epochs, "detector_params": req.detector_params.get(det.name, {})},
+                "params": {**det.get_params(), **(info.params if info else {})},
+                "tuning": None if info is None else {
+                    "criterion": info.criterion, "value": info.value, "grid_size": info.grid_size,
+                    "ood_source": info.ood_source, "n_id": len(id_tune),
+                    "n_ood": len(tune_idx) if req.tune == "oracle" else len(heldout_view),
+                    "protocol": "regression half / selection half, then refit on the whole tuning set"},
+                "fit": tuned.describe_fit(),
+                "metrics": {**ood_metrics(s_id, s_ood), "id_acc": id_acc},
+                "n_eval": {"id": len(id_eval), "ood": len(ood_eval)},
+                "data": {"id_train": list(id_train.notes), "id_test": list(id_test.notes), "ood": list(oods[name].notes)},
+                "model": {k: v for k, v in model_info.items() if k != "train"} | {
+                    "train_config": dataclasses.asdict(spec.train),
+                    "train_log": model_info.get("train", {})},
+                "seconds": {**timings, "fit": fit_seconds, "tune": tune_seconds, "score": score_seconds},
+                "device": str(device), "versions": versions(), "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            }
+            record["record_id"] = record_id(record)
+            write_record(out_dir, record)
+            records.append(record)
+            if info is not None and info.params:
+                chosen = ", ".join(f"{k}={v}" for k, v in info.params.items())
+                say(f"{det.name} [{req.tune}, tuned on {info.ood_source}]: {chosen} ({info.criterion} {info.value:.1f})")
+    say(f"{len(records)} record(s) written under {out_dir}{os.sep}{req.protocol}")
+    return records
