@@ -149,7 +149,7 @@ def collect(pm: pluggy.PluginManager) -> Registries:
     }
     for hook_name, registry in hooks.items():
         caller = getattr(pm.hook, hook_name)
-        for impl in reversed(caller.get_hookimpls()):  # registration order
+        for impl in caller.get_hookimpls():  # registration order
             for obj in impl.function() or []:
                 registry.add(obj, impl.plugin_name)
     for name, plugin in pm.list_name_plugin():

@@ -125,6 +125,7 @@ def run(req: RunRequest) -> list[dict[str, Any]]:
     if req.tune not in TUNE_MODES:
         raise UsageError(f"unknown tuning mode {req.tune!r} ({' | '.join(TUNE_MODES)})")
     det_classes = [regs.detectors.get(name) for name in req.detectors]
+    detectors = [make_detector(cls, req.seed, req.detector_params.get(cls.name, {})) for cls in det_classes]
     id_ds = regs.datasets.get(req.id)
     ood_dss = [regs.datasets.get(name) for name in req.oods]
     tune_out_ds = None
@@ -165,7 +166,6 @@ def run(req: RunRequest) -> list[dict[str, Any]]:
     ood_views = {name: view(data) for name, data in oods.items()}
     ood_splits = {name: split_tuning(len(data), req.n_tune, req.seed + 1) for name, data in oods.items()}
 
-    detectors = [make_detector(cls, req.seed, req.detector_params.get(cls.name, {})) for cls in det_classes]
     layers = sorted({layer for d in detectors for layer in d.required_layers(model)} | {"logits"})
     t0 = time.perf_counter()
     for v in [id_view, *ood_views.values()]:

@@ -1,0 +1,77 @@
+"""Contract checks for detector authors: ``check_detector(MyDetector)``.
+
+Like scikit-learn's ``check_estimator``: it runs a detector class through the API contract
+on a tiny untrained LeNet and synthetic images (seconds on a CPU) and raises
+``AssertionError`` naming the broken rule. oodbench runs it over its whole registry;
+plugin authors run it in their own test suites.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from sklearn.base import clone
+
+from .data import ImageSet
+from .detector import Detector, LayerwiseDetector, validate_scores
+from .features import FeatureView
+
+
+def tiny_views(n_train: int = 256, n_test: int = 96, seed: int = 0) -> tuple[FeatureView, FeatureView, FeatureView]:
+    """(train, id_test, ood_test) views over a randomly initialised LeNet on 1×28×28 images.
+
+    ID images are bright blobs on dark backgrounds (10 classes by blob position); OOD images are
+    uniform noise.
+    """
+    from oodbench_builtins.backbones.lenet import LeNetFactory
+
+    torch.manual_seed(seed)
+    g = torch.Generator().manual_seed(seed)
+    model = LeNetFactory().build((1, 28, 28), 10).eval()
+
+    def blobs(n: int) -> ImageSet:
+        labels = torch.randint(0, 10, (n,), generator=g)
+        yy, xx = torch.meshgrid(torch.arange(28), torch.arange(28), indexing="ij")
+        cy = 6 + (labels // 5) * 14
+        cx = 3 + (labels % 5) * 5
+        d2 = (yy[None] - cy[:, None, None]) ** 2 + (xx[None] - cx[:, None, None]) ** 2
+        img = (255 * torch.exp(-d2 / 18.0)).to(torch.uint8)[:, None]
+        return ImageSet(img, labels, "blobs", tuple(map(str, range(10))))
+
+    noise = ImageSet(torch.randint(0, 256, (n_test, 1, 28, 28), generator=g, dtype=torch.uint8),
+                     torch.full((n_test,), -1), "noise")
+    return tuple(FeatureView(d, model, "cpu", 64) for d in (blobs(n_train), blobs(n_test), noise))  # type: ignore[return-value]
+
+
+def check_detector(cls: type[Detector]) -> None:
+    """Assert that ``cls`` follows oodbench's detector contract."""
+    assert issubclass(cls, Detector), f"{cls} must subclass oodbench.Detector"
+    assert isinstance(cls.name, str) and cls.name, "detector classes need a non-empty `name`"
+    assert cls.description and "\n" not in cls.description, f"{cls.name}: `description` must be one line"
+    det = cls()
+    params = det.get_params()
+    twin = clone(det)
+    assert twin.get_params() == params, f"{cls.name}: __init__ must only store its parameters (clone differs)"
+    assert not [k for k in vars(det) if k.endswith("_") and not k.startswith("_")], \
+        f"{cls.name}: __init__ must not set learned (trailing-underscore) attributes"
+    train, id_test, ood_test = tiny_views()
+    assert set(det.required_layers(train.model)) <= set(train.model.feature_layers), \
+        f"{cls.name}: required_layers names layers the backbone lacks"
+    assert det.fit(train) is det, f"{cls.name}: fit must return self"
+    s_id = validate_scores(det, det.score_samples(id_test), len(id_test))
+    validate_scores(det, det.score_samples(ood_test), len(ood_test))
+    again = validate_scores(det, det.score_samples(id_test), len(id_test))
+    assert np.allclose(s_id, again), f"{cls.name}: scoring the same samples twice must give the same scores"
+    index = torch.arange(0, len(id_test), 3)
+    sub = validate_scores(det, det.score_samples(id_test.subset(index)), len(index))
+    assert np.allclose(sub, s_id[index.numpy()], rtol=1e-4, atol=1e-5), \
+        f"{cls.name}: a sample's score must not depend on the other samples in the batch"
+    for name, values in det.search_space().items():
+        assert name in params, f"{cls.name}: search_space names {name!r}, which is not an __init__ parameter"
+        assert len(values) >= 1, f"{cls.name}: search_space[{name!r}] is empty"
+        tuned = det.tuned_copy(**{name: values[-1]})
+        validate_scores(tuned, tuned.score_samples(id_test), len(id_test))
+    if isinstance(det, LayerwiseDetector):
+        det.fit_ensemble(id_test, ood_test)
+        validate_scores(det, det.score_samples(id_test), len(id_test))
+        assert "ensemble" in det.describe_fit(), f"{cls.name}: describe_fit must report the fitted ensemble"

@@ -1,0 +1,48 @@
+"""Shared test setup: real data from ../shared/datasets, caches and results in temp folders."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = (REPO / os.environ.get("OODBENCH_DATA", "../shared/datasets")).resolve()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _environment(tmp_path_factory):
+    cache = tmp_path_factory.mktemp("cache")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("OODBENCH_DATA", str(DATA))
+    mp.setenv("OODBENCH_CACHE", str(cache))
+    mp.setenv("OODBENCH_QUIET", "1")
+    mp.setenv("OODBENCH_RESULTS", str(tmp_path_factory.mktemp("results")))
+    mp.delenv("OODBENCH_CONFIG", raising=False)
+    yield
+    mp.undo()
+
+
+@pytest.fixture(scope="session")
+def data_root() -> Path:
+    if not (DATA / "MNIST").is_dir():
+        pytest.fail(f"test data not found at {DATA}; set OODBENCH_DATA to the shared datasets folder")
+    return DATA
+
+
+@pytest.fixture(scope="session")
+def lenet_fmnist(data_root):
+    """A LeNet trained for one epoch on 6,000 FashionMNIST images (real data, a few seconds)."""
+    from oodbench.checkpoints import ModelSpec, load_or_train
+    from oodbench.data import LoadContext
+    from oodbench.plugins import registries
+    from oodbench.train import TrainConfig
+
+    regs = registries()
+    ctx = LoadContext(data_root)
+    train = regs.datasets.get("fashionmnist").load("train", ctx).head(6000)
+    factory = regs.backbones.get("lenet")
+    spec = ModelSpec("lenet", "fashionmnist", train.shape, 10, TrainConfig(epochs=1), train_limit=6000)
+    model, _ = load_or_train(spec, factory, train, None, "cpu")
+    return model, train

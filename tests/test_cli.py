@@ -1,0 +1,111 @@
+"""The command line: help, listing, one-line errors with exit 2, and a real end-to-end run."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from oodbench.cli import main
+
+
+def run_cli(capsys, *args: str) -> tuple[int, str, str]:
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_version_and_help(capsys):
+    code, out, _ = run_cli(capsys, "--version")
+    assert code == 0 and out.startswith("oodbench ")
+    code, out, _ = run_cli(capsys, "--help")
+    assert code == 0 and "run" in out and "list" in out
+
+
+def test_list_detectors_shows_builtins_with_plugin(capsys):
+    code, out, _ = run_cli(capsys, "list", "detectors")
+    assert code == 0
+    rows = {line.split()[0]: line for line in out.splitlines()[2:]}
+    assert "oodbench:builtin-detectors" in rows["fssd"] and "paper 003" in rows["fssd"]
+    assert "msp" in rows
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["run", "--detector", "nope", "--in", "fashionmnist", "--out", "mnist"], "unknown detector 'nope'"),
+        (["run", "--detector", "msp", "--in", "nosuchset", "--out", "mnist"], "unknown dataset 'nosuchset'"),
+        (["run", "--detector", "msp", "--in", "fashionmnist", "--out", "mnist", "--backbone", "lenett"], "did you mean: lenet"),
+        (["run", "--detector", "msp", "--in", "fashionmnist", "--out", "mnist", "--data-root", "/no/such/dir"], "is not a directory"),
+        (["run", "--detector", "msp", "--in", "fashionmnist", "--out", "mnist", "--tune", "heldout", "--tune-out", "mnist"], "must not tune on a test OOD set"),
+        (["run", "--detector", "msp", "--in", "notmnist", "--out", "mnist"], "has no 'train' split"),
+        (["run", "--detector", "msp", "--in", "fashionmnist", "--out", "mnist", "--param", "msp.nothing=1"], "has no parameter"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2(capsys, args, message):
+    code, out, err = run_cli(capsys, *args)
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], err
+    assert "Traceback" not in err
+
+
+def test_missing_dataset_files_name_where_they_were_looked_for(capsys, tmp_path):
+    code, _, err = run_cli(capsys, "run", "-d", "msp", "--in", "kmnist", "--out", "mnist", "--data-root", str(tmp_path))
+    assert code == 2
+    assert "dataset 'kmnist' not found under" in err and str(tmp_path) in err and len(err.strip().splitlines()) == 1
+
+
+def test_unknown_option_is_usage_error(capsys):
+    code, _, err = run_cli(capsys, "run", "--detector", "msp", "--bogus")
+    assert code == 2 and "No such option" in err
+
+
+def test_run_end_to_end_then_reuse_checkpoint(capsys, monkeypatch, tmp_path):
+    """FSSD (oracle tuning) and MSP on real FashionMNIST vs MNIST subsets; the second run reuses the checkpoint."""
+    monkeypatch.delenv("OODBENCH_QUIET")
+    args = ["run", "-d", "fssd", "-d", "msp", "--in", "fashionmnist", "--out", "mnist", "--out", "gaussian",
+            "--epochs", "2", "--train-limit", "10000", "--test-limit", "1200", "--n-tune", "200",
+            "--tune", "oracle", "--results", str(tmp_path), "--format", "json"]
+    code, out, err = run_cli(capsys, *args)
+    assert code == 0, err
+    assert "training lenet on fashionmnist" in err
+    records = json.loads(out)
+    assert {(r["detector"], r["ood"]) for r in records} == {(d, o) for d in ("fssd", "msp") for o in ("mnist", "gaussian")}
+    fssd = next(r for r in records if r["detector"] == "fssd" and r["ood"] == "mnist")
+    assert fssd["metrics"]["auroc"] > 90.0  # a weak 2-epoch LeNet on a subset still separates FMNIST from MNIST
+    assert fssd["n_eval"] == {"id": 1000, "ood": 1000}  # 200 + 200 tuning samples removed
+    assert fssd["tuning"]["criterion"] == "tnr95" and fssd["tuning"]["grid_size"] == 21
+    assert set(fssd["fit"]["ensemble"]["weights"]) == {"conv1", "conv2", "fc1", "penultimate", "logits"}
+    gauss = next(r for r in records if r["ood"] == "gaussian")
+    assert any("gaussian: 1200 samples" in n for n in gauss["data"]["ood"])
+    files = list(tmp_path.rglob("*.json"))
+    assert len(files) == 4
+    code, out2, err2 = run_cli(capsys, *args[:-2], "--format", "github")
+    assert code == 0
+    assert "reusing cached checkpoint" in err2 and "training lenet" not in err2
+    assert "| fssd " in out2 and "AUROC" in out2
+    assert len(list(tmp_path.rglob("*.json"))) == 4  # same identities: records replaced, not duplicated
+
+
+def test_folder_dataset_rgb_id_converts_grey_ood(capsys, tmp_path):
+    """--in folder:PATH with train/test folders; MNIST is converted to 3×32×32 and the conversion recorded."""
+    import torch
+    from torchvision.io import write_png
+
+    g = torch.Generator().manual_seed(0)
+    for split, n in (("train", 40), ("test", 30)):
+        for cls, color in (("red", 0), ("blue", 2)):
+            d = tmp_path / "imgs" / split / cls
+            d.mkdir(parents=True)
+            for i in range(n):
+                img = torch.randint(0, 60, (3, 32, 32), generator=g, dtype=torch.uint8)
+                img[color] += 150
+                write_png(img, str(d / f"{i}.png"))
+    code, out, err = run_cli(capsys, "run", "-d", "msp", "--in", f"folder:{tmp_path / 'imgs'}", "--out", "mnist",
+                             "--backbone", "resnet18", "--epochs", "1", "--test-limit", "60", "--n-tune", "10",
+                             "--results", str(tmp_path / "res"), "--format", "json")
+    assert code == 0, err
+    (record,) = json.loads(out)
+    assert any("converted 1×28×28→3×32×32" in n for n in record["data"]["ood"])
+    assert record["n_eval"] == {"id": 50, "ood": 50}

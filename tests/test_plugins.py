@@ -1,0 +1,147 @@
+"""The plugin path: entry points, duplicates, broken plugins, and a real installed third-party package."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import types
+import warnings
+from pathlib import Path
+
+import pytest
+
+from oodbench import Detector, hookimpl
+from oodbench.errors import PluginError, UnknownNameError
+from oodbench.plugins import PluginLoadWarning, collect, make_plugin_manager, registries
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_builtins_arrive_through_entry_points():
+    regs = registries()
+    assert {"msp", "fssd"} <= set(regs.detectors.names())
+    assert {"mnist", "fashionmnist", "svhn", "cifar10-jpeg", "folder:", "gaussian"} <= set(regs.datasets.names())
+    assert {"lenet", "resnet18", "resnet34", "timm:", "torchvision:"} <= set(regs.backbones.names())
+    assert regs.detectors.entry("fssd").plugin == "oodbench:builtin-detectors"
+    plugin_names = [name for name, _, _ in regs.plugins]
+    assert "oodbench:builtin-detectors" in plugin_names
+
+
+def test_unknown_name_suggests_closest():
+    with pytest.raises(UnknownNameError, match="did you mean: fashionmnist"):
+        registries().datasets.get("fashion-mnist")
+
+
+def _module_plugin(name: str, detector_name: str) -> types.ModuleType:
+    mod = types.ModuleType(name)
+
+    class Dup(Detector):
+        description = "duplicate"
+
+        def score_samples(self, data):
+            return data.logits().max(1).values.numpy()
+
+    Dup.name = detector_name
+
+    @hookimpl
+    def oodbench_register_detectors():
+        return [Dup]
+
+    mod.oodbench_register_detectors = oodbench_register_detectors
+    return mod
+
+
+def test_duplicate_names_are_one_error_naming_both_plugins():
+    pm = make_plugin_manager(autoload=False)
+    pm.register(_module_plugin("thirdparty", "msp"), name="thirdparty")
+    with pytest.raises(PluginError, match=r"detector 'msp' is registered by two plugins: 'oodbench:builtin-detectors' and 'thirdparty'"):
+        collect(pm)
+
+
+def _fake_distribution(tmp_path: Path, dist: str, module: str, source: str) -> None:
+    """An installed-looking distribution: a dist-info with one `oodbench` entry point."""
+    info = tmp_path / f"{dist}-0.0.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 0.0.0\n")
+    (info / "entry_points.txt").write_text(f"[oodbench]\n{dist} = {module}\n")
+    (tmp_path / f"{module}.py").write_text(textwrap.dedent(source))
+
+
+def test_broken_plugin_warns_and_the_rest_works(tmp_path, monkeypatch):
+    _fake_distribution(tmp_path, "broken-plugin", "broken_mod", "raise RuntimeError('boom at import')\n")
+    _fake_distribution(tmp_path, "good-plugin", "good_mod", """
+        from oodbench import Detector, hookimpl
+
+        class Neg(Detector):
+            name = "negmax"
+            description = "negative max logit (test plugin)"
+            def score_samples(self, data):
+                return -data.logits().max(1).values.numpy()
+
+        @hookimpl
+        def oodbench_register_detectors():
+            return [Neg]
+    """)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.warns(PluginLoadWarning, match="broken-plugin.*boom at import"):
+        regs = collect(make_plugin_manager(autoload=True))
+    assert "negmax" in regs.detectors.names()
+    assert regs.detectors.entry("negmax").plugin == "good-plugin:good-plugin"
+    assert "msp" in regs.detectors.names()
+    # the off-switch keeps only oodbench's own entry points
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        regs_off = collect(make_plugin_manager(autoload=False))
+    assert "negmax" not in regs_off.detectors.names()
+
+
+def test_hookimpl_without_spec_is_rejected(tmp_path, monkeypatch):
+    _fake_distribution(tmp_path, "typo-plugin", "typo_mod", """
+        from oodbench import hookimpl
+
+        @hookimpl
+        def oodbench_register_detector():  # typo: no such hook
+            return []
+    """)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import pluggy
+
+    with pytest.raises(pluggy.PluginValidationError):
+        make_plugin_manager(autoload=True)
+
+
+@pytest.fixture(scope="module")
+def installed_example(tmp_path_factory) -> Path:
+    """pip-install plugins/oodbench-example into a target folder: the real entry-point machinery."""
+    target = tmp_path_factory.mktemp("site")
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
+         "--target", str(target), str(REPO / "plugins" / "oodbench-example")],
+        check=True, capture_output=True, text=True,
+    )
+    return target
+
+
+def _oodbench(args: list[str], site: Path) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=str(site) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    return subprocess.run([sys.executable, "-m", "oodbench.cli", *args], env=env, capture_output=True, text=True, timeout=600)
+
+
+def test_installed_example_plugin_is_listed_and_runs(installed_example, tmp_path):
+    listed = _oodbench(["list", "detectors"], installed_example)
+    assert listed.returncode == 0, listed.stderr
+    line = next(l for l in listed.stdout.splitlines() if l.startswith("example-margin"))
+    assert "oodbench-example:example" in line
+    plugins = _oodbench(["plugins"], installed_example)
+    assert "oodbench-example:example" in plugins.stdout
+    ran = _oodbench(["run", "--detector", "example-margin", "--detector", "msp", "--in", "fashionmnist", "--out", "mnist",
+                     "--epochs", "1", "--train-limit", "3000", "--test-limit", "600", "--n-tune", "100",
+                     "--results", str(tmp_path), "--format", "json"], installed_example)
+    assert ran.returncode == 0, ran.stderr
+    import json
+
+    records = json.loads(ran.stdout)
+    assert [r["detector"] for r in records] == ["example-margin", "msp"]
+    assert all(0 <= r["metrics"]["auroc"] <= 100 for r in records)
