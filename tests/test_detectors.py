@@ -1,0 +1,103 @@
+"""Detectors: the contract over the whole registry, FSSD by hand, and tuning-set hygiene."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from oodbench.data import ImageSet, LoadContext
+from oodbench.features import FeatureView
+from oodbench.plugins import registries
+from oodbench.runner import split_tuning
+from oodbench.testing import check_detector, tiny_views
+from oodbench.tuning import tune
+
+
+@pytest.mark.parametrize("name", registries().detectors.names())
+def test_detector_contract(name):
+    check_detector(registries().detectors.get(name))
+
+
+def test_msp_is_max_softmax():
+    train, id_test, _ = tiny_views()
+    det = registries().detectors.get("msp")().fit(train)
+    logits = id_test.logits()
+    assert np.allclose(det.score_samples(id_test), torch.softmax(logits, 1).max(1).values.numpy())
+
+
+def test_fssd_singularity_and_distance_by_hand():
+    train, id_test, _ = tiny_views()
+    fssd = registries().detectors.get("fssd")(n_noise=300, seed=1).fit(train)
+    # FSS is the mean feature of uniform-noise images (Algorithm 1, step 1)
+    g = torch.Generator().manual_seed(1)
+    noise = torch.randint(0, 256, (300, 1, 28, 28), generator=g, dtype=torch.uint8)
+    with torch.no_grad():
+        ref = train.model.forward_features(noise.float() / 255, ["conv2"])["conv2"].mean(0)
+    assert torch.allclose(fssd.fss_["conv2"], ref, atol=1e-5)
+    # FSSD_k(x) = ||F_k(x) - F*_k|| (eq. 1)
+    scores = fssd.layer_scores(id_test)
+    feats = id_test.features(["conv2"])["conv2"]
+    k = fssd.layers_.index("conv2")
+    assert np.allclose(scores[:, k], (feats - ref).norm(dim=1).numpy(), rtol=1e-4)
+
+
+def test_fssd_input_preprocessing_moves_away_from_fss():
+    train, id_test, _ = tiny_views()
+    det = registries().detectors.get("fssd")(seed=0).fit(train)
+    base = det.layer_scores(id_test)
+    pushed = det.tuned_copy(epsilon=0.01).layer_scores(id_test)
+    # x + eps*sign(grad FSSD) increases FSSD for (almost) every sample and layer
+    assert (pushed > base).mean() > 0.9
+
+
+def test_fssd_separates_fmnist_from_mnist_on_a_trained_lenet(lenet_fmnist, data_root):
+    model, _ = lenet_fmnist
+    reg = registries().datasets
+    ctx = LoadContext(data_root)
+    fm = reg.get("fashionmnist").load("test", ctx).head(1000)
+    mn = reg.get("mnist").load("test", ctx).head(1000)
+    train = FeatureView(reg.get("fashionmnist").load("train", ctx).head(2000), model)
+    det = registries().detectors.get("fssd")().fit(train)
+    id_v, ood_v = FeatureView(fm, model), FeatureView(mn, model)
+    id_tune, id_eval = split_tuning(1000, 200, 0)
+    ood_tune, ood_eval = split_tuning(1000, 200, 1)
+    tuned, info = tune(det, id_v.subset(id_tune), ood_v.subset(ood_tune), "mnist")
+    from oodbench.metrics import auroc
+
+    a = auroc(tuned.score_samples(id_v.subset(id_eval)), tuned.score_samples(ood_v.subset(ood_eval)))
+    assert a > 95.0
+    assert info.grid_size == 21 and len(info.trials) == 21 and info.params["epsilon"] in [t["epsilon"] for t in info.trials]
+
+
+def test_tuning_and_evaluation_samples_never_overlap():
+    for n, k in ((10000, 1000), (1200, 200), (50, 1000)):
+        tune_idx, eval_idx = split_tuning(n, k, seed=3)
+        assert len(set(tune_idx.tolist()) & set(eval_idx.tolist())) == 0
+        assert len(tune_idx) + len(eval_idx) == n and len(tune_idx) == min(k, n // 2)
+    assert torch.equal(split_tuning(1000, 100, 0)[0], split_tuning(1000, 100, 0)[0])
+
+
+def test_feature_extraction_happens_once_per_split():
+    train, id_test, _ = tiny_views()
+    dets = [registries().detectors.get(name)().fit(train) for name in ("msp", "fssd")]
+    layers = sorted({layer for d in dets for layer in d.required_layers(id_test.model)})
+    calls = []
+    handle = id_test.model.net.register_forward_hook(lambda *a: calls.append(1))
+    id_test.features(layers)
+    assert len(calls) == 2  # 96 samples in batches of 64: one pass over the split for all layers
+    for det in dets:
+        det.score_samples(id_test)
+        det.score_samples(id_test.subset(torch.arange(10)))
+    handle.remove()
+    assert len(calls) == 2  # every detector (and subset) reused the cached features
+
+
+def test_nonfinite_scores_are_an_error():
+    from oodbench.detector import Detector, validate_scores
+    from oodbench.errors import DetectorError
+
+    with pytest.raises(DetectorError, match="non-finite"):
+        validate_scores(Detector(), np.array([0.0, np.nan]), 2)
+    with pytest.raises(DetectorError, match="shape"):
+        validate_scores(Detector(), np.zeros(3), 2)
