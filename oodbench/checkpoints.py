@@ -76,6 +76,7 @@ def load_or_train(
     checkpoint: Path | None = None,
 ) -> tuple[Backbone, dict]:
     """Return the backbone for ``spec`` and facts for the record (source, path, hash, training log)."""
+    torch.manual_seed(spec.train.seed)  # the initial weights are part of what the seed determines
     model = factory.build(spec.input_shape, spec.num_classes, pretrained=spec.pretrained)
     if checkpoint is not None:
         if not checkpoint.is_file():

@@ -71,9 +71,10 @@ class Detector(BaseEstimator):
 class LayerwiseDetector(Detector):
     """A detector with one score per feature layer, combined into one.
 
-    Subclasses implement :meth:`layer_scores` (N×K, each column higher = more ID). The
-    combination is either the default (sum of per-layer scores standardised by their ID-train
-    mean/std: needs no OOD data, used with ``--tune none``) or, after :meth:`fit_ensemble`, the
+    Subclasses implement :meth:`layer_scores` (N×K, each column higher = more ID) and set
+    ``layers_`` in ``fit``. Without OOD data (``--tune none``) the score is the deepest layer's
+    alone (no weights can be learned without OOD samples; paper 003 Fig. 2 and Lee et al.'s
+    single-layer baselines use the last layers). After :meth:`fit_ensemble` it is the
     logistic-regression layer ensemble of Lee et al. 2018 / paper 003 (SPEC.md).
     """
 
@@ -85,15 +86,6 @@ class LayerwiseDetector(Detector):
 
     def layer_scores(self, data: FeatureView) -> np.ndarray:  # pragma: no cover - abstract
         raise NotImplementedError
-
-    def fit_standardizer(self, train: FeatureView, max_samples: int = 5000, seed: int = 0) -> None:
-        """Per-layer mean/std of the layer scores on (a subsample of) ID train."""
-        n = len(train)
-        g = torch.Generator().manual_seed(seed)
-        index = torch.randperm(n, generator=g)[: min(n, max_samples)]
-        s = self.layer_scores(train.subset(index))
-        self.layer_mean_ = s.mean(axis=0)
-        self.layer_std_ = s.std(axis=0) + 1e-12
 
     def fit_ensemble(self, id_data: FeatureView, ood_data: FeatureView, seed: int = 0) -> LayerwiseDetector:
         """Fit the logistic-regression layer weights on ID (label 1) vs OOD (label 0) samples."""
@@ -108,18 +100,19 @@ class LayerwiseDetector(Detector):
         ensemble = getattr(self, "ensemble_", None)
         if ensemble is not None:
             return ensemble.decision_function(scores)
-        return ((scores - self.layer_mean_) / self.layer_std_).sum(axis=1)
+        return scores[:, -1]
 
     def score_samples(self, data: FeatureView) -> np.ndarray:
         return self.combine(self.layer_scores(data))
 
     def describe_fit(self) -> dict[str, Any]:
-        facts: dict[str, Any] = {"layers": list(getattr(self, "layers_", []))}
+        layers = list(getattr(self, "layers_", []))
+        facts: dict[str, Any] = {"layers": layers}
         ensemble = getattr(self, "ensemble_", None)
         if ensemble is not None:
-            facts["ensemble"] = ensemble.describe(facts["layers"])
+            facts["ensemble"] = ensemble.describe(layers)
         else:
-            facts["combination"] = "sum of per-layer scores standardised on ID train"
+            facts["combination"] = f"deepest layer only ({layers[-1] if layers else '?'}); no OOD data to weight layers"
         return facts
 
 

@@ -101,3 +101,10 @@ def test_nonfinite_scores_are_an_error():
         validate_scores(Detector(), np.array([0.0, np.nan]), 2)
     with pytest.raises(DetectorError, match="shape"):
         validate_scores(Detector(), np.zeros(3), 2)
+
+
+def test_untuned_layerwise_score_is_the_deepest_layer_and_says_so():
+    train, id_test, _ = tiny_views()
+    det = registries().detectors.get("fssd")().fit(train)
+    assert np.allclose(det.score_samples(id_test), det.layer_scores(id_test)[:, -1])
+    assert "deepest layer only (logits)" in det.describe_fit()["combination"]

@@ -27,3 +27,22 @@ def test_crop_flip_augmentation():
     # every output row is a (possibly flipped, shifted, zero-padded) piece of the input
     assert set(y.unique().tolist()) <= set(x.unique().tolist()) | {0.0}
     assert not torch.equal(y, x)
+
+
+def test_same_spec_trains_the_same_weights(data_root, tmp_path, monkeypatch):
+    """Initial weights and batch order follow the seed, whatever ran before in the process."""
+    from oodbench.checkpoints import ModelSpec, load_or_train
+    from oodbench.data import LoadContext
+    from oodbench.plugins import registries
+
+    train = registries().datasets.get("mnist").load("train", LoadContext(data_root)).head(1000)
+    factory = registries().backbones.get("lenet")
+    spec = ModelSpec("lenet", "mnist", (1, 28, 28), 10, TrainConfig(epochs=1, seed=5), train_limit=1000)
+    weights = []
+    for run in range(2):
+        monkeypatch.setenv("OODBENCH_CACHE", str(tmp_path / str(run)))
+        torch.rand(run + 1)  # disturb the global RNG differently each time
+        model, info = load_or_train(spec, factory, train, None, "cpu")
+        assert info["source"] == "trained"
+        weights.append(model.net.fc3.weight.detach().clone())
+    assert torch.equal(weights[0], weights[1])

@@ -10,7 +10,7 @@ OOD samples sit near the FSS, so a *larger* distance means more in-distribution:
 is FSSD itself (no negation). Convolutional maps are channel means (see ``oodbench.backbones``).
 
 Reproduces paper 003 Table 2, column FSSD (row A: FMNIST vs MNIST with LeNet, AUROC 99.6).
-With ``--tune none`` the layers are combined by their ID-train-standardised sum and ε = 0.
+With ``--tune none`` (no OOD data to weight layers) the score is the deepest layer's FSSD, ε = 0.
 """
 
 from __future__ import annotations
@@ -55,7 +55,6 @@ class FSSD(LayerwiseDetector):
         self.layers_ = layers
         self.fss_ = {k: feats[k].mean(dim=0) for k in layers}
         self.fit_id_ = uuid.uuid4().hex
-        self.fit_standardizer(train, seed=self.seed)
         return self
 
     def _distance(self, feature: torch.Tensor, layer: str) -> torch.Tensor:

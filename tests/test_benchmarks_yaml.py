@@ -1,0 +1,35 @@
+"""benchmarks.yaml: every suite entry names registered plugins and maps onto RunRequest fields."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+import yaml
+
+from oodbench.plugins import registries
+from oodbench.runner import TUNE_MODES, RunRequest
+
+SUITES = yaml.safe_load((Path(__file__).resolve().parents[1] / "benchmarks.yaml").read_text())["suites"]
+RUNS = [(suite, i, run) for suite, body in SUITES.items() for i, run in enumerate(body["runs"])]
+
+
+def test_required_suites_exist():
+    assert {"smoke", "cpu", "gpu"} <= set(SUITES)
+
+
+@pytest.mark.parametrize("suite, i, run", RUNS, ids=[f"{s}-{i}" for s, i, _ in RUNS])
+def test_suite_entry_is_valid(suite, i, run):
+    regs = registries()
+    fields = {f.name for f in dataclasses.fields(RunRequest)}
+    extra = set(run) - fields - {"seeds"}
+    assert not extra, f"{suite}[{i}] has unknown keys {extra}"
+    for name in run["detectors"]:
+        regs.detectors.get(name)
+    for name in [run["id"], *run["oods"], *([run["tune_out"]] if run.get("tune_out") else [])]:
+        regs.datasets.get(name)
+    if run.get("backbone"):
+        regs.backbones.get(run["backbone"])
+    assert run.get("tune", "none") in TUNE_MODES
+    RunRequest(**{k: v for k, v in run.items() if k != "seeds"})
