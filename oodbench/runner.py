@@ -226,7 +226,7 @@ def run(req: RunRequest) -> list[dict[str, Any]]:
             record["record_id"] = record_id(record)
             write_record(out_dir, record)
             records.append(record)
-            if info is not None and info.params:
+            if info is not None and info.params and (shared is None or name == req.oods[0]):
                 chosen = ", ".join(f"{k}={v}" for k, v in info.params.items())
                 say(f"{det.name} [{req.tune}, tuned on {info.ood_source}]: {chosen} ({info.criterion} {info.value:.1f})")
     say(f"{len(records)} record(s) written under {out_dir}{os.sep}{req.protocol}")
