@@ -65,7 +65,8 @@ class Detector(BaseEstimator):
         return {}
 
     def check_fitted(self) -> None:
-        check_is_fitted(self, [k for k in vars(self) if k.endswith("_") and not k.startswith("_")] or "fitted_")
+        """Raise ``NotFittedError`` unless ``fit`` has set a learned (trailing-underscore) attribute."""
+        check_is_fitted(self)
 
 
 class LayerwiseDetector(Detector):

@@ -108,3 +108,11 @@ def test_untuned_layerwise_score_is_the_deepest_layer_and_says_so():
     det = registries().detectors.get("fssd")().fit(train)
     assert np.allclose(det.score_samples(id_test), det.layer_scores(id_test)[:, -1])
     assert "deepest layer only (logits)" in det.describe_fit()["combination"]
+
+
+def test_scoring_before_fit_is_refused():
+    from sklearn.exceptions import NotFittedError
+
+    _, id_test, _ = tiny_views()
+    with pytest.raises(NotFittedError):
+        registries().detectors.get("fssd")().score_samples(id_test)
