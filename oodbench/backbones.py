@@ -65,6 +65,14 @@ class Backbone(nn.Module):
                 raise ValueError(f"{arch}: no module {path!r} in the network")
 
     @property
+    def head(self) -> nn.Module:
+        """The final classifier module: ``head(features["penultimate"]) == logits``."""
+        return self.net.get_submodule(self.head_path)
+
+    def dropout_modules(self) -> list[nn.Module]:
+        return [m for m in self.net.modules() if isinstance(m, (nn.Dropout, nn.Dropout2d))]
+
+    @property
     def feature_layers(self) -> list[str]:
         """All feature names, shallow to deep, ending with penultimate and logits."""
         return [*self.layer_paths, PENULTIMATE, LOGITS]
@@ -107,8 +115,11 @@ class BackboneFactory(ABC):
     name: str = ""
     description: str = ""
 
+    #: build options this factory understands (e.g. {"dropout"}); they are part of the cache key
+    options: frozenset[str] = frozenset()
+
     @abstractmethod
-    def build(self, input_shape: tuple[int, int, int], num_classes: int, pretrained: bool = False) -> Backbone: ...
+    def build(self, input_shape: tuple[int, int, int], num_classes: int, pretrained: bool = False, **options) -> Backbone: ...
 
     def suits(self, input_shape: tuple[int, int, int]) -> bool:
         """Whether this backbone is a sensible default for inputs of this shape."""

@@ -37,6 +37,7 @@ class ModelSpec:
     classes: tuple[int, ...] | None = None
     train_limit: int | None = None
     pretrained: bool = False
+    options: tuple[tuple[str, object], ...] = ()  # build options, e.g. (("dropout", 0.1),)
 
     def key(self) -> str:
         blob = json.dumps(dataclasses.asdict(self), sort_keys=True, default=str)
@@ -77,7 +78,10 @@ def load_or_train(
 ) -> tuple[Backbone, dict]:
     """Return the backbone for ``spec`` and facts for the record (source, path, hash, training log)."""
     torch.manual_seed(spec.train.seed)  # the initial weights are part of what the seed determines
-    model = factory.build(spec.input_shape, spec.num_classes, pretrained=spec.pretrained)
+    unknown = [k for k, _ in spec.options if k not in factory.options]
+    if unknown:
+        raise UsageError(f"backbone {spec.backbone!r} has no option(s) {unknown}")
+    model = factory.build(spec.input_shape, spec.num_classes, pretrained=spec.pretrained, **dict(spec.options))
     if checkpoint is not None:
         if not checkpoint.is_file():
             raise UsageError(f"checkpoint {str(checkpoint)!r} does not exist")
@@ -104,3 +108,20 @@ def load_or_train(
     atomic_torch_save({"state_dict": model.state_dict(), "spec": json.loads(json.dumps(dataclasses.asdict(spec), default=str)), "log": log}, path)
     say(f"saved checkpoint {path}")
     return model.to(device).eval(), {"source": "trained", "path": str(path), "hash": spec.key(), "train": log}
+
+
+class ModelProvider:
+    """Trains (or loads from the cache) variants of the run's backbone for detectors that need
+    their own models: other seeds (Deep Ensembles), build options such as dropout (MC Dropout).
+    Every variant goes through :func:`load_or_train`, so it is trained once and cached."""
+
+    def __init__(self, spec: ModelSpec, factory: BackboneFactory, train_set: ImageSet, val_set: ImageSet | None, device):
+        self.spec, self.factory, self.train_set, self.val_set, self.device = spec, factory, train_set, val_set, device
+        self.records: list[dict] = []
+
+    def get(self, seed: int | None = None, **options) -> Backbone:
+        train = self.spec.train if seed is None else dataclasses.replace(self.spec.train, seed=seed)
+        spec = dataclasses.replace(self.spec, train=train, options=tuple(sorted({**dict(self.spec.options), **options}.items())))
+        model, info = load_or_train(spec, self.factory, self.train_set, self.val_set, self.device)
+        self.records.append({"seed": train.seed, "options": dict(spec.options), "hash": info["hash"], "source": info["source"]})
+        return model

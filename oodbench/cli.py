@@ -96,6 +96,7 @@ def run(
     pretrained: Annotated[bool, typer.Option(help="Start timm:/torchvision: backbones from hub weights.")] = False,
     param: Annotated[Optional[list[str]], typer.Option(help="Detector parameter, DETECTOR.NAME=VALUE (repeatable).")] = None,
     results: Annotated[Optional[str], typer.Option(help="Results folder (default: $OODBENCH_RESULTS or ./results).")] = None,
+    feature_cache: Annotated[bool, typer.Option(help="Keep extracted features on disk (keyed by checkpoint + data hash) for later runs.")] = True,
     fmt: Annotated[Fmt, typer.Option("--format", help="Table format.")] = Fmt.github,
 ) -> None:
     """Fit detectors on ID training data and score ID vs OOD test sets."""
@@ -107,7 +108,7 @@ def run(
         detectors=detector, id=in_, oods=out, backbone=backbone, checkpoint=checkpoint, epochs=epochs,
         tune=tune.value, tune_out=tune_out, seed=seed, device=device, data_root=data_root, download=download,
         train_limit=train_limit, test_limit=test_limit, n_tune=n_tune, pretrained=pretrained,
-        results=results, detector_params=_params(param),
+        results=results, detector_params=_params(param), feature_cache=feature_cache,
     ))
     typer.echo(render_table(records, fmt.value))
 

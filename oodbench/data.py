@@ -64,6 +64,16 @@ class ImageSet:
     def shape(self) -> tuple[int, int, int]:
         return tuple(self.images.shape[1:])  # type: ignore[return-value]
 
+    def fingerprint(self) -> str:
+        """Content hash of images and labels (keys the on-disk feature cache)."""
+        import hashlib
+
+        h = hashlib.sha256()
+        h.update(str(tuple(self.images.shape)).encode())
+        h.update(self.images.contiguous().numpy().tobytes())
+        h.update(self.labels.contiguous().numpy().tobytes())
+        return h.hexdigest()[:16]
+
     @property
     def num_classes(self) -> int:
         return len(self.classes) if self.classes else int(self.labels.max()) + 1

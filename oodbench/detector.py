@@ -37,6 +37,8 @@ class Detector(BaseEstimator):
     paper: ClassVar[str] = ""
     #: "tnr95" (paper 003 / Lee et al. code) or "auroc" (OpenOOD-style search)
     criterion: ClassVar[str] = "tnr95"
+    #: grid parameters that change fitted state (the tuner refits for each value); all others act at score time
+    fit_params: ClassVar[frozenset[str]] = frozenset()
 
     def required_layers(self, model) -> list[str]:
         """Feature layers this detector reads (the runner extracts their union once)."""

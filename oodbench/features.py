@@ -10,6 +10,7 @@ derived per-sample tensors (e.g. input-gradient signs) for the same samples.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 from contextlib import nullcontext
 from typing import Any
 
@@ -34,12 +35,16 @@ class FeatureView:
         device: torch.device | str = "cpu",
         batch_size: int = 512,
         amp: bool = False,
+        cache_dir: Path | None = None,
+        models: Any = None,
     ):
         self.imageset = images
         self.model = model
         self.device = torch.device(device)
         self.batch_size = batch_size
         self.amp = amp
+        self.cache_dir = cache_dir  # on-disk feature cache for this (model, images); None = memory only
+        self.models = models  # a ModelProvider for detectors that train their own backbones
         self._features: dict[str, torch.Tensor] = {}
         self._memo: dict[Any, Any] = {}
         self._parent: FeatureView | None = None
@@ -60,7 +65,8 @@ class FeatureView:
     def subset(self, index: torch.Tensor) -> FeatureView:
         """A view of some samples that shares (slices) this view's cached features."""
         index = torch.as_tensor(index, dtype=torch.long)
-        child = FeatureView(self.imageset.subset(index), self.model, self.device, self.batch_size, self.amp)
+        child = FeatureView(self.imageset.subset(index), self.model, self.device, self.batch_size, self.amp,
+                            models=self.models)
         child._parent, child._index = self, index
         return child
 
@@ -86,6 +92,12 @@ class FeatureView:
         if parent is not None and all(k in parent._features for k in layers):
             return {k: parent._features[k][self._index] for k in layers}
         todo = [name for name in layers if name not in self._features]
+        if todo and self.cache_dir is not None:
+            for name in list(todo):
+                path = self.cache_dir / f"{name}.pt"
+                if path.is_file():
+                    self._features[name] = torch.load(path, weights_only=True)
+                    todo.remove(name)
         if todo:
             parts: dict[str, list[torch.Tensor]] = {name: [] for name in todo}
             self.model.eval()
@@ -96,10 +108,18 @@ class FeatureView:
                         parts[name].append(out[name].float().cpu())
             for name in todo:
                 self._features[name] = torch.cat(parts[name])
+                if self.cache_dir is not None:
+                    from .checkpoints import atomic_torch_save
+
+                    atomic_torch_save(self._features[name], self.cache_dir / f"{name}.pt")
         return {name: self._features[name] for name in layers}
 
     def logits(self) -> torch.Tensor:
         return self.features(["logits"])["logits"]
+
+    def with_model(self, model: Backbone) -> FeatureView:
+        """The same samples seen through another model (its own, empty feature cache)."""
+        return FeatureView(self.imageset, model, self.device, self.batch_size, self.amp, models=self.models)
 
     def memo(self, key: Any, compute: Callable[[], Any]) -> Any:
         """Cache a detector-derived value for these samples (``key`` must identify its inputs)."""

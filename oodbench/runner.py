@@ -25,8 +25,8 @@ import torch
 
 from . import __version__
 from .backbones import BackboneFactory
-from .checkpoints import ModelSpec, load_or_train
-from .data import Dataset, ImageSet, LoadContext, resolve_data_root
+from .checkpoints import ModelProvider, ModelSpec, load_or_train
+from .data import Dataset, ImageSet, LoadContext, cache_dir, resolve_data_root
 from .detector import Detector, validate_scores
 from .errors import UsageError
 from .features import FeatureView
@@ -60,6 +60,7 @@ class RunRequest:
     test_limit: int | None = None
     n_tune: int = 1000
     pretrained: bool = False
+    feature_cache: bool = True
     batch_size: int = 512
     results: str | None = None
     protocol: str = "anomaly"
@@ -158,8 +159,16 @@ def run(req: RunRequest) -> list[dict[str, Any]]:
     model, model_info = load_or_train(spec, factory, id_train, id_test, device, req.checkpoint)
     timings["backbone"] = time.perf_counter() - t0
 
+    models = ModelProvider(spec, factory, id_train, id_test, device)
+
     def view(data: ImageSet) -> FeatureView:
-        return FeatureView(data, model, device, req.batch_size, amp=device.type == "cuda")
+        disk = None
+        if req.feature_cache:
+            import hashlib
+
+            key = hashlib.sha256(f"{model_info['hash']}|{data.name}|{data.fingerprint()}".encode()).hexdigest()[:20]
+            disk = cache_dir() / "features" / key
+        return FeatureView(data, model, device, req.batch_size, amp=device.type == "cuda", cache_dir=disk, models=models)
 
     train_view, id_view = view(id_train), view(id_test)
     id_tune_idx, id_eval_idx = split_tuning(len(id_test), req.n_tune, req.seed)
@@ -178,13 +187,14 @@ def run(req: RunRequest) -> list[dict[str, Any]]:
     out_dir = results_dir(req.results)
     records = []
     for det in detectors:
+        mark = len(models.records)
         t0 = time.perf_counter()
         det.fit(train_view)
         fit_seconds = time.perf_counter() - t0
         shared: tuple[Detector, TuneResult | None, float] | None = None
         if req.tune == "heldout":
             t0 = time.perf_counter()
-            tuned, info = tune(det, id_tune, heldout_view, tune_out_set.name, seed=req.seed)
+            tuned, info = tune(det, id_tune, heldout_view, tune_out_set.name, seed=req.seed, train=train_view)
             shared = (tuned, info, time.perf_counter() - t0)
         elif req.tune == "none":
             shared = (det, None, 0.0)
@@ -192,7 +202,7 @@ def run(req: RunRequest) -> list[dict[str, Any]]:
             tune_idx, eval_idx = ood_splits[name]
             if shared is None:  # oracle: tune on this OOD set's tuning samples
                 t0 = time.perf_counter()
-                tuned, info = tune(det, id_tune, ood_view.subset(tune_idx), name, seed=req.seed)
+                tuned, info = tune(det, id_tune, ood_view.subset(tune_idx), name, seed=req.seed, train=train_view)
                 tune_seconds = time.perf_counter() - t0
             else:
                 tuned, info, tune_seconds = shared
@@ -214,6 +224,7 @@ def run(req: RunRequest) -> list[dict[str, Any]]:
                     "n_ood": len(tune_idx) if req.tune == "oracle" else len(heldout_view),
                     "protocol": "regression half / selection half, then refit on the whole tuning set"},
                 "fit": tuned.describe_fit(),
+                "extra_models": list({m["hash"]: m for m in models.records[mark:]}.values()),
                 "metrics": {**ood_metrics(s_id, s_ood), "id_acc": id_acc},
                 "n_eval": {"id": len(id_eval), "ood": len(ood_eval)},
                 "data": {"id_train": list(id_train.notes), "id_test": list(id_test.notes), "ood": list(oods[name].notes)},

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from sklearn.base import clone
 
 from .detector import Detector, LayerwiseDetector, validate_scores
 from .features import FeatureView
@@ -50,13 +51,39 @@ def halves(view: FeatureView, seed: int) -> tuple[FeatureView, FeatureView]:
     return view.subset(perm[:mid].sort().values), view.subset(perm[mid:].sort().values)
 
 
-def tune(detector: Detector, id_tune: FeatureView, ood_tune: FeatureView, ood_source: str, seed: int = 0) -> tuple[Detector, TuneResult]:
-    """Select ``detector``'s score-time hyperparameters (and layer weights) on the tuning set."""
+def tune(
+    detector: Detector,
+    id_tune: FeatureView,
+    ood_tune: FeatureView,
+    ood_source: str,
+    seed: int = 0,
+    train: FeatureView | None = None,
+) -> tuple[Detector, TuneResult]:
+    """Select ``detector``'s hyperparameters (and layer weights) on the tuning set.
+
+    Grid parameters listed in ``detector.fit_params`` change fitted state: for those the detector
+    is cloned and refitted on ``train`` once per distinct value (and cached across grid points).
+    """
     points = grid_points(detector.search_space())
     layerwise = isinstance(detector, LayerwiseDetector)
     crit = detector.criterion
+    fit_keys = set(detector.fit_params)
+    refitted: dict[tuple, Detector] = {}
+
+    def candidate(point: dict[str, Any]) -> Detector:
+        fit_part = {k: v for k, v in point.items() if k in fit_keys}
+        base = detector
+        if fit_part:
+            key = tuple(sorted(fit_part.items()))
+            if key not in refitted:
+                if train is None:
+                    raise ValueError(f"{detector.name}: tuning {sorted(fit_part)} needs the training view")
+                refitted[key] = clone(detector).set_params(**fit_part).fit(train)
+            base = refitted[key]
+        return base.tuned_copy(**{k: v for k, v in point.items() if k not in fit_keys})
+
     if len(points) == 1 and not layerwise:
-        return detector.tuned_copy(**points[0]), TuneResult(points[0], crit, None, 1, ood_source)
+        return candidate(points[0]), TuneResult(points[0], crit, None, 1, ood_source)
     if layerwise:
         reg_id, sel_id = halves(id_tune, seed)
         reg_ood, sel_ood = halves(ood_tune, seed + 1)
@@ -65,7 +92,7 @@ def tune(detector: Detector, id_tune: FeatureView, ood_tune: FeatureView, ood_so
     trials = []
     best: tuple[float, float, int] | None = None
     for i, point in enumerate(points):
-        cand = detector.tuned_copy(**point)
+        cand = candidate(point)
         if layerwise:
             cand.fit_ensemble(reg_id, reg_ood, seed=seed)
         s_id = validate_scores(cand, cand.score_samples(sel_id), len(sel_id))
@@ -76,7 +103,7 @@ def tune(detector: Detector, id_tune: FeatureView, ood_tune: FeatureView, ood_so
             best = (value, tie_break, i)
     assert best is not None
     chosen = points[best[2]]
-    final = detector.tuned_copy(**chosen)
+    final = candidate(chosen)
     if layerwise:
         final.fit_ensemble(id_tune, ood_tune, seed=seed)
     return final, TuneResult(chosen, crit, best[0], len(points), ood_source, trials)

@@ -28,7 +28,7 @@ class _CifarResNet(BackboneFactory):
     train_defaults = {"optimizer": "sgd", "lr": 0.1, "momentum": 0.9, "weight_decay": 5e-4,
                       "epochs": 30, "batch_size": 128, "augment": "crop-flip"}
 
-    def build(self, input_shape, num_classes, pretrained=False):
+    def build(self, input_shape, num_classes, pretrained=False, **options):
         if pretrained:
             raise ValueError(f"{self.name} (CIFAR stem) has no pretrained weights; try torchvision:resnet{self.depth}")
         c = input_shape[0]

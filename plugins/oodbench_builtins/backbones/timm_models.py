@@ -20,7 +20,7 @@ class TimmModel(BackboneFactory):
         self.description = f"timm model {model_name}"
         self.train_defaults = {"optimizer": "sgd", "lr": 0.05, "weight_decay": 5e-4, "epochs": 10}
 
-    def build(self, input_shape, num_classes, pretrained=False):
+    def build(self, input_shape, num_classes, pretrained=False, **options):
         import timm
 
         try:
@@ -55,5 +55,5 @@ class TimmPrefix(BackboneFactory):
             raise UnknownNameError("backbone", f"timm:{model_name}", [f"timm:{m}" for m in timm.list_models()])
         return TimmModel(model_name)
 
-    def build(self, input_shape, num_classes, pretrained=False):  # pragma: no cover - prefix only
+    def build(self, input_shape, num_classes, pretrained=False, **options):  # pragma: no cover - prefix only
         raise UsageError("name a timm model: timm:NAME")

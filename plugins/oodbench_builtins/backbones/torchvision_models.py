@@ -37,7 +37,7 @@ class TorchvisionModel(BackboneFactory):
         self.description = f"torchvision model {model_name}"
         self.train_defaults = {"optimizer": "sgd", "lr": 0.05, "weight_decay": 5e-4, "epochs": 10}
 
-    def build(self, input_shape, num_classes, pretrained=False):
+    def build(self, input_shape, num_classes, pretrained=False, **options):
         import torchvision
 
         if pretrained:
@@ -65,5 +65,5 @@ class TorchvisionPrefix(BackboneFactory):
             raise UnknownNameError("backbone", f"torchvision:{model_name}", [f"torchvision:{n}" for n in names])
         return TorchvisionModel(model_name)
 
-    def build(self, input_shape, num_classes, pretrained=False):  # pragma: no cover - prefix only
+    def build(self, input_shape, num_classes, pretrained=False, **options):  # pragma: no cover - prefix only
         raise UsageError("name a torchvision model: torchvision:NAME")
