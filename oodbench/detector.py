@@ -39,6 +39,8 @@ class Detector(BaseEstimator):
     criterion: ClassVar[str] = "tnr95"
     #: grid parameters that change fitted state (the tuner refits for each value); all others act at score time
     fit_params: ClassVar[frozenset[str]] = frozenset()
+    #: False for stochastic detectors (MC Dropout): a sample's score may depend on its batch
+    deterministic: ClassVar[bool] = True
 
     def required_layers(self, model) -> list[str]:
         """Feature layers this detector reads (the runner extracts their union once)."""

@@ -23,6 +23,7 @@ import torch
 
 from oodbench import ImageSet, LayerwiseDetector
 from oodbench.features import FeatureView
+from oodbench.perturbation import gradient_sign, perturbed_scores
 
 EPSILONS = [round(0.01 * i, 2) for i in range(21)]
 
@@ -60,30 +61,17 @@ class FSSD(LayerwiseDetector):
     def _distance(self, feature: torch.Tensor, layer: str) -> torch.Tensor:
         return (feature - self.fss_[layer].to(feature.device)).norm(dim=1)
 
-    def _gradient_sign(self, data: FeatureView, layer: str) -> torch.Tensor:
-        """sign(∇_x FSSD_k(x)) for every sample (int8), computed once per (samples, fit, layer)."""
-
-        def batch_sign(x: torch.Tensor) -> torch.Tensor:
-            x = x.clone().requires_grad_(True)
-            with torch.enable_grad():
-                f = data.model.forward_features(x, [layer])[layer]
-                (grad,) = torch.autograd.grad(self._distance(f, layer).sum(), x)
-            return grad.sign()
-
-        return data.memo(("fssd-sign", self.fit_id_, layer), lambda: data.map_inputs(batch_sign).to(torch.int8))
-
     def layer_scores(self, data: FeatureView) -> np.ndarray:
         self.check_fitted()
         if self.epsilon == 0:
             feats = data.features(self.layers_)
             return torch.stack([self._distance(feats[k], k) for k in self.layers_], dim=1).numpy()
+        model = data.model
         columns = []
         for k in self.layers_:
-            sign = self._gradient_sign(data, k)
+            def fssd(x: torch.Tensor, k: str = k) -> torch.Tensor:
+                return self._distance(model.forward_features(x, [k])[k], k)
 
-            def perturbed(x: torch.Tensor, s: torch.Tensor, k: str = k) -> torch.Tensor:
-                with torch.inference_mode():
-                    return self._distance(data.model.forward_features(x + self.epsilon * s.float(), [k])[k], k)
-
-            columns.append(data.memo(("fssd", self.fit_id_, k, self.epsilon), lambda: data.map_inputs(perturbed, sign)))
+            sign = gradient_sign(data, ("fssd", self.fit_id_, k), fssd)  # step 2: ascend FSSD
+            columns.append(perturbed_scores(data, ("fssd", self.fit_id_, k), sign, self.epsilon, fssd))
         return torch.stack(columns, dim=1).numpy()

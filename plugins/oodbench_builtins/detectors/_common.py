@@ -1,0 +1,75 @@
+"""Small tensor helpers shared by the built-in detectors."""
+
+from __future__ import annotations
+
+import torch
+
+T_GRID = [1, 10, 100, 1000]  # SPEC.md's ODIN temperature grid
+PERCENTILES = [65, 70, 75, 80, 85, 90, 95, 99]  # activation-shaping percentiles (OpenOOD's sweep + 99)
+
+
+def energy(logits: torch.Tensor, t: float = 1.0) -> torch.Tensor:
+    """Negative free energy T·logsumexp(z/T) (Liu et al. 2020, eq. 5): higher = more ID."""
+    return t * torch.logsumexp(logits / t, dim=1)
+
+
+def head_logits(model, features: torch.Tensor) -> torch.Tensor:
+    """Apply the backbone's classifier head to (modified) penultimate features, on the CPU."""
+    head = model.head
+    with torch.no_grad():
+        w = head.weight.detach().float().cpu()
+        b = head.bias.detach().float().cpu() if getattr(head, "bias", None) is not None else 0.0
+    return features @ w.T + b
+
+
+def head_weights(model) -> tuple[torch.Tensor, torch.Tensor]:
+    head = model.head
+    w = head.weight.detach().float().cpu()
+    b = head.bias.detach().float().cpu() if getattr(head, "bias", None) is not None else torch.zeros(w.shape[0])
+    return w, b
+
+
+def class_gaussians(feats: torch.Tensor, labels: torch.Tensor, num_classes: int, chunk: int = 8192):
+    """Class means and the tied (shared) covariance, accumulated in chunks (float64).
+
+    Σ = 1/N Σ_c Σ_{i∈c} (f_i − μ_c)(f_i − μ_c)ᵀ (Lee et al. 2018, eq. 1).
+    """
+    d = feats.shape[1]
+    sums = torch.zeros(num_classes, d, dtype=torch.float64)
+    counts = torch.zeros(num_classes, dtype=torch.float64)
+    for f, y in zip(feats.split(chunk), labels.split(chunk)):
+        sums.index_add_(0, y, f.double())
+        counts.index_add_(0, y, torch.ones(len(y), dtype=torch.float64))
+    means = sums / counts.clamp_min(1)[:, None]
+    cov = torch.zeros(d, d, dtype=torch.float64)
+    for f, y in zip(feats.split(chunk), labels.split(chunk)):
+        c = f.double() - means[y]
+        cov += c.T @ c
+    cov /= max(1, len(feats))
+    return means.float(), cov
+
+
+def global_gaussian(feats: torch.Tensor, chunk: int = 8192):
+    """Mean and covariance of all samples (the background Gaussian of RMD), chunked."""
+    mean = feats.double().mean(0)
+    cov = torch.zeros(feats.shape[1], feats.shape[1], dtype=torch.float64)
+    for f in feats.split(chunk):
+        c = f.double() - mean
+        cov += c.T @ c
+    return mean.float(), cov / max(1, len(feats) - 1)
+
+
+def mahalanobis_sq(feats: torch.Tensor, means: torch.Tensor, precision: torch.Tensor) -> torch.Tensor:
+    """N×C squared Mahalanobis distances (f − μ_c)ᵀ P (f − μ_c), without forming N×C×D."""
+    p = precision.to(feats.dtype)
+    fp = feats @ p
+    quad_f = (fp * feats).sum(1, keepdim=True)
+    quad_m = ((means @ p) * means).sum(1)[None, :]
+    return quad_f - 2 * fp @ means.T + quad_m
+
+
+def percentile(x: torch.Tensor, q: float) -> float:
+    """q-th percentile (0–100) of all entries (numpy's linear interpolation)."""
+    import numpy as np
+
+    return float(np.percentile(x.numpy().ravel(), q))

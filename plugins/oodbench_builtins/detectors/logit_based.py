@@ -1,0 +1,147 @@
+"""Detectors that read only the logits. Each reads ``data.logits()`` from the shared feature cache."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from oodbench import Detector
+from oodbench.features import FeatureView
+
+from ._common import T_GRID, energy
+
+
+class Energy(Detector):
+    """Energy score (Liu et al., NeurIPS 2020, eq. 5): S(x) = T·logsumexp(f(x)/T); T = 1 in the paper."""
+
+    name = "energy"
+    description = "negative free energy T·logsumexp(logits/T) (Liu et al. 2020)"
+    paper = "Liu et al. 2020, Energy-based Out-of-distribution Detection"
+    criterion = "auroc"
+
+    def __init__(self, temperature: float = 1.0):
+        self.temperature = temperature
+
+    def search_space(self):
+        return {"temperature": T_GRID}
+
+    def score_samples(self, data: FeatureView) -> np.ndarray:
+        return energy(data.logits(), self.temperature).numpy()
+
+
+class MaxLogit(Detector):
+    """Maximum logit (Hendrycks et al., ICML 2022, "Scaling OOD detection…"): S(x) = max_k f_k(x)."""
+
+    name = "maxlogit"
+    description = "maximum logit (Hendrycks et al. 2022)"
+    paper = "Hendrycks et al. 2022, Scaling Out-of-Distribution Detection for Real-World Settings"
+    criterion = "auroc"
+
+    def score_samples(self, data: FeatureView) -> np.ndarray:
+        return data.logits().max(dim=1).values.numpy()
+
+
+class Entropy(Detector):
+    """Predictive entropy: S(x) = −H(softmax(f(x))) = Σ_k p_k log p_k (higher = more confident = ID)."""
+
+    name = "entropy"
+    description = "negative predictive entropy of the softmax"
+    paper = "e.g. Hendrycks & Gimpel 2017 (baseline family); Shannon entropy of the posterior"
+    criterion = "auroc"
+
+    def score_samples(self, data: FeatureView) -> np.ndarray:
+        logp = torch.log_softmax(data.logits(), dim=1)
+        return (logp.exp() * logp).sum(dim=1).numpy()
+
+
+class TemperatureScaling(Detector):
+    """Temperature-scaled MSP (Guo et al., ICML 2017): S(x) = max_k softmax(f(x)/T)_k.
+
+    ``fit`` chooses T by minimising the NLL of the ID *training* logits (Guo et al. use a held-out
+    validation split; oodbench's fit data is ID train, and every evaluated sample stays unseen).
+    With ``--tune`` T is searched over SPEC.md's grid instead.
+    """
+
+    name = "temperature-scaling"
+    description = "max softmax of logits/T, T fitted by NLL on ID train (Guo et al. 2017)"
+    paper = "Guo et al. 2017, On Calibration of Modern Neural Networks"
+    criterion = "auroc"
+
+    def __init__(self, temperature: float | None = None):
+        self.temperature = temperature
+
+    def search_space(self):
+        return {"temperature": T_GRID}
+
+    def fit(self, train: FeatureView) -> TemperatureScaling:
+        logits, labels = train.logits(), train.labels
+        log_t = torch.zeros(1, requires_grad=True)
+        opt = torch.optim.LBFGS([log_t], lr=0.1, max_iter=200)
+
+        def closure():
+            opt.zero_grad()
+            loss = torch.nn.functional.cross_entropy(logits / log_t.exp(), labels)
+            loss.backward()
+            return loss
+
+        opt.step(closure)
+        self.fitted_temperature_ = float(log_t.detach().exp())
+        return self
+
+    def score_samples(self, data: FeatureView) -> np.ndarray:
+        self.check_fitted()
+        t = self.temperature if self.temperature is not None else self.fitted_temperature_
+        return torch.softmax(data.logits() / t, dim=1).max(dim=1).values.numpy()
+
+    def describe_fit(self):
+        return {"fitted_temperature": self.fitted_temperature_}
+
+
+class GEN(Detector):
+    """Generalized entropy (Liu, Lochman & Zach, CVPR 2023, eq. 7):
+    S(x) = −Σ_{k ∈ top-M} p_k^γ (1 − p_k)^γ, γ = 0.1, M = min(100, classes)."""
+
+    name = "gen"
+    description = "generalized entropy of the top-M softmax probabilities (Liu et al. 2023)"
+    paper = "Liu et al. 2023, GEN: Pushing the Limits of Softmax-Based OOD Detection"
+    criterion = "auroc"
+
+    def __init__(self, gamma: float = 0.1, m: int = 100):
+        self.gamma = gamma
+        self.m = m
+
+    def search_space(self):
+        return {"gamma": [0.01, 0.05, 0.1, 0.5, 1.0]}
+
+    def score_samples(self, data: FeatureView) -> np.ndarray:
+        p = torch.softmax(data.logits(), dim=1)
+        top = p.topk(min(self.m, p.shape[1]), dim=1).values
+        return -(top.pow(self.gamma) * (1 - top).pow(self.gamma)).sum(dim=1).numpy()
+
+
+class KLMatching(Detector):
+    """KL matching (Hendrycks et al., ICML 2022, §4): class templates d_k = mean softmax of ID
+    training samples predicted as k; S(x) = −min_k KL[p(·|x) ‖ d_k]."""
+
+    name = "klm"
+    description = "KL divergence to the closest class-mean posterior template (Hendrycks et al. 2022)"
+    paper = "Hendrycks et al. 2022, Scaling Out-of-Distribution Detection for Real-World Settings"
+    criterion = "auroc"
+
+    def fit(self, train: FeatureView) -> KLMatching:
+        p = torch.softmax(train.logits(), dim=1)
+        pred = p.argmax(dim=1)
+        k = p.shape[1]
+        sums = torch.zeros(k, k).index_add_(0, pred, p)
+        counts = torch.bincount(pred, minlength=k).float()
+        uniform = torch.full((k,), 1.0 / k)
+        self.templates_ = torch.where(counts[:, None] > 0, sums / counts.clamp_min(1)[:, None], uniform)
+        return self
+
+    def score_samples(self, data: FeatureView) -> np.ndarray:
+        self.check_fitted()
+        logp = torch.log_softmax(data.logits(), dim=1)
+        p = logp.exp()
+        log_d = self.templates_.clamp_min(1e-12).log()
+        kl = (p * logp).sum(1, keepdim=True) - p @ log_d.T  # KL[p ‖ d_k] for every k
+        return -kl.min(dim=1).values.numpy()

@@ -1,0 +1,54 @@
+"""Nearest Neighbor Guidance (Park, Jung & Teoh, ICCV 2023, eq. 4–6).
+
+Bank: normalised ID training features, each scaled by its own confidence (energy);
+guidance G(x) = mean of the k largest similarities between the normalised feature of x and the bank;
+S(x) = energy(x) · G(x). ``bank_fraction`` subsamples the bank (seeded), as the paper does for ImageNet.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from oodbench import Detector
+from oodbench.features import FeatureView
+
+from ._common import energy
+from .knn import topk_similarities
+
+
+class NNGuide(Detector):
+    name = "nnguide"
+    description = "energy × similarity to confidence-scaled nearest training features (Park et al. 2023)"
+    paper = "Park et al. 2023, Nearest Neighbor Guidance for Out-of-Distribution Detection"
+    criterion = "auroc"
+
+    def __init__(self, k: int = 10, bank_fraction: float = 1.0, seed: int = 0):
+        self.k = k
+        self.bank_fraction = bank_fraction
+        self.seed = seed
+
+    def required_layers(self, model):
+        return ["penultimate", "logits"]
+
+    def search_space(self):
+        return {"k": [1, 10, 50, 100, 500]}
+
+    def fit(self, train: FeatureView) -> NNGuide:
+        feats = train.features(["penultimate", "logits"])
+        n = len(train)
+        keep = max(1, int(round(n * self.bank_fraction)))
+        idx = torch.randperm(n, generator=torch.Generator().manual_seed(self.seed))[:keep]
+        self.bank_ = F.normalize(feats["penultimate"][idx], dim=1) * energy(feats["logits"][idx])[:, None]
+        self.device_ = train.device
+        return self
+
+    def score_samples(self, data: FeatureView) -> np.ndarray:
+        self.check_fitted()
+        feats = data.features(["penultimate", "logits"])
+        z = F.normalize(feats["penultimate"], dim=1)
+        kmax = min(500, len(self.bank_))
+        sims = data.memo(("nnguide", id(self.bank_)), lambda: topk_similarities(z, self.bank_, kmax, self.device_))
+        guidance = sims[:, : min(self.k, sims.shape[1])].mean(dim=1)
+        return (energy(feats["logits"]) * guidance).numpy()

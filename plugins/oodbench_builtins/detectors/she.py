@@ -1,0 +1,37 @@
+"""Simplified Hopfield Energy (Zhang et al., ICLR 2023, eq. 6): stored patterns m_k = mean
+penultimate feature of the correctly classified ID training samples of class k;
+S(x) = h(x) · m_ŷ(x), the inner product with the pattern of the predicted class."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from oodbench import Detector
+from oodbench.features import FeatureView
+
+
+class SHE(Detector):
+    name = "she"
+    description = "inner product with the predicted class's mean training feature (Zhang et al. 2023)"
+    paper = "Zhang et al. 2023, Out-of-Distribution Detection based on In-Distribution Data Patterns Memorization"
+    criterion = "auroc"
+
+    def required_layers(self, model):
+        return ["penultimate", "logits"]
+
+    def fit(self, train: FeatureView) -> SHE:
+        feats = train.features(["penultimate", "logits"])
+        h, pred = feats["penultimate"], feats["logits"].argmax(dim=1)
+        correct = pred == train.labels
+        k = feats["logits"].shape[1]
+        sums = torch.zeros(k, h.shape[1]).index_add_(0, pred[correct], h[correct])
+        counts = torch.bincount(pred[correct], minlength=k).clamp_min(1).float()
+        self.patterns_ = sums / counts[:, None]
+        return self
+
+    def score_samples(self, data: FeatureView) -> np.ndarray:
+        self.check_fitted()
+        feats = data.features(["penultimate", "logits"])
+        pattern = self.patterns_[feats["logits"].argmax(dim=1)]
+        return (feats["penultimate"] * pattern).sum(dim=1).numpy()
