@@ -137,6 +137,7 @@ class LoadContext:
     seed: int = 0
     shape: tuple[int, int, int] | None = None
     size: int = 10_000
+    id_name: str | None = None  # the run's ID dataset (for sets derived from it, e.g. perturbed-id)
 
 
 class Dataset(ABC):

@@ -140,7 +140,7 @@ def run(req: RunRequest) -> list[dict[str, Any]]:
     if req.backbone:
         regs.backbones.get(req.backbone)
     device = resolve_device(req.device)
-    ctx = LoadContext(root=resolve_data_root(req.data_root), download=req.download, seed=req.seed)
+    ctx = LoadContext(root=resolve_data_root(req.data_root), download=req.download, seed=req.seed, id_name=req.id)
     timings: dict[str, float] = {}
 
     t0 = time.perf_counter()

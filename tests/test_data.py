@@ -142,3 +142,17 @@ def test_config_declared_folder(tmp_path, monkeypatch):
     finally:
         monkeypatch.delenv("OODBENCH_CONFIG")
         reset()
+
+
+def test_perturbed_id_is_derived_from_id_train(data_root):
+    from pathlib import Path
+
+    ds = registries().datasets.get("perturbed-id")
+    out = ds.load("test", LoadContext(data_root, seed=0, shape=(1, 28, 28), size=50, id_name="mnist"))
+    assert out.shape == (1, 28, 28) and len(out) == 50 and "patch shuffle" in out.notes[-1]
+    src = registries().datasets.get("mnist").load("train", LoadContext(data_root)).head(50, 17)
+    # same pixel mass up to noise and clipping, different arrangement
+    assert abs(out.images.float().mean() - src.images.float().mean()) < 12
+    assert not torch.equal(out.images, src.images)
+    with pytest.raises(UsageError):
+        ds.load("test", LoadContext(Path("."), shape=(1, 28, 28)))

@@ -6,7 +6,7 @@ from oodbench import hookimpl
 from .config import config_datasets
 from .folder import FolderDataset, FolderPrefix
 from .official import CIFAR10, CIFAR100, KMNIST, MNIST, SVHN, FashionMNIST, NotMNIST, Omniglot
-from .synthetic import Constant, Gaussian, GreyscaleDerived, Uniform
+from .synthetic import Constant, Gaussian, GreyscaleDerived, PerturbedID, Uniform
 
 
 @hookimpl
@@ -20,7 +20,7 @@ def oodbench_register_datasets():
         FolderDataset("dtd-subset32", "dtd-subset32", "10 of 47 DTD texture classes at 32×32; OOD only"),
         GreyscaleDerived("cifar10bw", "cifar10", "CIFAR-10 test, greyscale, 28×28 (papers 000, 004)"),
         GreyscaleDerived("cifar10-jpeg-bw", "cifar10-jpeg", "cifar10-jpeg test, greyscale, 28×28 (stand-in for cifar10bw)"),
-        Gaussian(), Uniform(), Constant(),
+        Gaussian(), Uniform(), Constant(), PerturbedID(),
         FolderPrefix(),
         *config_datasets(),
     ]

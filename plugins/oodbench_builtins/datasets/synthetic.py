@@ -67,3 +67,34 @@ class GreyscaleDerived(Dataset):
         src = registries().datasets.get(self.source).load("test", ctx)
         out = src.to_format((1, 28, 28))
         return ImageSet(out.images, out.labels, self.name, out.classes, out.notes)
+
+
+class PerturbedID(Dataset):
+    """ID *training* images made OOD: each image cut into a 4×4 grid of patches shuffled by a seeded
+    permutation, plus Gaussian pixel noise (σ = 0.1). Low-level statistics stay ID-like, semantics go.
+    A ``--tune heldout`` source that needs no second dataset; no evaluated sample is ever used."""
+
+    name = "perturbed-id"
+    description = "ID training images with shuffled 4×4 patches + noise (a heldout tuning source)"
+    splits = ("test",)
+    synthetic = True
+
+    def load(self, split: str, ctx: LoadContext) -> ImageSet:
+        from oodbench.plugins import registries
+
+        require_split(self, split)
+        if ctx.id_name is None:
+            raise UsageError("perturbed-id is derived from the run's ID dataset; use it as --tune-out")
+        src = registries().datasets.get(ctx.id_name).load("train", ctx).head(ctx.size, ctx.seed + 17)
+        x = src.images.float() / 255
+        n, c, h, w = x.shape
+        g = torch.Generator().manual_seed(ctx.seed + 31)
+        ph, pw = h // 4, w // 4
+        core = x[:, :, : ph * 4, : pw * 4].reshape(n, c, 4, ph, 4, pw).permute(0, 2, 4, 1, 3, 5).reshape(n, 16, c, ph, pw)
+        perm = torch.stack([torch.randperm(16, generator=g) for _ in range(n)])
+        core = core[torch.arange(n)[:, None], perm]
+        x = x.clone()
+        x[:, :, : ph * 4, : pw * 4] = core.reshape(n, 4, 4, c, ph, pw).permute(0, 3, 1, 4, 2, 5).reshape(n, c, ph * 4, pw * 4)
+        x = (x + 0.1 * torch.randn(x.shape, generator=g)).clamp(0, 1)
+        note = f"perturbed-id: {n} {ctx.id_name} train images, 4×4 patch shuffle + N(0, 0.1²) noise, seed {ctx.seed}"
+        return ImageSet((x * 255).round().to(torch.uint8), torch.full((n,), -1, dtype=torch.long), self.name, (), (note,))
