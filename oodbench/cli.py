@@ -95,6 +95,7 @@ def run(
     n_tune: Annotated[int, typer.Option(help="Tuning samples per side, removed from evaluation.")] = 1000,
     pretrained: Annotated[bool, typer.Option(help="Start timm:/torchvision: backbones from hub weights.")] = False,
     param: Annotated[Optional[list[str]], typer.Option(help="Detector parameter, DETECTOR.NAME=VALUE (repeatable).")] = None,
+    layers: Annotated[Optional[str], typer.Option(help="Feature layers for layer-wise detectors, comma-separated (e.g. conv2,penultimate).")] = None,
     results: Annotated[Optional[str], typer.Option(help="Results folder (default: $OODBENCH_RESULTS or ./results).")] = None,
     feature_cache: Annotated[bool, typer.Option(help="Keep extracted features on disk (keyed by checkpoint + data hash) for later runs.")] = True,
     fmt: Annotated[Fmt, typer.Option("--format", help="Table format.")] = Fmt.github,
@@ -104,11 +105,20 @@ def run(
     from .runner import RunRequest
     from .runner import run as run_fn
 
+    params = _params(param)
+    if layers:
+        from .plugins import registries
+
+        chosen = [x.strip() for x in layers.split(",") if x.strip()]
+        for name in detector:
+            if "layers" in registries().detectors.get(name)().get_params():
+                params.setdefault(name, {}).setdefault("layers", chosen)
+
     records = run_fn(RunRequest(
         detectors=detector, id=in_, oods=out, backbone=backbone, checkpoint=checkpoint, epochs=epochs,
         tune=tune.value, tune_out=tune_out, seed=seed, device=device, data_root=data_root, download=download,
         train_limit=train_limit, test_limit=test_limit, n_tune=n_tune, pretrained=pretrained,
-        results=results, detector_params=_params(param), feature_cache=feature_cache,
+        results=results, detector_params=params, feature_cache=feature_cache,
     ))
     typer.echo(render_table(records, fmt.value))
 

@@ -116,3 +116,21 @@ def test_scoring_before_fit_is_refused():
     _, id_test, _ = tiny_views()
     with pytest.raises(NotFittedError):
         registries().detectors.get("fssd")().score_samples(id_test)
+
+
+def test_features_come_back_from_the_disk_cache(tmp_path):
+    train, id_test, _ = tiny_views()
+    first = FeatureView(id_test.imageset, id_test.model, cache_dir=tmp_path / "f")
+    want = first.features(["conv1", "logits"])
+    assert sorted(p.name for p in (tmp_path / "f").iterdir()) == ["conv1.pt", "logits.pt"]
+
+    class Exploding(torch.nn.Module):
+        def forward(self, x):  # pragma: no cover - must not run
+            raise AssertionError("features should have come from disk")
+
+    second = FeatureView(id_test.imageset, id_test.model, cache_dir=tmp_path / "f")
+    second.model = type(id_test.model).__new__(type(id_test.model))
+    torch.nn.Module.__init__(second.model)
+    second.model.net = Exploding()
+    got = second.features(["conv1", "logits"])
+    assert all(torch.equal(want[k], got[k]) for k in want)
