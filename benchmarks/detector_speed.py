@@ -55,8 +55,9 @@ def main() -> None:
 
     ours: dict[str, float] = {}
     print(f"{'detector':22s} {'fit s':>8s} {'score s':>8s}   (20k test images)")
+    params = {"odin": {"epsilon": 0.0014}}  # time ODIN with its input pre-processing step
     for entry in regs.detectors:
-        det = entry.obj()
+        det = entry.obj(**params.get(entry.name, {}))
         _, t_fit = timed(lambda: det.fit(tr))
         _, t_score = timed(lambda: det.score_samples(te))
         ours[entry.name] = t_fit + t_score
@@ -88,7 +89,7 @@ def main() -> None:
         "dice": lambda: pood.DICE(None, w=w, b=b, p=0.9).fit_features(z_tr, train.labels).predict_features(z_te),
         "she": lambda: pood.SHE(None, head).fit_features(z_tr, train.labels).predict_features(z_te),
         "nnguide": lambda: pood.NNGuide(None, head, k=10).fit_features(z_tr, train.labels).predict_features(z_te),
-        "odin": lambda: pood.ODIN(model, eps=0.0, temperature=1000.0).predict(x),
+        "odin": lambda: pood.ODIN(model, eps=0.0014, temperature=1000.0).predict(x),
         "gradnorm": lambda: pood.GradNorm(model, param_filter=lambda n: n == "net.fc3.weight").predict(x),
     }
     print(f"\n{'detector':22s} {'oodbench s':>10s} {'pytorch-ood s':>14s} {'ratio':>8s}")
@@ -96,7 +97,6 @@ def main() -> None:
         with torch.no_grad() if name not in ("odin", "gradnorm") else torch.enable_grad():
             _, sec = timed(fn)
         print(f"{name:22s} {ours[name]:10.3f} {sec:14.3f} {sec / max(ours[name], 1e-9):8.1f}x")
-    print("(oodbench's odin scores cached logits at ε = 0; pytorch-ood's runs the network with its perturbation step)")
 
 
 if __name__ == "__main__":
