@@ -76,11 +76,25 @@ def _params(values: list[str] | None) -> dict[str, dict]:
     return out
 
 
-@app.command()
+class Protocol(str, Enum):
+    anomaly = "anomaly"
+    novelty = "novelty"
+    corruption = "corruption"
+    misclassification = "misclassification"
+
+
+@app.command(context_settings={"allow_extra_args": True})
 def run(
+    ctx: typer.Context,
     detector: Annotated[list[str], typer.Option("--detector", "-d", help="Detector name (repeatable).")],
     in_: Annotated[str, typer.Option("--in", help="In-distribution dataset (e.g. fashionmnist, folder:PATH).")],
-    out: Annotated[list[str], typer.Option("--out", help="OOD test dataset (repeatable).")],
+    out: Annotated[Optional[list[str]], typer.Option("--out", help="OOD test dataset (repeatable).")] = None,
+    protocol: Annotated[Protocol, typer.Option(help="anomaly | novelty | corruption | misclassification (SPEC.md).")] = Protocol.anomaly,
+    holdout: Annotated[Optional[str], typer.Option(help="novelty: held-out classes — each | 0,1 | in:2,6,7/seen:0,3,4,8/unseen:5,9,1.")] = None,
+    corruption: Annotated[Optional[list[str]], typer.Option(help="corruption: types to apply (repeatable; default: all).")] = None,
+    severity: Annotated[Optional[list[int]], typer.Option(help="corruption: severities 1–5 (repeatable; default: all).")] = None,
+    corrupt_both: Annotated[Optional[str], typer.Option(help="corruption: TYPE:SEV applied to ID and OOD test data (tuning stays clean).")] = None,
+    seeds: Annotated[Optional[list[int]], typer.Option(help="Repeat the whole pipeline per seed, report mean ± std: --seeds 0 1 2.")] = None,
     backbone: Annotated[Optional[str], typer.Option(help="Backbone (default: by input shape: lenet for 28×28, resnet18 for 32×32).")] = None,
     checkpoint: Annotated[Optional[Path], typer.Option(help="Load these weights instead of training.")] = None,
     epochs: Annotated[Optional[int], typer.Option(help="Training epochs (default: the backbone's).")] = None,
@@ -100,11 +114,16 @@ def run(
     feature_cache: Annotated[bool, typer.Option(help="Keep extracted features on disk (keyed by checkpoint + data hash) for later runs.")] = True,
     fmt: Annotated[Fmt, typer.Option("--format", help="Table format.")] = Fmt.github,
 ) -> None:
-    """Fit detectors on ID training data and score ID vs OOD test sets."""
-    from .results import render_table
-    from .runner import RunRequest
-    from .runner import run as run_fn
+    """Fit detectors on ID training data and score ID vs OOD test sets under a protocol."""
+    from .errors import UsageError
+    from .results import render
+    from .runner import RunRequest, run_many
 
+    seed_list = list(seeds or [])
+    for extra in ctx.args:  # `--seeds 0 1 2`: the values after the first arrive as extra arguments
+        if not seed_list or not extra.lstrip("-").isdigit():
+            raise UsageError(f"unexpected argument {extra!r}")
+        seed_list.append(int(extra))
     params = _params(param)
     if layers:
         from .plugins import registries
@@ -113,14 +132,14 @@ def run(
         for name in detector:
             if "layers" in registries().detectors.get(name)().get_params():
                 params.setdefault(name, {}).setdefault("layers", chosen)
-
-    records = run_fn(RunRequest(
-        detectors=detector, id=in_, oods=out, backbone=backbone, checkpoint=checkpoint, epochs=epochs,
+    base = RunRequest(
+        detectors=detector, id=in_, oods=list(out or []), backbone=backbone, checkpoint=checkpoint, epochs=epochs,
         tune=tune.value, tune_out=tune_out, seed=seed, device=device, data_root=data_root, download=download,
         train_limit=train_limit, test_limit=test_limit, n_tune=n_tune, pretrained=pretrained,
-        results=results, detector_params=params, feature_cache=feature_cache,
-    ))
-    typer.echo(render_table(records, fmt.value))
+        results=results, detector_params=params, feature_cache=feature_cache, protocol=protocol.value,
+        holdout=holdout, corruptions=corruption, severities=severity, corrupt_both=corrupt_both,
+    )
+    typer.echo(render(run_many(base, seed_list or [seed]), fmt.value))
 
 
 @app.command()
@@ -155,6 +174,48 @@ def train(
                      train_limit=train_limit, pretrained=pretrained)
     _, info = load_or_train(spec, factory, tr, te, dev)
     typer.echo(f"checkpoint: {info['path']} ({info['source']})")
+
+
+class BoardFmt(str, Enum):
+    github = "github"
+    markdown = "markdown"
+    latex = "latex"
+    html = "html"
+
+
+SuiteFile = Annotated[str, typer.Option("--file", help="Suite definitions.")]
+
+
+@app.command("bench")
+def bench_cmd(
+    suite: Annotated[str, typer.Argument(help="Suite name in benchmarks.yaml (smoke, cpu, gpu, …).")],
+    file: SuiteFile = "benchmarks.yaml",
+    results: Annotated[Optional[str], typer.Option(help="Results folder (default: $OODBENCH_RESULTS or ./results); records go to RESULTS/SUITE.")] = None,
+) -> None:
+    """Run a suite; finished runs and records are skipped, so an interrupted suite resumes."""
+    from .suites import bench
+
+    counts = bench(suite, file, results)
+    typer.echo(f"{suite}: {counts['done']} run(s) done, {counts['skipped']} already done, {counts['total']} in the suite")
+
+
+@app.command("leaderboard")
+def leaderboard_cmd(
+    suite: Annotated[str, typer.Argument(help="Suite name.")],
+    file: SuiteFile = "benchmarks.yaml",
+    results: Annotated[Optional[str], typer.Option(help="Results folder the suite was run into.")] = None,
+    fmt: Annotated[BoardFmt, typer.Option("--format", help="Table format.")] = BoardFmt.github,
+    write: Annotated[Optional[Path], typer.Option(help="Replace this suite's marked section of a Markdown file (e.g. LEADERBOARD.md).")] = None,
+) -> None:
+    """Ranked tables from a suite's records (one per protocol), paper numbers beside reproduced rows."""
+    from .suites import leaderboard, write_section
+
+    text = leaderboard(suite, file, results, fmt.value)
+    if write:
+        write_section(write, suite, text)
+        typer.echo(f"wrote the {suite} leaderboard into {write}")
+    else:
+        typer.echo(text)
 
 
 @app.command("list")

@@ -78,10 +78,97 @@ def render_table(records: list[dict[str, Any]], fmt: str = "github", columns: It
     """Render records as a table (github | markdown | latex | json) — from records only."""
     if fmt == "json":
         return json.dumps(records, indent=2, sort_keys=True, default=str)
+    headers, rows = table_rows(records, columns)
+    return _tabulate(headers, rows, fmt)
+
+
+def _tabulate(headers: list[str], rows: list[list[Any]], fmt: str) -> str:
     from tabulate import tabulate
 
-    headers, rows = table_rows(records, columns)
-    tablefmt = {"github": "github", "markdown": "pipe", "latex": "latex_booktabs"}.get(fmt)
+    tablefmt = {"github": "github", "markdown": "pipe", "latex": "latex_booktabs", "html": "html"}.get(fmt)
     if tablefmt is None:
         raise ValueError(f"unknown table format {fmt!r}")
     return tabulate(rows, headers=headers, tablefmt=tablefmt, floatfmt=".1f")
+
+
+def mean_rows(records: list[dict[str, Any]], columns: Iterable[str] = DEFAULT_COLUMNS) -> list[list[Any]]:
+    """One 'mean' row per (detector, backbone, tune) over several records (e.g. leave-one-class-out)."""
+    import numpy as np
+
+    columns = list(columns)
+    groups: dict[tuple, list[dict]] = {}
+    for r in records:
+        groups.setdefault((r["detector"], r["backbone"], r["tune"]), []).append(r)
+    rows = []
+    for (det, bb, tune), rs in groups.items():
+        if len(rs) < 2:
+            continue
+        vals = [float(np.mean([r["metrics"][c] for r in rs])) if all(c in r["metrics"] for r in rs) else None
+                for c in columns]
+        rows.append([det, bb, "mean", f"{len(rs)} sets", tune, *vals])
+    return rows
+
+
+def seed_table(records: list[dict[str, Any]], fmt: str = "github", columns: Iterable[str] = DEFAULT_COLUMNS) -> str:
+    """mean ± std over seeds for each (detector, backbone, ID, OOD, tune) (SPEC.md "repeats")."""
+    import numpy as np
+
+    columns = list(columns)
+    groups: dict[tuple, list[dict]] = {}
+    for r in records:
+        groups.setdefault((r["detector"], r["backbone"], r["id"], r["ood"], r["tune"]), []).append(r)
+    rows = []
+    for key, rs in groups.items():
+        cells = []
+        for c in columns:
+            vals = [r["metrics"][c] for r in rs if c in r["metrics"]]
+            cells.append(f"{np.mean(vals):.1f} ± {np.std(vals):.1f}" if vals else "")
+        rows.append([*key, ",".join(str(r["seed"]) for r in rs), *cells])
+    headers = ["Detector", "Backbone", "ID", "OOD", "Tune", "Seeds", *(METRIC_LABELS.get(c, c) for c in columns)]
+    return _tabulate(headers, rows, fmt)
+
+
+def corruption_table(records: list[dict[str, Any]], fmt: str = "github", metric: str = "auroc") -> str:
+    """AUROC per corruption type × severity, with the mean per severity (protocol corruption, mode a)."""
+    import numpy as np
+
+    cells: dict[tuple, dict[int, float]] = {}
+    for r in records:
+        kind, _, sev = r["ood"].partition("@")
+        if not sev.isdigit():
+            continue
+        cells.setdefault((r["detector"], kind), {})[int(sev)] = r["metrics"][metric]
+    sevs = sorted({s for v in cells.values() for s in v})
+    rows = [[det, kind, *(v.get(s) for s in sevs)] for (det, kind), v in sorted(cells.items())]
+    for det in sorted({d for d, _ in cells}):
+        per = [[v[s] for (d, _), v in cells.items() if d == det and s in v] for s in sevs]
+        rows.append([det, "mean", *(float(np.mean(p)) if p else None for p in per)])
+    return _tabulate(["Detector", "Corruption", *(f"{METRIC_LABELS.get(metric, metric)} s{s}" for s in sevs)], rows, fmt)
+
+
+def misclassification_table(records: list[dict[str, Any]], fmt: str = "github") -> str:
+    cols = ["auroc_err", "aupr_succ", "aupr_err", "mean_msp_wrong", "mean_msp_right", "id_acc"]
+    rows = [[r["detector"], r["backbone"], r["id"], r["seed"], *(r["metrics"].get(c) for c in cols)] for r in records]
+    return _tabulate(["Detector", "Backbone", "ID", "Seed", "AUROC-Err", "AUPR-Succ", "AUPR-Err",
+                      "mean MSP wrong", "mean MSP right", "ID acc"], rows, fmt)
+
+
+def render(records: list[dict[str, Any]], fmt: str = "github") -> str:
+    """The table that fits the records' protocol (and repeats), from records only."""
+    if fmt == "json":
+        return json.dumps(records, indent=2, sort_keys=True, default=str)
+    if not records:
+        return "(no records)"
+    protocol = records[0].get("protocol", "anomaly")
+    if protocol == "misclassification":
+        return misclassification_table(records, fmt)
+    parts = []
+    if protocol == "corruption" and all("@" in r["ood"] for r in records) and len({r["seed"] for r in records}) == 1:
+        return corruption_table(records, fmt)  # every row is in the pivot; --format json has the rest
+    if len({r["seed"] for r in records}) > 1:
+        parts.append(seed_table(records, fmt))
+        return "\n\n".join(parts)
+    headers, rows = table_rows(records)
+    rows += mean_rows(records) if protocol == "novelty" else []
+    parts.append(_tabulate(headers, rows, fmt))
+    return "\n\n".join(parts)

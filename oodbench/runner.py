@@ -14,6 +14,7 @@ Features are extracted once per split in one pass and shared by every detector.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import platform
 import time
@@ -30,10 +31,10 @@ from .data import Dataset, ImageSet, LoadContext, cache_dir, resolve_data_root
 from .detector import Detector, validate_scores
 from .errors import UsageError
 from .features import FeatureView
-from .metrics import accuracy, ood_metrics
+from .metrics import accuracy, misclassification_metrics, ood_metrics
 from .plugins import registries
 from .progress import say
-from .results import record_id, results_dir, write_record
+from .results import record_id, record_path, results_dir, write_record
 from .train import TrainConfig
 from .tuning import TuneResult, tune
 
@@ -46,7 +47,7 @@ class RunRequest:
 
     detectors: list[str]
     id: str
-    oods: list[str]
+    oods: list[str] = field(default_factory=list)
     backbone: str | None = None
     checkpoint: Path | None = None
     epochs: int | None = None
@@ -64,6 +65,10 @@ class RunRequest:
     batch_size: int = 512
     results: str | None = None
     protocol: str = "anomaly"
+    holdout: str | None = None
+    corruptions: list[str] | None = None
+    severities: list[int] | None = None
+    corrupt_both: str | None = None
     detector_params: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
@@ -120,11 +125,21 @@ def load_ood(ds: Dataset, ctx: LoadContext, id_shape, limit: int | None, seed: i
     return data.head(limit, seed).to_format(id_shape)
 
 
-def run(req: RunRequest) -> list[dict[str, Any]]:
-    """Run the anomaly protocol; returns the records (also written under ``req.results``)."""
+def run(req: RunRequest, skip_existing: bool = False) -> list[dict[str, Any]]:
+    """Run ``req.protocol``; returns the records (also written under ``req.results``).
+
+    ``skip_existing``: records already on disk are read back instead of recomputed (and a detector
+    whose records all exist is not even fitted) — how an interrupted suite resumes.
+    """
+    from .protocols import PROTOCOLS, prepare
+
     regs = registries()
+    if req.protocol not in PROTOCOLS:
+        raise UsageError(f"unknown protocol {req.protocol!r} ({' | '.join(PROTOCOLS)})")
     if req.tune not in TUNE_MODES:
         raise UsageError(f"unknown tuning mode {req.tune!r} ({' | '.join(TUNE_MODES)})")
+    if req.protocol == "misclassification" and (req.tune != "none" or req.oods):
+        raise UsageError("--protocol misclassification uses the ID test set only (no --out, --tune none)")
     det_classes = [regs.detectors.get(name) for name in req.detectors]
     detectors = [make_detector(cls, req.seed, req.detector_params.get(cls.name, {})) for cls in det_classes]
     id_ds = regs.datasets.get(req.id)
@@ -144,21 +159,19 @@ def run(req: RunRequest) -> list[dict[str, Any]]:
     timings: dict[str, float] = {}
 
     t0 = time.perf_counter()
-    id_train = id_ds.load("train", ctx).head(req.train_limit, req.seed)
-    id_test = id_ds.load("test", ctx).head(req.test_limit, req.seed)
+    plan = prepare(req, id_ds, ood_dss, ctx, lambda ds, shape: load_ood(ds, ctx, shape, req.test_limit, req.seed))
+    id_train, id_test = plan.id_train, plan.id_test
     shape = id_train.shape
-    oods = {name: load_ood(ds, ctx, shape, req.test_limit, req.seed) for name, ds in zip(req.oods, ood_dss)}
-    tune_out_set = (load_ood(tune_out_ds, ctx, shape, req.n_tune, req.seed + 1) if tune_out_ds else None)
+    tune_out_set = load_ood(tune_out_ds, ctx, shape, req.n_tune, req.seed + 1) if tune_out_ds else None
     timings["load_data"] = time.perf_counter() - t0
 
     backbone_name = req.backbone or default_backbone(shape)
     factory = regs.backbones.get(backbone_name)
     spec = ModelSpec(backbone_name, req.id, shape, id_train.num_classes, train_config(factory, req.epochs, req.seed),
-                     train_limit=req.train_limit, pretrained=req.pretrained)
+                     classes=plan.classes, train_limit=req.train_limit, pretrained=req.pretrained)
     t0 = time.perf_counter()
     model, model_info = load_or_train(spec, factory, id_train, id_test, device, req.checkpoint)
     timings["backbone"] = time.perf_counter() - t0
-
     models = ModelProvider(spec, factory, id_train, id_test, device)
 
     def view(data: ImageSet) -> FeatureView:
@@ -170,27 +183,81 @@ def run(req: RunRequest) -> list[dict[str, Any]]:
             disk = cache_dir() / "features" / key
         return FeatureView(data, model, device, req.batch_size, amp=device.type == "cuda", cache_dir=disk, models=models)
 
+    out_dir = results_dir(req.results)
+    config = {"train_limit": req.train_limit, "test_limit": req.test_limit, "n_tune": req.n_tune,
+              "epochs": spec.train.epochs, **plan.config}
+
+    def identity(det: Detector, ood: str) -> dict[str, Any]:
+        return {"detector": det.name, "backbone": backbone_name, "checkpoint": model_info["hash"], "id": plan.id_name,
+                "ood": ood, "protocol": req.protocol, "tune": req.tune,
+                "tune_out": tune_out_set.name if tune_out_set is not None else None, "seed": req.seed,
+                "config": {**config, "detector_params": req.detector_params.get(det.name, {})}}
+
+    def existing(det: Detector, ood: str) -> dict[str, Any] | None:
+        if not skip_existing:
+            return None
+        path = record_path(out_dir, identity(det, ood))
+        return json.loads(path.read_text()) if path.is_file() else None
+
     train_view, id_view = view(id_train), view(id_test)
+    id_scored_view = view(plan.id_scored) if plan.id_scored is not None else id_view
     id_tune_idx, id_eval_idx = split_tuning(len(id_test), req.n_tune, req.seed)
-    ood_views = {name: view(data) for name, data in oods.items()}
-    ood_splits = {name: split_tuning(len(data), req.n_tune, req.seed + 1) for name, data in oods.items()}
+    targets = []
+    for o in plan.oods:
+        clean = view(o.clean) if not o.paired else id_view
+        scored = view(o.scored) if o.scored is not None else clean
+        split = (id_tune_idx, id_eval_idx) if o.paired else split_tuning(len(o.clean), req.n_tune, req.seed + 1)
+        targets.append((o, clean, scored, split))
 
     layers = sorted({layer for d in detectors for layer in d.required_layers(model)} | {"logits"})
     t0 = time.perf_counter()
-    for v in [id_view, *ood_views.values()]:
+    for v in {id(v): v for v in [id_view, id_scored_view, *(t[1] for t in targets), *(t[2] for t in targets)]}.values():
         v.features(layers)  # one pass per split, shared by all detectors
     timings["extract_features"] = time.perf_counter() - t0
     id_acc = accuracy(id_view.logits().numpy(), id_test.labels.numpy())
-    id_eval, id_tune = id_view.subset(id_eval_idx), id_view.subset(id_tune_idx)
-
+    id_eval, id_tune = id_scored_view.subset(id_eval_idx), id_view.subset(id_tune_idx)
     heldout_view = view(tune_out_set) if tune_out_set is not None else None
-    out_dir = results_dir(req.results)
-    records = []
+
+    def finish(record: dict[str, Any]) -> None:
+        record["record_id"] = record_id(record)
+        write_record(out_dir, record)
+        records.append(record)
+
+    def facts(det: Detector) -> dict[str, Any]:
+        return {
+            "data": {"id_train": list(id_train.notes), "id_test": list(id_test.notes)},
+            "model": {k: v for k, v in model_info.items() if k != "train"} | {
+                "train_config": dataclasses.asdict(spec.train), "train_log": model_info.get("train", {})},
+            "device": str(device), "versions": versions(), "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        }
+
+    records: list[dict[str, Any]] = []
     for det in detectors:
+        names = [t[0].name for t in targets] if req.protocol != "misclassification" else ["errors"]
+        found = {n: existing(det, n) for n in names}
+        if all(found.values()):
+            records.extend(found.values())  # type: ignore[arg-type]
+            say(f"{det.name}: all {len(names)} record(s) already exist, skipped")
+            continue
         mark = len(models.records)
         t0 = time.perf_counter()
         det.fit(train_view)
         fit_seconds = time.perf_counter() - t0
+        if req.protocol == "misclassification":
+            t0 = time.perf_counter()
+            s = validate_scores(det, det.score_samples(id_view), len(id_view))
+            logits = id_view.logits()
+            correct = (logits.argmax(1) == id_test.labels).numpy()
+            msp = torch.softmax(logits, 1).max(1).values.numpy()
+            record = identity(det, "errors") | {
+                "params": det.get_params(), "tuning": None, "fit": det.describe_fit(),
+                "metrics": {**misclassification_metrics(s, correct), "id_acc": id_acc,
+                            "mean_msp_wrong": 100.0 * float(msp[~correct].mean()),
+                            "mean_msp_right": 100.0 * float(msp[correct].mean())},
+                "n_eval": {"id": len(id_view), "errors": int((~correct).sum())},
+                "seconds": {**timings, "fit": fit_seconds, "score": time.perf_counter() - t0}, **facts(det)}
+            finish(record)
+            continue
         shared: tuple[Detector, TuneResult | None, float] | None = None
         if req.tune == "heldout":
             t0 = time.perf_counter()
@@ -198,25 +265,24 @@ def run(req: RunRequest) -> list[dict[str, Any]]:
             shared = (tuned, info, time.perf_counter() - t0)
         elif req.tune == "none":
             shared = (det, None, 0.0)
-        for name, ood_view in ood_views.items():
-            tune_idx, eval_idx = ood_splits[name]
-            if shared is None:  # oracle: tune on this OOD set's tuning samples
+        s_id = None
+        for o, clean, scored, (tune_idx, eval_idx) in targets:
+            if found[o.name]:
+                records.append(found[o.name])
+                continue
+            if shared is None:  # oracle: tune on this OOD set's (clean) tuning samples
                 t0 = time.perf_counter()
-                tuned, info = tune(det, id_tune, ood_view.subset(tune_idx), name, seed=req.seed, train=train_view)
+                tuned, info = tune(det, id_tune, clean.subset(tune_idx), o.name, seed=req.seed, train=train_view)
                 tune_seconds = time.perf_counter() - t0
             else:
                 tuned, info, tune_seconds = shared
             t0 = time.perf_counter()
-            s_id = validate_scores(tuned, tuned.score_samples(id_eval), len(id_eval))
-            ood_eval = ood_view.subset(eval_idx)
+            if s_id is None or shared is None:
+                s_id = validate_scores(tuned, tuned.score_samples(id_eval), len(id_eval))
+            ood_eval = scored.subset(eval_idx)
             s_ood = validate_scores(tuned, tuned.score_samples(ood_eval), len(ood_eval))
             score_seconds = time.perf_counter() - t0
-            record = {
-                "detector": det.name, "backbone": backbone_name, "checkpoint": model_info["hash"],
-                "id": req.id, "ood": name, "protocol": req.protocol, "tune": req.tune,
-                "tune_out": tune_out_set.name if tune_out_set is not None else None, "seed": req.seed,
-                "config": {"train_limit": req.train_limit, "test_limit": req.test_limit, "n_tune": req.n_tune,
-                           "epochs": spec.train.epochs, "detector_params": req.detector_params.get(det.name, {})},
+            record = identity(det, o.name) | {
                 "params": {**det.get_params(), **(info.params if info else {})},
                 "tuning": None if info is None else {
                     "criterion": info.criterion, "value": info.value, "grid_size": info.grid_size,
@@ -228,18 +294,36 @@ def run(req: RunRequest) -> list[dict[str, Any]]:
                 "extra_models": list({m["hash"]: m for m in models.records[mark:]}.values()),
                 "metrics": {**ood_metrics(s_id, s_ood), "id_acc": id_acc},
                 "n_eval": {"id": len(id_eval), "ood": len(ood_eval)},
-                "data": {"id_train": list(id_train.notes), "id_test": list(id_test.notes), "ood": list(oods[name].notes)},
-                "model": {k: v for k, v in model_info.items() if k != "train"} | {
-                    "train_config": dataclasses.asdict(spec.train),
-                    "train_log": model_info.get("train", {})},
                 "seconds": {**timings, "fit": fit_seconds, "tune": tune_seconds, "score": score_seconds},
-                "device": str(device), "versions": versions(), "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                **facts(det),
             }
-            record["record_id"] = record_id(record)
-            write_record(out_dir, record)
-            records.append(record)
-            if info is not None and info.params and (shared is None or name == req.oods[0]):
+            record["data"]["ood"] = list((o.scored or o.clean).notes)
+            finish(record)
+            if info is not None and info.params and (shared is None or o is targets[0][0]):
                 chosen = ", ".join(f"{k}={v}" for k, v in info.params.items())
                 say(f"{det.name} [{req.tune}, tuned on {info.ood_source}]: {chosen} ({info.criterion} {info.value:.1f})")
-    say(f"{len(records)} record(s) written under {out_dir}{os.sep}{req.protocol}")
+    say(f"{len(records)} record(s) under {out_dir}{os.sep}{req.protocol}")
+    return records
+
+
+def expand(req: RunRequest, seeds: list[int] | None = None) -> list[RunRequest]:
+    """One request per seed and per held-out class (``--holdout each``)."""
+    from .protocols import expand_holdout
+
+    holdouts = [req.holdout]
+    if req.protocol == "novelty" and req.holdout == "each":
+        ds = registries().datasets.get(req.id)
+        ctx = LoadContext(root=resolve_data_root(req.data_root), download=req.download, seed=req.seed)
+        holdouts = expand_holdout("each", ds.load("test", ctx).num_classes)
+    return [dataclasses.replace(req, seed=s, holdout=h) for s in (seeds or [req.seed]) for h in holdouts]
+
+
+def run_many(req: RunRequest, seeds: list[int] | None = None, skip_existing: bool = False) -> list[dict[str, Any]]:
+    """Run every expansion of ``req`` (seeds × holdouts) and return all records."""
+    parts = expand(req, seeds)
+    records: list[dict[str, Any]] = []
+    for i, part in enumerate(parts, 1):
+        if len(parts) > 1:
+            say(f"[{i}/{len(parts)}] seed {part.seed}" + (f", holdout {part.holdout}" if part.holdout else ""))
+        records += run(part, skip_existing=skip_existing)
     return records

@@ -23,13 +23,15 @@ def test_required_suites_exist():
 def test_suite_entry_is_valid(suite, i, run):
     regs = registries()
     fields = {f.name for f in dataclasses.fields(RunRequest)}
-    extra = set(run) - fields - {"seeds"}
+    extra = set(run) - fields - {"seeds", "paper"}
     assert not extra, f"{suite}[{i}] has unknown keys {extra}"
     for name in run["detectors"]:
         regs.detectors.get(name)
-    for name in [run["id"], *run["oods"], *([run["tune_out"]] if run.get("tune_out") else [])]:
+    for name in [run["id"], *run.get("oods", []), *([run["tune_out"]] if run.get("tune_out") else [])]:
         regs.datasets.get(name)
     if run.get("backbone"):
         regs.backbones.get(run["backbone"])
     assert run.get("tune", "none") in TUNE_MODES
-    RunRequest(**{k: v for k, v in run.items() if k != "seeds"})
+    for det in (run.get("paper") or {}):
+        assert det in run["detectors"], f"paper numbers for {det!r}, which the entry does not run"
+    RunRequest(**{k: v for k, v in run.items() if k not in ("seeds", "paper")})

@@ -1,0 +1,84 @@
+"""Suites: resumable `bench` (second run does nothing; a killed run resumes) and the leaderboard."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+from oodbench.suites import bench, leaderboard, write_section
+
+SUITE = {"suites": {"tiny": {"runs": [
+    {"detectors": ["msp", "energy"], "id": "fashionmnist", "oods": ["mnist"], "epochs": 1, "train_limit": 2000,
+     "test_limit": 400, "n_tune": 50, "tune": "oracle", "paper": {"msp": {"auroc": 77.3}}},
+    {"detectors": ["msp"], "id": "mnist", "protocol": "novelty", "holdout": "0,1", "epochs": 1, "train_limit": 2000,
+     "test_limit": 400, "n_tune": 50},
+    {"detectors": ["msp"], "id": "fashionmnist", "oods": ["gaussian"], "epochs": 1, "train_limit": 2000,
+     "test_limit": 400, "n_tune": 50, "seeds": [3, 4]},
+]}}}
+
+
+def write_suite(tmp_path: Path) -> Path:
+    path = tmp_path / "suites.yaml"
+    path.write_text(yaml.safe_dump(SUITE))
+    return path
+
+
+def test_second_bench_does_no_work_and_leaderboard_renders(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("OODBENCH_QUIET")
+    suites = write_suite(tmp_path)
+    first = bench("tiny", suites, str(tmp_path / "res"))
+    assert first == {"done": 4, "skipped": 0, "total": 4}
+    n_records = len(list((tmp_path / "res" / "tiny").rglob("*.json")))
+    assert n_records == 5
+    capsys.readouterr()
+    second = bench("tiny", suites, str(tmp_path / "res"))
+    assert second == {"done": 0, "skipped": 4, "total": 4}
+    assert "nothing to do" in capsys.readouterr().err
+    board = leaderboard("tiny", suites, str(tmp_path / "res"))
+    assert "### anomaly" in board and "### novelty" in board
+    assert "FPR95 (ID+)" in board and "FPR95 (OOD+)" in board  # the FPR convention is named
+    msp_row = next(line for line in board.splitlines() if "| msp" in line and "| mnist " in line and "fashionmnist" in line)
+    assert "77.3" in msp_row and "oracle" in msp_row
+    assert any("± " in line and "gaussian" in line for line in board.splitlines())  # two seeds → mean ± std
+
+
+def test_write_section_replaces_in_place(tmp_path):
+    md = tmp_path / "LEADERBOARD.md"
+    md.write_text("# Board\n\nintro\n")
+    write_section(md, "cpu", "table v1")
+    write_section(md, "cpu", "table v2")
+    write_section(md, "smoke", "smoke table")
+    text = md.read_text()
+    assert text.startswith("# Board\n\nintro\n")
+    assert "table v2" in text and "table v1" not in text and text.count("<!-- oodbench:leaderboard cpu -->") == 1
+    assert "smoke table" in text
+
+
+def test_killed_bench_resumes_without_redoing_finished_runs(tmp_path):
+    suites = write_suite(tmp_path)
+    res = tmp_path / "res"
+    env = dict(os.environ, OODBENCH_QUIET="")
+    args = [sys.executable, "-m", "oodbench.cli", "bench", "tiny", "--file", str(suites), "--results", str(res)]
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    markers = res / "tiny" / ".done"
+    deadline = time.time() + 300
+    while time.time() < deadline and not (markers.is_dir() and any(markers.iterdir())):
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    finished = sorted(p.name for p in markers.iterdir())
+    assert 1 <= len(finished) < 4, "the kill should land mid-suite"
+    records_before = {p: p.stat().st_mtime_ns for p in (res / "tiny").rglob("*.json")}
+    again = subprocess.run(args, env=env, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr
+    assert again.stderr.count("skip (done)") == len(finished)
+    assert "4 in the suite" in again.stdout
+    assert len(list(markers.iterdir())) == 4
+    for path, mtime in records_before.items():  # finished records were not rewritten
+        assert path.stat().st_mtime_ns == mtime
