@@ -85,3 +85,26 @@ def check_detector(cls: type[Detector]) -> None:
         det.fit_ensemble(id_test, ood_test)
         validate_scores(det, det.score_samples(id_test), len(id_test))
         assert "ensemble" in det.describe_fit(), f"{cls.name}: describe_fit must report the fitted ensemble"
+
+
+def synthetic_view(features: dict[str, torch.Tensor], labels: torch.Tensor | None = None,
+                   head: torch.nn.Linear | None = None) -> FeatureView:
+    """A view whose features are given (hand-checkable detector tests). ``head`` is the classifier
+    that maps ``features["penultimate"]`` to logits (detectors that re-apply it need one); without
+    ``features["logits"]`` the logits are ``head(penultimate)``."""
+    from .backbones import Backbone
+
+    n = len(next(iter(features.values())))
+    if head is None:
+        d = features.get("penultimate", features.get("logits"))
+        head = torch.nn.Linear(d.shape[1], d.shape[1])
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Identity(), head)
+    model = Backbone(net, {}, "2", [0.0], [1.0], (1, 1, 1), arch="synthetic")
+    labels = torch.zeros(n, dtype=torch.long) if labels is None else labels
+    view = FeatureView(ImageSet(torch.zeros(n, 1, 1, 1, dtype=torch.uint8), labels, "synthetic"), model)
+    feats = dict(features)
+    if "logits" not in feats and "penultimate" in feats:
+        with torch.no_grad():
+            feats["logits"] = head(feats["penultimate"])
+    view._features.update({k: v.float() for k, v in feats.items()})
+    return view

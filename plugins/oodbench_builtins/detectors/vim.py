@@ -36,12 +36,14 @@ class ViM(Detector):
         n = x.shape[1]
         dim = self.dim or (1000 if n >= 2048 else 512 if n >= 768 else n // 2)
         self.origin_ = -(torch.linalg.pinv(w.double()) @ b.double())
-        centred = x - self.origin_
-        cov = centred.T @ centred / len(centred)
-        eigvals, eigvecs = torch.linalg.eigh(cov)
+        cov = torch.zeros(n, n, dtype=torch.float64)
+        for chunk in x.split(8192):  # chunked: memory stays O(chunk × N)
+            c = chunk - self.origin_
+            cov += c.T @ c
+        eigvals, eigvecs = torch.linalg.eigh(cov / len(x))
         order = eigvals.argsort(descending=True)
         self.residual_basis_ = eigvecs[:, order[dim:]].contiguous()
-        residual = (centred @ self.residual_basis_).norm(dim=1)
+        residual = torch.cat([((c - self.origin_) @ self.residual_basis_).norm(dim=1) for c in x.split(8192)])
         self.alpha_ = float(z.max(dim=1).values.sum() / residual.sum())
         self.dim_ = dim
         return self
