@@ -74,15 +74,7 @@ def table_rows(records: Iterable[dict[str, Any]], columns: Iterable[str] = DEFAU
     return headers, rows
 
 
-def render_table(records: list[dict[str, Any]], fmt: str = "github", columns: Iterable[str] = DEFAULT_COLUMNS) -> str:
-    """Render records as a table (github | markdown | latex | json) — from records only."""
-    if fmt == "json":
-        return json.dumps(records, indent=2, sort_keys=True, default=str)
-    headers, rows = table_rows(records, columns)
-    return _tabulate(headers, rows, fmt)
-
-
-def _tabulate(headers: list[str], rows: list[list[Any]], fmt: str) -> str:
+def tabulate_rows(headers: list[str], rows: list[list[Any]], fmt: str) -> str:
     from tabulate import tabulate
 
     tablefmt = {"github": "github", "markdown": "pipe", "latex": "latex_booktabs", "html": "html"}.get(fmt)
@@ -125,7 +117,7 @@ def seed_table(records: list[dict[str, Any]], fmt: str = "github", columns: Iter
             cells.append(f"{np.mean(vals):.1f} ± {np.std(vals):.1f}" if vals else "")
         rows.append([*key, ",".join(str(r["seed"]) for r in rs), *cells])
     headers = ["Detector", "Backbone", "ID", "OOD", "Tune", "Seeds", *(METRIC_LABELS.get(c, c) for c in columns)]
-    return _tabulate(headers, rows, fmt)
+    return tabulate_rows(headers, rows, fmt)
 
 
 def corruption_table(records: list[dict[str, Any]], fmt: str = "github", metric: str = "auroc") -> str:
@@ -143,13 +135,13 @@ def corruption_table(records: list[dict[str, Any]], fmt: str = "github", metric:
     for det in sorted({d for d, _ in cells}):
         per = [[v[s] for (d, _), v in cells.items() if d == det and s in v] for s in sevs]
         rows.append([det, "mean", *(float(np.mean(p)) if p else None for p in per)])
-    return _tabulate(["Detector", "Corruption", *(f"{METRIC_LABELS.get(metric, metric)} s{s}" for s in sevs)], rows, fmt)
+    return tabulate_rows(["Detector", "Corruption", *(f"{METRIC_LABELS.get(metric, metric)} s{s}" for s in sevs)], rows, fmt)
 
 
 def misclassification_table(records: list[dict[str, Any]], fmt: str = "github") -> str:
     cols = ["auroc_err", "aupr_succ", "aupr_err", "mean_msp_wrong", "mean_msp_right", "id_acc"]
     rows = [[r["detector"], r["backbone"], r["id"], r["seed"], *(r["metrics"].get(c) for c in cols)] for r in records]
-    return _tabulate(["Detector", "Backbone", "ID", "Seed", "AUROC-Err", "AUPR-Succ", "AUPR-Err",
+    return tabulate_rows(["Detector", "Backbone", "ID", "Seed", "AUROC-Err", "AUPR-Succ", "AUPR-Err",
                       "mean MSP wrong", "mean MSP right", "ID acc"], rows, fmt)
 
 
@@ -170,5 +162,5 @@ def render(records: list[dict[str, Any]], fmt: str = "github") -> str:
         return "\n\n".join(parts)
     headers, rows = table_rows(records)
     rows += mean_rows(records) if protocol == "novelty" else []
-    parts.append(_tabulate(headers, rows, fmt))
+    parts.append(tabulate_rows(headers, rows, fmt))
     return "\n\n".join(parts)

@@ -223,7 +223,7 @@ def run(req: RunRequest, skip_existing: bool = False) -> list[dict[str, Any]]:
         write_record(out_dir, record)
         records.append(record)
 
-    def facts(det: Detector) -> dict[str, Any]:
+    def facts() -> dict[str, Any]:
         return {
             "data": {"id_train": list(id_train.notes), "id_test": list(id_test.notes)},
             "model": {k: v for k, v in model_info.items() if k != "train"} | {
@@ -255,7 +255,7 @@ def run(req: RunRequest, skip_existing: bool = False) -> list[dict[str, Any]]:
                             "mean_msp_wrong": 100.0 * float(msp[~correct].mean()),
                             "mean_msp_right": 100.0 * float(msp[correct].mean())},
                 "n_eval": {"id": len(id_view), "errors": int((~correct).sum())},
-                "seconds": {**timings, "fit": fit_seconds, "score": time.perf_counter() - t0}, **facts(det)}
+                "seconds": {**timings, "fit": fit_seconds, "score": time.perf_counter() - t0}, **facts()}
             finish(record)
             continue
         shared: tuple[Detector, TuneResult | None, float] | None = None
@@ -295,7 +295,7 @@ def run(req: RunRequest, skip_existing: bool = False) -> list[dict[str, Any]]:
                 "metrics": {**ood_metrics(s_id, s_ood), "id_acc": id_acc},
                 "n_eval": {"id": len(id_eval), "ood": len(ood_eval)},
                 "seconds": {**timings, "fit": fit_seconds, "tune": tune_seconds, "score": score_seconds},
-                **facts(det),
+                **facts(),
             }
             record["data"]["ood"] = list((o.scored or o.clean).notes)
             finish(record)

@@ -18,7 +18,7 @@ from typing import Any
 
 from .errors import UsageError
 from .progress import say
-from .results import METRIC_LABELS, _tabulate, read_records, results_dir
+from .results import METRIC_LABELS, tabulate_rows, read_records, results_dir
 from .runner import RunRequest, expand, run
 
 SUITE_KEYS = {f.name for f in dataclasses.fields(RunRequest)} | {"seeds", "paper"}
@@ -124,7 +124,7 @@ def leaderboard(name: str, path: str | Path = "benchmarks.yaml", results: str | 
             ranked.append([rank, *row[:-1]])
         headers = ["#", "ID", "OOD", "Detector", "Backbone", "Tune", "Seeds",
                    *(METRIC_LABELS.get(m, m) for m in metrics), "paper AUROC"]
-        sections.append(f"### {protocol}\n\n" + _tabulate(headers, ranked, fmt if fmt != "json" else "github"))
+        sections.append(f"### {protocol}\n\n" + tabulate_rows(headers, ranked, fmt if fmt != "json" else "github"))
     return "\n\n".join(sections)
 
 
