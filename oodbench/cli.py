@@ -218,6 +218,37 @@ def leaderboard_cmd(
         typer.echo(text)
 
 
+class PlotKind(str, Enum):
+    scores = "scores"
+    corruption = "corruption"
+
+
+@app.command("plot")
+def plot_cmd(
+    kind: Annotated[PlotKind, typer.Argument(help="scores: ID vs OOD histograms; corruption: AUROC against severity.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="PNG file to write.")],
+    results: Annotated[Optional[str], typer.Option(help="Results folder (or a suite's folder, results/SUITE).")] = None,
+    detector: Annotated[Optional[list[str]], typer.Option("--detector", "-d", help="Only these detectors.")] = None,
+    ood: Annotated[Optional[list[str]], typer.Option(help="Only these OOD sets.")] = None,
+    id_: Annotated[Optional[str], typer.Option("--in", help="Only this ID dataset.")] = None,
+) -> None:
+    """Draw pictures from result records (needs matplotlib: pip install 'oodbench[plot]')."""
+    from .errors import UsageError
+    from .plots import corruption_curves, score_histograms
+    from .results import record_files, results_dir
+
+    root = results_dir(results)
+    found = [(p, r) for p, r in record_files(root)
+             if (not detector or r["detector"] in detector) and (not ood or r["ood"] in ood) and (not id_ or r["id"] == id_)]
+    if not found:
+        raise UsageError(f"no records match under {root}")
+    if kind is PlotKind.scores:
+        path = score_histograms([(p, r) for p, r in found if r["protocol"] != "misclassification"][:12], out)
+    else:
+        path = corruption_curves([r for _, r in found], out)
+    typer.echo(f"wrote {path}")
+
+
 @app.command("list")
 def list_(kind: Annotated[Kind, typer.Argument(help="detectors | datasets | backbones")]) -> None:
     """List registered detectors, datasets or backbones with the plugin each comes from."""

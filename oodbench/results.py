@@ -60,8 +60,38 @@ def write_record(root: Path, record: dict[str, Any]) -> Path:
     return path
 
 
+def write_scores(root: Path, record: dict[str, Any], **scores) -> Path:
+    """Per-sample scores beside the record (``.npz``, atomic), for plots and re-analysis."""
+    import numpy as np
+
+    path = record_path(root, record).with_suffix(".npz")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz")
+    os.close(fd)
+    try:
+        np.savez_compressed(tmp, **{k: np.asarray(v, dtype=np.float32) for k, v in scores.items()})
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def scores_of(record_file: Path) -> dict[str, Any] | None:
+    """The per-sample scores saved beside a record file (None for records without them)."""
+    import numpy as np
+
+    path = Path(record_file).with_suffix(".npz")
+    return dict(np.load(path)) if path.is_file() else None
+
+
+def record_files(root: Path) -> list[tuple[Path, dict[str, Any]]]:
+    """(file, record) for every record under ``root`` (suites keep theirs in ``root/SUITE``)."""
+    return [(p, json.loads(p.read_text())) for p in sorted(Path(root).rglob("*.json"))]
+
+
 def read_records(root: Path) -> list[dict[str, Any]]:
-    return [json.loads(p.read_text()) for p in sorted(Path(root).rglob("*.json"))]
+    return [r for _, r in record_files(root)]
 
 
 def table_rows(records: Iterable[dict[str, Any]], columns: Iterable[str] = DEFAULT_COLUMNS) -> tuple[list[str], list[list[Any]]]:

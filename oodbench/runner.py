@@ -34,7 +34,7 @@ from .features import FeatureView
 from .metrics import accuracy, misclassification_metrics, ood_metrics
 from .plugins import registries
 from .progress import say
-from .results import record_id, record_path, results_dir, write_record
+from .results import record_id, record_path, results_dir, write_record, write_scores
 from .train import TrainConfig
 from .tuning import TuneResult, tune
 
@@ -218,8 +218,9 @@ def run(req: RunRequest, skip_existing: bool = False) -> list[dict[str, Any]]:
     id_eval, id_tune = id_scored_view.subset(id_eval_idx), id_view.subset(id_tune_idx)
     heldout_view = view(tune_out_set) if tune_out_set is not None else None
 
-    def finish(record: dict[str, Any]) -> None:
+    def finish(record: dict[str, Any], **scores) -> None:
         record["record_id"] = record_id(record)
+        write_scores(out_dir, record, **scores)  # before the record: a record never lacks its scores
         write_record(out_dir, record)
         records.append(record)
 
@@ -256,7 +257,7 @@ def run(req: RunRequest, skip_existing: bool = False) -> list[dict[str, Any]]:
                             "mean_msp_right": 100.0 * float(msp[correct].mean())},
                 "n_eval": {"id": len(id_view), "errors": int((~correct).sum())},
                 "seconds": {**timings, "fit": fit_seconds, "score": time.perf_counter() - t0}, **facts()}
-            finish(record)
+            finish(record, id=s, correct=correct)
             continue
         shared: tuple[Detector, TuneResult | None, float] | None = None
         if req.tune == "heldout":
@@ -298,7 +299,7 @@ def run(req: RunRequest, skip_existing: bool = False) -> list[dict[str, Any]]:
                 **facts(),
             }
             record["data"]["ood"] = list((o.scored or o.clean).notes)
-            finish(record)
+            finish(record, id=s_id, ood=s_ood)
             if info is not None and info.params and (shared is None or o is targets[0][0]):
                 chosen = ", ".join(f"{k}={v}" for k, v in info.params.items())
                 say(f"{det.name} [{req.tune}, tuned on {info.ood_source}]: {chosen} ({info.criterion} {info.value:.1f})")

@@ -109,3 +109,21 @@ def test_folder_dataset_rgb_id_converts_grey_ood(capsys, tmp_path):
     (record,) = json.loads(out)
     assert any("converted 1×28×28→3×32×32" in n for n in record["data"]["ood"])
     assert record["n_eval"] == {"id": 50, "ood": 50}
+
+
+def test_plots_from_saved_scores(capsys, tmp_path):
+    pytest.importorskip("matplotlib")
+    args = ["run", "-d", "msp", "-d", "fssd", "--in", "fashionmnist", "--protocol", "corruption", "--corruption", "contrast",
+            "--severity", "1", "--severity", "5", "--epochs", "2", "--train-limit", "10000", "--test-limit", "1200",
+            "--n-tune", "200", "--results", str(tmp_path / "res")]
+    code, out, err = run_cli(capsys, *args)
+    assert code == 0, err
+    assert len(list((tmp_path / "res").rglob("*.npz"))) == 4  # per-sample scores beside every record
+    code, out, err = run_cli(capsys, "plot", "scores", "--results", str(tmp_path / "res"), "-d", "fssd", "-o", str(tmp_path / "h.png"))
+    assert code == 0, err
+    code, out, err = run_cli(capsys, "plot", "corruption", "--results", str(tmp_path / "res"), "-o", str(tmp_path / "c.png"))
+    assert code == 0, err
+    for name in ("h.png", "c.png"):
+        assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    code, _, err = run_cli(capsys, "plot", "scores", "--results", str(tmp_path / "res"), "-d", "nope", "-o", str(tmp_path / "x.png"))
+    assert code == 2 and "no records match" in err

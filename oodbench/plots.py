@@ -1,0 +1,78 @@
+"""Pictures from result records (matplotlib, the optional ``plot`` extra).
+
+- :func:`score_histograms`: ID vs OOD score histograms, one panel per record (paper 003 Fig. 1,
+  paper 002 Fig. 4), from the per-sample scores saved beside each record.
+- :func:`corruption_curves`: AUROC against severity, one line per corruption type (paper 003 Fig. 4).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from .errors import UsageError
+from .results import scores_of
+
+
+def _pyplot():
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise UsageError("plots need matplotlib: pip install 'oodbench[plot]'") from None
+    return plt
+
+
+def score_histograms(found: list[tuple[Path, dict[str, Any]]], out: Path, bins: int = 60) -> Path:
+    """One histogram panel per (record file, record) whose scores were saved."""
+    plt = _pyplot()
+    panels = [(r, scores_of(path)) for path, r in found]
+    panels = [(r, s) for r, s in panels if s is not None and "ood" in s]
+    if not panels:
+        raise UsageError("no saved scores for these records (runs from before scores were saved?)")
+    cols = min(3, len(panels))
+    rows = math.ceil(len(panels) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False)
+    for ax, (r, s) in zip(axes.flat, panels):
+        lo, hi = float(min(s["id"].min(), s["ood"].min())), float(max(s["id"].max(), s["ood"].max()))
+        ax.hist(s["id"], bins=bins, range=(lo, hi), alpha=0.6, density=True, label=f"ID {r['id']}")
+        ax.hist(s["ood"], bins=bins, range=(lo, hi), alpha=0.6, density=True, label=f"OOD {r['ood']}")
+        ax.set_title(f"{r['detector']} ({r['tune']}) AUROC {r['metrics']['auroc']:.1f}", fontsize=9)
+        ax.set_xlabel("score (higher = more in-distribution)", fontsize=8)
+        ax.legend(fontsize=7)
+    for ax in list(axes.flat)[len(panels):]:
+        ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return out
+
+
+def corruption_curves(records: list[dict[str, Any]], out: Path, metric: str = "auroc") -> Path:
+    plt = _pyplot()
+    series: dict[tuple[str, str], dict[int, float]] = {}
+    for r in records:
+        kind, _, sev = r["ood"].partition("@")
+        if sev.isdigit():
+            series.setdefault((r["detector"], kind), {})[int(sev)] = r["metrics"][metric]
+    if not series:
+        raise UsageError("no corruption records (protocol corruption, ID test corrupted as OOD)")
+    detectors = sorted({d for d, _ in series})
+    fig, axes = plt.subplots(1, len(detectors), figsize=(5 * len(detectors), 3.8), squeeze=False)
+    for ax, det in zip(axes.flat, detectors):
+        for (d, kind), pts in sorted(series.items()):
+            if d == det:
+                xs = sorted(pts)
+                ax.plot(xs, [pts[x] for x in xs], marker="o", label=kind)
+        ax.set_title(det)
+        ax.set_xlabel("severity")
+        ax.set_ylabel(metric.upper())
+        ax.set_xticks([1, 2, 3, 4, 5])
+        ax.legend(fontsize=6, ncol=2)
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return out
