@@ -81,13 +81,19 @@ def bench(name: str, path: str | Path = "benchmarks.yaml", results: str | None =
 
 
 def _paper_numbers(suite: dict[str, Any]) -> dict[tuple, dict[str, float]]:
-    """(detector, id, ood, tune) → {metric: value} from the entries' ``paper`` mappings: a published
-    number sits only beside rows run the way the declaring entry runs them."""
+    """(detector, base ID, OOD or "*", tune) → {metric: value} from the entries' ``paper`` mappings
+    (``{det: {auroc: N}}`` for every OOD of the entry, or ``{det: {OOD: {auroc: N}}}`` per OOD set).
+    A published number sits only beside rows run the way the declaring entry runs them."""
     out: dict[tuple, dict[str, float]] = {}
     for entry in suite.get("runs", []):
-        for det, metrics in (entry.get("paper") or {}).items():
-            for ood in entry.get("oods") or ["*"]:
-                out[(det, entry["id"], ood, entry.get("tune", "none"))] = metrics
+        tune = entry.get("tune", "none")
+        for det, spec in (entry.get("paper") or {}).items():
+            if spec and all(isinstance(v, dict) for v in spec.values()):
+                for ood, metrics in spec.items():
+                    out[(det, entry["id"], ood, tune)] = metrics
+            else:
+                for ood in entry.get("oods") or ["*"]:
+                    out[(det, entry["id"], ood, tune)] = spec
     return out
 
 
@@ -115,7 +121,7 @@ def leaderboard(name: str, path: str | Path = "benchmarks.yaml", results: str | 
             stds = {m: float(np.std([g["metrics"][m] for g in grp])) for m in means}
             cells = [f"{means[m]:.1f}" + (f" ± {stds[m]:.1f}" if len(grp) > 1 else "") if m in means else "" for m in metrics]
             base_id = id_.split("-{")[0]
-            ref = paper.get((det, id_, ood, tune)) or paper.get((det, base_id, "*", tune)) or {}
+            ref = paper.get((det, base_id, ood, tune)) or paper.get((det, base_id, "*", tune)) or {}
             rows.append([id_, ood, det, bb, tune, len(grp), *cells, ref.get("auroc", "—"), means.get(metrics[0], 0.0)])
         rows.sort(key=lambda r: (r[0], r[1], -r[-1]))
         ranked, last, rank = [], None, 0
