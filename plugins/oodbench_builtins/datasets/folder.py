@@ -77,6 +77,8 @@ def decode_folder(folder: Path) -> ImageSet:
 class FolderDataset(Dataset):
     """A named image folder; a relative ``path`` is looked up under the data root."""
 
+    splits = ("train", "test")  # "train" exists only when the folder has train/ and test/ sub-folders
+
     def __init__(self, name: str, path: str | os.PathLike, description: str = ""):
         self.name = name
         self.path = Path(path)
@@ -87,10 +89,6 @@ class FolderDataset(Dataset):
         if not folder.is_dir():
             raise missing(self.name, folder)
         return folder
-
-    @property
-    def splits(self):  # type: ignore[override]
-        return ("train", "test")
 
     def load(self, split: str, ctx: LoadContext) -> ImageSet:
         require_split(self, split)
