@@ -123,8 +123,11 @@ def prepare(req, id_ds, ood_dss, ctx: LoadContext, load_ood) -> Plan:
             plan.oods.append(OODSet(name, load_ood(ds, shape)))
     if req.protocol == "corruption" and req.corrupt_both:
         kind, sev = parse_corruption(req.corrupt_both)
+        tag = f"[{kind}:{sev}]"  # names say what was scored: fashionmnist[impulse_noise:5] vs mnist[impulse_noise:5]
+        plan.id_name = f"{plan.id_name}{tag}"
         plan.id_scored = corruptions.corrupt(plan.id_test, kind, sev, req.seed)
-        plan.oods = [dataclasses.replace(o, scored=corruptions.corrupt(o.clean, kind, sev, req.seed)) for o in plan.oods]
+        plan.oods = [dataclasses.replace(o, name=f"{o.name}{tag}", scored=corruptions.corrupt(o.clean, kind, sev, req.seed))
+                     for o in plan.oods]
         plan.config = {"corrupt_both": f"{kind}:{sev}", "tuning": "clean data"}
         if not plan.oods:
             raise UsageError("--corrupt-both needs --out sets to score against the corrupted ID test set")

@@ -18,7 +18,7 @@ from typing import Any
 
 from .errors import UsageError
 from .progress import say
-from .results import METRIC_LABELS, tabulate_rows, read_records, results_dir
+from .results import METRIC_LABELS, corruption_table, read_records, results_dir, tabulate_rows
 from .runner import RunRequest, expand, run
 
 SUITE_KEYS = {f.name for f in dataclasses.fields(RunRequest)} | {"seeds", "paper"}
@@ -81,19 +81,19 @@ def bench(name: str, path: str | Path = "benchmarks.yaml", results: str | None =
 
 
 def _paper_numbers(suite: dict[str, Any]) -> dict[tuple, dict[str, float]]:
-    """(detector, base ID, OOD or "*", tune) → {metric: value} from the entries' ``paper`` mappings
+    """(protocol, detector, base ID, OOD or "*", tune) → {metric: value} from the entries' ``paper`` mappings
     (``{det: {auroc: N}}`` for every OOD of the entry, or ``{det: {OOD: {auroc: N}}}`` per OOD set).
     A published number sits only beside rows run the way the declaring entry runs them."""
     out: dict[tuple, dict[str, float]] = {}
     for entry in suite.get("runs", []):
-        tune = entry.get("tune", "none")
+        tune, protocol = entry.get("tune", "none"), entry.get("protocol", "anomaly")
         for det, spec in (entry.get("paper") or {}).items():
             if spec and all(isinstance(v, dict) for v in spec.values()):
                 for ood, metrics in spec.items():
-                    out[(det, entry["id"], ood, tune)] = metrics
+                    out[(protocol, det, entry["id"], ood, tune)] = metrics
             else:
                 for ood in entry.get("oods") or ["*"]:
-                    out[(det, entry["id"], ood, tune)] = spec
+                    out[(protocol, det, entry["id"], ood, tune)] = spec
     return out
 
 
@@ -110,6 +110,14 @@ def leaderboard(name: str, path: str | Path = "benchmarks.yaml", results: str | 
     sections = []
     for protocol in sorted({r["protocol"] for r in records}):
         rs = [r for r in records if r["protocol"] == protocol]
+        sweep = [r for r in rs if "@" in r["ood"]]  # corruption (a): one pivot per ID set, not 55 rows each
+        if sweep:
+            for id_ in sorted({r["id"] for r in sweep}):
+                sections.append(f"### {protocol}: {id_} test set corrupted as OOD (AUROC per type × severity)\n\n"
+                                + corruption_table([r for r in sweep if r["id"] == id_], fmt if fmt != "json" else "github"))
+            rs = [r for r in rs if "@" not in r["ood"]]
+            if not rs:
+                continue
         metrics = (["auroc_err", "aupr_succ", "aupr_err", "id_acc"] if protocol == "misclassification"
                    else ["auroc", "aupr_in", "aupr_out", "fpr95", "fpr95_oodpos", "fpr80", "id_acc"])
         groups: dict[tuple, list[dict]] = {}
@@ -120,9 +128,10 @@ def leaderboard(name: str, path: str | Path = "benchmarks.yaml", results: str | 
             means = {m: float(np.mean([g["metrics"][m] for g in grp])) for m in metrics if all(m in g["metrics"] for g in grp)}
             stds = {m: float(np.std([g["metrics"][m] for g in grp])) for m in means}
             cells = [f"{means[m]:.1f}" + (f" ± {stds[m]:.1f}" if len(grp) > 1 else "") if m in means else "" for m in metrics]
-            base_id = id_.split("-{")[0]
-            ref = paper.get((det, base_id, ood, tune)) or paper.get((det, base_id, "*", tune)) or {}
-            rows.append([id_, ood, det, bb, tune, len(grp), *cells, ref.get("auroc", "—"), means.get(metrics[0], 0.0)])
+            base_id = re.split(r"-\{|\[", id_)[0]
+            ref = paper.get((protocol, det, base_id, ood, tune)) or paper.get((protocol, det, base_id, "*", tune)) or {}
+            seeds = len({g["seed"] for g in grp})
+            rows.append([id_, ood, det, bb, tune, seeds, *cells, ref.get("auroc", "—"), means.get(metrics[0], 0.0)])
         rows.sort(key=lambda r: (r[0], r[1], -r[-1]))
         ranked, last, rank = [], None, 0
         for row in rows:

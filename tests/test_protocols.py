@@ -69,6 +69,7 @@ def test_corrupt_both_scores_corrupted_data_but_tunes_clean(tmp_path):
     (rec,) = run(RunRequest(["msp"], "fashionmnist", oods=["mnist"], protocol="corruption", corrupt_both="impulse_noise:5",
                             tune="oracle", results=str(tmp_path), **SMALL))
     assert rec["config"]["corrupt_both"] == "impulse_noise:5" and rec["config"]["tuning"] == "clean data"
+    assert rec["id"] == "fashionmnist[impulse_noise:5]" and rec["ood"] == "mnist[impulse_noise:5]"
     assert any("impulse_noise severity 5" in n for n in rec["data"]["ood"])
 
 
