@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from .backbones import Backbone, BackboneFactory
 from .data import ImageSet, cache_dir
@@ -94,20 +95,46 @@ def load_or_train(
             raise UsageError(f"checkpoint {str(checkpoint)!r} does not fit backbone {spec.backbone!r}: {first}") from None
         say(f"loaded checkpoint {checkpoint}")
         return model.to(device).eval(), {"source": "file", "path": str(checkpoint), "hash": file_hash(checkpoint)}
-    path = spec.path()
+    what = f"{spec.backbone} on {spec.dataset}"
+    identity = json.loads(json.dumps(dataclasses.asdict(spec), default=str))
+    return train_cached(spec.path(), spec.key(), identity, model, train_set, spec.train, device, what,
+                        val=val_set, val_name=f"{spec.dataset} test")
+
+
+def train_cached(
+    path: Path,
+    key: str,
+    identity: dict,
+    model: nn.Module,
+    train_set: ImageSet,
+    cfg: TrainConfig,
+    device: torch.device,
+    what: str,
+    **fit_kwargs,
+) -> tuple[nn.Module, dict]:
+    """Load ``model``'s weights from ``path`` if that checkpoint exists, else train it with the one
+    trainer (``fit_kwargs``: task, val, select_on, patience, …) and save it there atomically.
+    Every trained model oodbench caches — backbones and trained detectors — goes through here."""
     if path.is_file():
         blob = torch.load(path, map_location="cpu", weights_only=True)
         model.load_state_dict(blob["state_dict"])
         say(f"reusing cached checkpoint {path} (no training)")
-        return model.to(device).eval(), {"source": "cache", "path": str(path), "hash": spec.key(), "train": blob.get("log", {})}
-    say(f"training {spec.backbone} on {spec.dataset} ({len(train_set)} images, {spec.train.epochs} epochs, {device})")
+        return model.to(device).eval(), {"source": "cache", "path": str(path), "hash": key, "train": blob.get("log", {})}
+    say(f"training {what} ({len(train_set)} images, {cfg.epochs} epochs, {device})")
     start = time.perf_counter()
-    log = fit_model(model, train_set, spec.train, device, val=val_set, val_name=f"{spec.dataset} test")
+    log = fit_model(model, train_set, cfg, device, **fit_kwargs)
     log["wall_seconds"] = time.perf_counter() - start
     model.to("cpu")
-    atomic_torch_save({"state_dict": model.state_dict(), "spec": json.loads(json.dumps(dataclasses.asdict(spec), default=str)), "log": log}, path)
+    atomic_torch_save({"state_dict": model.state_dict(), "spec": identity, "log": log}, path)
     say(f"saved checkpoint {path}")
-    return model.to(device).eval(), {"source": "trained", "path": str(path), "hash": spec.key(), "train": log}
+    return model.to(device).eval(), {"source": "trained", "path": str(path), "hash": key, "train": log}
+
+
+def cached_model_path(kind: str, identity: dict) -> tuple[Path, str]:
+    """(checkpoint path, key) for a trained non-backbone model described by ``identity``."""
+    key = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    safe = "".join(c if c.isalnum() or c in "-._" else "_" for c in kind)
+    return cache_dir() / "checkpoints" / f"{safe}-{key}.pt", key
 
 
 class ModelProvider:

@@ -79,6 +79,17 @@ def _optimizer(params, cfg: TrainConfig) -> torch.optim.Optimizer:
 
 
 @torch.no_grad()
+def task_loss(model: nn.Module, data: ImageSet, task: TrainTask, device: torch.device, batch_size: int = 1024) -> float:
+    """Mean task loss over ``data`` in eval mode (early-stopping criterion)."""
+    model.eval()
+    total = 0.0
+    for xb, yb in zip(data.images.split(batch_size), data.labels.split(batch_size)):
+        total += task.loss(model, to_float(xb, device), yb.to(device)).item() * len(xb)
+    model.train()
+    return total / max(1, len(data))
+
+
+@torch.no_grad()
 def evaluate_accuracy(model: nn.Module, data: ImageSet, device: torch.device, batch_size: int = 1024) -> float:
     model.eval()
     correct = 0
@@ -95,9 +106,16 @@ def fit_model(
     task: TrainTask | None = None,
     val: ImageSet | None = None,
     val_name: str = "validation",
+    select_on: ImageSet | None = None,
+    patience: int | None = None,
 ) -> dict:
     """Train ``model`` on ``data`` with ``task`` (default: classification). Returns a log dict
-    (seconds, images/s, loss per epoch, accuracy on ``val`` if given)."""
+    (seconds, images/s, loss per epoch, accuracy on ``val`` if given).
+
+    ``select_on``: early stopping — the task's loss on these (ID) samples after every epoch; the
+    weights of the best epoch are kept, and training stops after ``patience`` epochs without
+    improvement (paper 002's 10 % ID validation split).
+    """
     device = torch.device(device)
     task = task or Classification()
     torch.manual_seed(cfg.seed)
@@ -115,6 +133,7 @@ def fit_model(
         opt, (lambda s: 0.5 * (1 + math.cos(math.pi * s / total))) if cfg.schedule == "cosine" else (lambda s: 1.0)
     )
     log: dict = {"epoch_loss": []}
+    best: tuple[float, int, dict | None] = (float("inf"), -1, None)
     start = time.perf_counter()
     for epoch in range(cfg.epochs):
         model.train()
@@ -136,7 +155,20 @@ def fit_model(
             running += loss.item() * len(idx)
             seen += len(idx)
         log["epoch_loss"].append(running / max(1, seen))
-        say(f"  epoch {epoch + 1}/{cfg.epochs}: loss {log['epoch_loss'][-1]:.4f}")
+        msg = f"  epoch {epoch + 1}/{cfg.epochs}: loss {log['epoch_loss'][-1]:.4f}"
+        if select_on is not None:
+            vl = task_loss(model, select_on, task, device)
+            log.setdefault("select_loss", []).append(vl)
+            msg += f", validation loss {vl:.4f}"
+            if vl < best[0]:
+                best = (vl, epoch, {k: v.detach().clone() for k, v in model.state_dict().items()})
+            elif patience is not None and epoch - best[1] >= patience:
+                say(msg + " (early stop)")
+                break
+        say(msg)
+    if select_on is not None and best[2] is not None:
+        model.load_state_dict(best[2])
+        log["best_epoch"] = best[1] + 1
     seconds = time.perf_counter() - start
     log["seconds"] = seconds
     log["images_per_second"] = cfg.epochs * len(data) / max(seconds, 1e-9)

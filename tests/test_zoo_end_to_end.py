@@ -14,7 +14,8 @@ def test_every_detector_runs_with_oracle_tuning(tmp_path):
     records = run(RunRequest(
         detectors=names, id="fashionmnist", oods=["mnist"], epochs=1, train_limit=2000, test_limit=400,
         n_tune=100, tune="oracle", results=str(tmp_path),
-        detector_params={"deep-ensemble": {"members": 2}, "mcdropout": {"passes": 4}, "gram": {"n_fit": 500, "max_power": 3}},
+        detector_params={"deep-ensemble": {"members": 2}, "mcdropout": {"passes": 4}, "gram": {"n_fit": 500, "max_power": 3},
+                         **{n: {"epochs": 1} for n in ("ae", "ae+", "memae", "memae+", "lamae", "lamae+")}},
     ))
     assert sorted(r["detector"] for r in records) == sorted(names)
     for r in records:

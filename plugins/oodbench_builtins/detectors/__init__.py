@@ -3,6 +3,7 @@
 from oodbench import hookimpl
 
 from .activation_shaping import ASH, DICE, SCALE, ReAct
+from .autoencoders import AE, LAMAE, AEPlus, LAMAEPlus, MemAE, MemAEPlus
 from .deep_ensemble import DeepEnsemble
 from .fssd import FSSD
 from .gradnorm import GradNorm
@@ -25,4 +26,5 @@ def oodbench_register_detectors():
         MSP, FSSD, ODIN, Mahalanobis, MCDropout, DeepEnsemble,
         Energy, MaxLogit, Entropy, TemperatureScaling, KLMatching, GEN,
         KNN, ViM, ReAct, ASH, SCALE, DICE, RelativeMahalanobis, GradNorm, OpenMax, Gram, SHE, NNGuide,
+        AE, MemAE, LAMAE, AEPlus, MemAEPlus, LAMAEPlus,
     ]
