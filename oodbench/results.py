@@ -178,7 +178,7 @@ def misclassification_table(records: list[dict[str, Any]], fmt: str = "github") 
 def render(records: list[dict[str, Any]], fmt: str = "github") -> str:
     """The table that fits the records' protocol (and repeats), from records only."""
     if fmt == "json":
-        return json.dumps(records, indent=2, sort_keys=True, default=str)
+        return json.dumps(records, indent=2, sort_keys=True, default=str, ensure_ascii=False)
     if not records:
         return "(no records)"
     protocol = records[0].get("protocol", "anomaly")
