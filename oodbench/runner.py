@@ -1,14 +1,17 @@
-"""The anomaly protocol end to end, as a pure function (the CLI is a thin wrapper).
+"""Every protocol end to end, as a pure function (the CLI is a thin wrapper).
 
 run(request):
   1. resolve every name through the registries (unknown names fail before any work);
-  2. load ID train/test and each OOD test set (converted to the ID format, conversion noted);
+  2. build the protocol's plan (``oodbench.protocols``): ID train/test (class-restricted for
+     novelty) and the OOD sets, converted to the ID format (conversion noted);
   3. train the backbone or reuse its cached checkpoint;
   4. draw the tuning set (SPEC.md): n_tune ID-test + n_tune OOD samples, seeded, removed
      from evaluation;
   5. fit each detector once on ID train; tune it (none | oracle | heldout);
-  6. score the untouched remainder, compute metrics, write one record per (detector, OOD).
+  6. score the untouched remainder, compute metrics, write one record (and its per-sample
+     scores) per (detector, OOD); misclassification scores the ID test set alone.
 Features are extracted once per split in one pass and shared by every detector.
+``run_many`` repeats it per seed and per held-out class.
 """
 
 from __future__ import annotations
