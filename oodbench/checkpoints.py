@@ -10,8 +10,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +17,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .atomic import atomic_path
 from .backbones import Backbone, BackboneFactory
 from .data import ImageSet, cache_dir
 from .errors import UsageError
@@ -41,24 +40,15 @@ class ModelSpec:
     options: tuple[tuple[str, object], ...] = ()  # build options, e.g. (("dropout", 0.1),)
 
     def key(self) -> str:
-        blob = json.dumps(dataclasses.asdict(self), sort_keys=True, default=str)
-        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+        return cached_model_path(f"{self.backbone}-{self.dataset}", dataclasses.asdict(self))[1]
 
     def path(self) -> Path:
-        safe = "".join(c if c.isalnum() or c in "-._" else "_" for c in f"{self.backbone}-{self.dataset}")
-        return cache_dir() / "checkpoints" / f"{safe}-{self.key()}.pt"
+        return cached_model_path(f"{self.backbone}-{self.dataset}", dataclasses.asdict(self))[0]
 
 
 def atomic_torch_save(obj, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def file_hash(path: Path) -> str:

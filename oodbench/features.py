@@ -89,8 +89,10 @@ class FeatureView:
         otherwise extracts only its own samples.
         """
         parent = self._parent
-        if parent is not None and all(k in parent._features for k in layers):
-            return {k: parent._features[k][self._index] for k in layers}
+        if parent is not None:
+            for k in layers:  # slice the parent's cache once, not on every call
+                if k not in self._features and k in parent._features:
+                    self._features[k] = parent._features[k][self._index]
         todo = [name for name in layers if name not in self._features]
         if todo and self.cache_dir is not None:
             for name in list(todo):

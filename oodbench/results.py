@@ -11,11 +11,11 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from .atomic import atomic_path
 from .metrics import METRIC_LABELS
 
 IDENTITY_KEYS = ("detector", "backbone", "checkpoint", "id", "ood", "protocol", "tune", "tune_out", "seed", "config")
@@ -48,15 +48,8 @@ def record_path(root: Path, record: dict[str, Any]) -> Path:
 def write_record(root: Path, record: dict[str, Any]) -> Path:
     """Write atomically (temp file + rename): a reader never sees half a record."""
     path = record_path(root, record)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(record, f, indent=2, sort_keys=True, default=str)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_path(path) as tmp, open(tmp, "w") as f:
+        json.dump(record, f, indent=2, sort_keys=True, default=str)
     return path
 
 
@@ -65,15 +58,8 @@ def write_scores(root: Path, record: dict[str, Any], **scores) -> Path:
     import numpy as np
 
     path = record_path(root, record).with_suffix(".npz")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz")
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         np.savez_compressed(tmp, **{k: np.asarray(v, dtype=np.float32) for k, v in scores.items()})
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path
 
 
@@ -131,21 +117,34 @@ def mean_rows(records: list[dict[str, Any]], columns: Iterable[str] = DEFAULT_CO
     return rows
 
 
-def seed_table(records: list[dict[str, Any]], fmt: str = "github", columns: Iterable[str] = DEFAULT_COLUMNS) -> str:
-    """mean ± std over seeds for each (detector, backbone, ID, OOD, tune) (SPEC.md "repeats")."""
+RUN_KEY = ("detector", "backbone", "id", "ood", "tune")
+
+
+def over_seeds(records: list[dict[str, Any]], metrics: Iterable[str]) -> list[tuple[dict, list[dict], dict, dict]]:
+    """Group records by (detector, backbone, ID, OOD, tune): (key, group, mean, std) per metric that
+    every record of the group has — the aggregation behind seed tables and the leaderboard."""
     import numpy as np
 
-    columns = list(columns)
     groups: dict[tuple, list[dict]] = {}
     for r in records:
-        groups.setdefault((r["detector"], r["backbone"], r["id"], r["ood"], r["tune"]), []).append(r)
-    rows = []
-    for key, rs in groups.items():
-        cells = []
-        for c in columns:
-            vals = [r["metrics"][c] for r in rs if c in r["metrics"]]
-            cells.append(f"{np.mean(vals):.1f} ± {np.std(vals):.1f}" if vals else "")
-        rows.append([*key, ",".join(str(r["seed"]) for r in rs), *cells])
+        groups.setdefault(tuple(r[k] for k in RUN_KEY), []).append(r)
+    out = []
+    for key, grp in groups.items():
+        vals = {m: [g["metrics"][m] for g in grp] for m in metrics if all(m in g["metrics"] for g in grp)}
+        out.append((dict(zip(RUN_KEY, key)), grp, {m: float(np.mean(v)) for m, v in vals.items()},
+                    {m: float(np.std(v)) for m, v in vals.items()}))
+    return out
+
+
+def mean_std(mean: dict, std: dict, m: str, spread: bool) -> str:
+    return "" if m not in mean else f"{mean[m]:.1f}" + (f" ± {std[m]:.1f}" if spread else "")
+
+
+def seed_table(records: list[dict[str, Any]], fmt: str = "github", columns: Iterable[str] = DEFAULT_COLUMNS) -> str:
+    """mean ± std over seeds for each (detector, backbone, ID, OOD, tune) (SPEC.md "repeats")."""
+    columns = list(columns)
+    rows = [[*key.values(), ",".join(str(r["seed"]) for r in grp), *(mean_std(mean, std, c, True) for c in columns)]
+            for key, grp, mean, std in over_seeds(records, columns)]
     headers = ["Detector", "Backbone", "ID", "OOD", "Tune", "Seeds", *(METRIC_LABELS.get(c, c) for c in columns)]
     return tabulate_rows(headers, rows, fmt)
 

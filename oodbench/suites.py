@@ -18,7 +18,7 @@ from typing import Any
 
 from .errors import UsageError
 from .progress import say
-from .results import METRIC_LABELS, corruption_table, read_records, results_dir, tabulate_rows
+from .results import METRIC_LABELS, corruption_table, mean_std, over_seeds, read_records, results_dir, tabulate_rows
 from .runner import RunRequest, expand, run
 
 SUITE_KEYS = {f.name for f in dataclasses.fields(RunRequest)} | {"seeds", "paper"}
@@ -99,8 +99,6 @@ def _paper_numbers(suite: dict[str, Any]) -> dict[tuple, dict[str, float]]:
 
 def leaderboard(name: str, path: str | Path = "benchmarks.yaml", results: str | None = None, fmt: str = "github") -> str:
     """Ranked tables (one per protocol) from the suite's records, paper numbers beside reproduced rows."""
-    import numpy as np
-
     suites = load_suites(path)
     suite = suites.get(name, {})
     records = read_records(results_dir(results) / name)
@@ -120,18 +118,14 @@ def leaderboard(name: str, path: str | Path = "benchmarks.yaml", results: str | 
                 continue
         metrics = (["auroc_err", "aupr_succ", "aupr_err", "id_acc"] if protocol == "misclassification"
                    else ["auroc", "aupr_in", "aupr_out", "fpr95", "fpr95_oodpos", "fpr80", "id_acc"])
-        groups: dict[tuple, list[dict]] = {}
-        for r in rs:
-            groups.setdefault((r["id"], r["ood"], r["detector"], r["backbone"], r["tune"]), []).append(r)
         rows = []
-        for (id_, ood, det, bb, tune), grp in groups.items():
-            means = {m: float(np.mean([g["metrics"][m] for g in grp])) for m in metrics if all(m in g["metrics"] for g in grp)}
-            stds = {m: float(np.std([g["metrics"][m] for g in grp])) for m in means}
-            cells = [f"{means[m]:.1f}" + (f" ± {stds[m]:.1f}" if len(grp) > 1 else "") if m in means else "" for m in metrics]
+        for key, grp, means, stds in over_seeds(rs, metrics):
+            id_, ood, det, tune = key["id"], key["ood"], key["detector"], key["tune"]
+            cells = [mean_std(means, stds, m, len(grp) > 1) for m in metrics]
             base_id = re.split(r"-\{|\[", id_)[0]
             ref = paper.get((protocol, det, base_id, ood, tune)) or paper.get((protocol, det, base_id, "*", tune)) or {}
             seeds = len({g["seed"] for g in grp})
-            rows.append([id_, ood, det, bb, tune, seeds, *cells, ref.get("auroc", "—"), means.get(metrics[0], 0.0)])
+            rows.append([id_, ood, det, key["backbone"], tune, seeds, *cells, ref.get("auroc", "—"), means.get(metrics[0], 0.0)])
         rows.sort(key=lambda r: (r[0], r[1], -r[-1]))
         ranked, last, rank = [], None, 0
         for row in rows:

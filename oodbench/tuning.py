@@ -46,9 +46,16 @@ def criterion_value(name: str, id_scores: np.ndarray, ood_scores: np.ndarray) ->
 
 
 def halves(view: FeatureView, seed: int) -> tuple[FeatureView, FeatureView]:
-    perm = torch.randperm(len(view), generator=torch.Generator().manual_seed(seed))
-    mid = len(view) // 2
-    return view.subset(perm[:mid].sort().values), view.subset(perm[mid:].sort().values)
+    """(regression half, selection half), memoised on the view: the ID tuning set is shared by every
+    OOD set of an oracle run, so its halves — and what detectors memoise on them (gradient signs,
+    perturbed features) — are built once."""
+
+    def split() -> tuple[FeatureView, FeatureView]:
+        perm = torch.randperm(len(view), generator=torch.Generator().manual_seed(seed))
+        mid = len(view) // 2
+        return view.subset(perm[:mid].sort().values), view.subset(perm[mid:].sort().values)
+
+    return view.memo(("halves", seed), split)
 
 
 def tune(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 T_GRID = [1, 10, 100, 1000]  # SPEC.md's ODIN temperature grid
+EPSILONS = [round(0.01 * i, 2) for i in range(21)]  # SPEC.md's input pre-processing grid {0, 0.01, …, 0.2}
 PERCENTILES = [65, 70, 75, 80, 85, 90, 95, 99]  # activation-shaping percentiles (OpenOOD's sweep + 99)
 
 
@@ -13,20 +14,18 @@ def energy(logits: torch.Tensor, t: float = 1.0) -> torch.Tensor:
     return t * torch.logsumexp(logits / t, dim=1)
 
 
-def head_logits(model, features: torch.Tensor) -> torch.Tensor:
-    """Apply the backbone's classifier head to (modified) penultimate features, on the CPU."""
-    head = model.head
-    with torch.no_grad():
-        w = head.weight.detach().float().cpu()
-        b = head.bias.detach().float().cpu() if getattr(head, "bias", None) is not None else 0.0
-    return features @ w.T + b
-
-
 def head_weights(model) -> tuple[torch.Tensor, torch.Tensor]:
+    """The classifier head's weight and bias (zeros if it has none), float32 on the CPU."""
     head = model.head
     w = head.weight.detach().float().cpu()
     b = head.bias.detach().float().cpu() if getattr(head, "bias", None) is not None else torch.zeros(w.shape[0])
     return w, b
+
+
+def head_logits(model, features: torch.Tensor) -> torch.Tensor:
+    """Apply the backbone's classifier head to (modified) penultimate features, on the CPU."""
+    w, b = head_weights(model)
+    return features @ w.T + b
 
 
 def class_gaussians(feats: torch.Tensor, labels: torch.Tensor, num_classes: int, chunk: int = 8192):

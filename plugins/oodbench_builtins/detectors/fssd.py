@@ -25,7 +25,8 @@ from oodbench import ImageSet, LayerwiseDetector
 from oodbench.features import FeatureView
 from oodbench.perturbation import gradient_sign, perturbed_scores
 
-EPSILONS = [round(0.01 * i, 2) for i in range(21)]
+from ._common import EPSILONS
+
 
 
 class FSSD(LayerwiseDetector):

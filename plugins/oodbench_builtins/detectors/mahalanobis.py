@@ -22,8 +22,7 @@ from oodbench.backbones import LOGITS
 from oodbench.features import FeatureView
 from oodbench.perturbation import gradient_sign, perturbed_scores
 
-from ._common import class_gaussians, mahalanobis_sq
-from .fssd import EPSILONS
+from ._common import EPSILONS, class_gaussians, mahalanobis_sq
 
 
 class Mahalanobis(LayerwiseDetector):

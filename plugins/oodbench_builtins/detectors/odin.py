@@ -17,8 +17,7 @@ from oodbench import Detector
 from oodbench.features import FeatureView
 from oodbench.perturbation import gradient_sign, perturbed_scores
 
-from ._common import T_GRID
-from .fssd import EPSILONS
+from ._common import EPSILONS, T_GRID
 
 
 class ODIN(Detector):
