@@ -94,6 +94,9 @@ def run(
     corruption: Annotated[Optional[list[str]], typer.Option(help="corruption: types to apply (repeatable; default: all).")] = None,
     severity: Annotated[Optional[list[int]], typer.Option(help="corruption: severities 1–5 (repeatable; default: all).")] = None,
     corrupt_both: Annotated[Optional[str], typer.Option(help="corruption: TYPE:SEV applied to ID and OOD test data (tuning stays clean).")] = None,
+    train_out: Annotated[Optional[str], typer.Option(help="Training-time outliers for detectors that use them (odm, outlier-exposure); its train split.")] = None,
+    contaminate: Annotated[float, typer.Option(help="Mix this fraction of --contaminate-with images (random labels) into the ID training data.")] = 0.0,
+    contaminate_with: Annotated[Optional[str], typer.Option(help="Dataset that contaminates the ID training data.")] = None,
     seeds: Annotated[Optional[list[int]], typer.Option(help="Repeat the whole pipeline per seed, report mean ± std: --seeds 0 1 2.")] = None,
     backbone: Annotated[Optional[str], typer.Option(help="Backbone (default: by input shape: lenet for 28×28, resnet18 for 32×32).")] = None,
     checkpoint: Annotated[Optional[Path], typer.Option(help="Load these weights instead of training.")] = None,
@@ -113,6 +116,7 @@ def run(
     results: Annotated[Optional[str], typer.Option(help="Results folder (default: $OODBENCH_RESULTS or ./results).")] = None,
     feature_cache: Annotated[bool, typer.Option(help="Keep extracted features on disk (keyed by checkpoint + data hash) for later runs.")] = True,
     fmt: Annotated[Fmt, typer.Option("--format", help="Table format.")] = Fmt.github,
+    metrics: Annotated[Optional[str], typer.Option(help="Table columns, comma-separated metric keys (e.g. fpr95,det_err95,auroc,aupr_in,aupr_out).")] = None,
 ) -> None:
     """Fit detectors on ID training data and score ID vs OOD test sets under a protocol."""
     from .errors import UsageError
@@ -138,8 +142,19 @@ def run(
         train_limit=train_limit, test_limit=test_limit, n_tune=n_tune, pretrained=pretrained,
         results=results, detector_params=params, feature_cache=feature_cache, protocol=protocol.value,
         holdout=holdout, corruptions=corruption, severities=severity, corrupt_both=corrupt_both,
+        train_out=train_out, contaminate=contaminate, contaminate_with=contaminate_with,
     )
-    typer.echo(render(run_many(base, seed_list or [seed]), fmt.value))
+    columns = None
+    if metrics:
+        from .metrics import METRIC_LABELS
+
+        columns = [m.strip() for m in metrics.split(",") if m.strip()]
+        bad = [m for m in columns if m not in METRIC_LABELS]
+        if bad:
+            from .errors import UnknownNameError
+
+            raise UnknownNameError("metric", bad[0], METRIC_LABELS)
+    typer.echo(render(run_many(base, seed_list or [seed]), fmt.value, columns))
 
 
 @app.command()
@@ -221,20 +236,22 @@ def leaderboard_cmd(
 class PlotKind(str, Enum):
     scores = "scores"
     corruption = "corruption"
+    embedding = "embedding"
 
 
 @app.command("plot")
 def plot_cmd(
-    kind: Annotated[PlotKind, typer.Argument(help="scores: ID vs OOD histograms; corruption: AUROC against severity.")],
+    kind: Annotated[PlotKind, typer.Argument(help="scores: ID vs OOD histograms; corruption: AUROC against severity; embedding: 2-D PCA/t-SNE of a detector's embedding.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="PNG file to write.")],
     results: Annotated[Optional[str], typer.Option(help="Results folder (or a suite's folder, results/SUITE).")] = None,
     detector: Annotated[Optional[list[str]], typer.Option("--detector", "-d", help="Only these detectors.")] = None,
     ood: Annotated[Optional[list[str]], typer.Option(help="Only these OOD sets.")] = None,
     id_: Annotated[Optional[str], typer.Option("--in", help="Only this ID dataset.")] = None,
+    method: Annotated[str, typer.Option(help="embedding: pca | tsne.")] = "pca",
 ) -> None:
     """Draw pictures from result records (needs matplotlib: pip install 'oodbench[plot]')."""
     from .errors import UsageError
-    from .plots import corruption_curves, score_histograms
+    from .plots import corruption_curves, embedding_panels, score_histograms
     from .results import record_files, results_dir
 
     root = results_dir(results)
@@ -244,6 +261,10 @@ def plot_cmd(
         raise UsageError(f"no records match under {root}")
     if kind is PlotKind.scores:
         path = score_histograms([(p, r) for p, r in found if r["protocol"] != "misclassification"][:12], out)
+    elif kind is PlotKind.embedding:
+        if method not in ("pca", "tsne"):
+            raise UsageError(f"--method {method!r}: choose pca or tsne")
+        path = embedding_panels(found, out, method)
     else:
         path = corruption_curves([r for _, r in found], out)
     typer.echo(f"wrote {path}")

@@ -45,6 +45,7 @@ class FeatureView:
         self.amp = amp
         self.cache_dir = cache_dir  # on-disk feature cache for this (model, images); None = memory only
         self.models = models  # a ModelProvider for detectors that train their own backbones
+        self.outliers: ImageSet | None = None  # training-time outliers (train split view only)
         self._features: dict[str, torch.Tensor] = {}
         self._memo: dict[Any, Any] = {}
         self._parent: FeatureView | None = None

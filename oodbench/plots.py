@@ -76,3 +76,60 @@ def corruption_curves(records: list[dict[str, Any]], out: Path, metric: str = "a
     fig.savefig(out, dpi=120)
     plt.close(fig)
     return out
+
+
+def project_2d(points, method: str = "pca", seed: int = 0):
+    """N×D → N×2 by PCA (sklearn) or t-SNE; 1-D embeddings get a zero second axis."""
+    import numpy as np
+
+    if points.shape[1] <= 2:
+        return np.pad(points, ((0, 0), (0, 2 - points.shape[1])))
+    if method == "tsne":
+        from sklearn.manifold import TSNE
+
+        return TSNE(n_components=2, random_state=seed, init="pca").fit_transform(points)
+    from sklearn.decomposition import PCA
+
+    return PCA(n_components=2, random_state=seed).fit_transform(points)
+
+
+def embedding_panels(found: list[tuple[Path, dict[str, Any]]], out: Path, method: str = "pca") -> Path:
+    """2-D PCA / t-SNE of detectors' embeddings: ID test points coloured by class, each OOD set in
+    its own colour (papers 000 Fig. 4 and 001 Fig. 1). One panel per (detector, ID, seed); the points
+    are those saved beside the records by detectors that have ``embed``."""
+    import numpy as np
+
+    plt = _pyplot()
+    groups: dict[tuple, list[tuple[dict[str, Any], dict[str, Any]]]] = {}
+    for path, r in found:
+        s = scores_of(path)
+        if s is not None and "emb_id" in s:
+            groups.setdefault((r["detector"], r["id"], r["tune"], r["seed"]), []).append((r, s))
+    if not groups:
+        raise UsageError("no saved embeddings for these records (detectors with an embedding: msp, metric-learning, "
+                         "odm, dec-embedding)")
+    cols = min(3, len(groups))
+    rows = math.ceil(len(groups) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.8 * cols, 4.2 * rows), squeeze=False)
+    ood_colours = ["0.45", "tab:orange", "gold", "tab:brown", "black", "tab:pink", "tab:olive"]
+    for ax, ((det, id_name, tune, seed), items) in zip(axes.flat, sorted(groups.items())):
+        base = items[0][1]
+        parts = [base["emb_id"]] + [s["emb_ood"] for _, s in items]
+        flat = project_2d(np.concatenate(parts), method, seed)
+        n_id = len(base["emb_id"])
+        ax.scatter(flat[:n_id, 0], flat[:n_id, 1], c=base["emb_id_labels"], cmap="tab10", s=3, alpha=0.6,
+                   vmin=0, vmax=9, label=f"ID {id_name} (by class)")
+        start = n_id
+        for i, (r, s) in enumerate(items):
+            end = start + len(s["emb_ood"])
+            ax.scatter(flat[start:end, 0], flat[start:end, 1], s=3, alpha=0.5, color=ood_colours[i % len(ood_colours)],
+                       label=f"OOD {r['ood']} (AUROC {r['metrics']['auroc']:.1f})")
+            start = end
+        ax.set_title(f"{det} — {method.upper()} of the embedding", fontsize=9)
+        ax.legend(fontsize=6, markerscale=3)
+    for ax in list(axes.flat)[len(groups):]:
+        ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return out

@@ -17,6 +17,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
+import torch
+
 from . import corruptions
 from .data import ImageSet, LoadContext
 from .errors import UsageError
@@ -41,6 +43,7 @@ class Plan:
     oods: list[OODSet] = field(default_factory=list)
     classes: tuple[int, ...] | None = None
     config: dict = field(default_factory=dict)
+    train_out: ImageSet | None = None  # seen outliers for detectors that train with them (ODM, OE)
 
 
 def parse_holdout(text: str, num_classes: int) -> dict[str, list[int]]:
@@ -112,6 +115,10 @@ def prepare(req, id_ds, ood_dss, ctx: LoadContext, load_ood) -> Plan:
         plan.id_name = f"{req.id}-{_braces(groups['unseen'] + groups.get('seen', []))}"
         plan.oods.append(OODSet(f"{req.id}{_braces(groups['unseen'])}", unseen))
         plan.config = {"holdout": groups}
+        if groups.get("seen"):  # paper 001: seen out-of-distribution classes, training split only
+            seen = train.with_classes(groups["seen"])
+            plan.train_out = dataclasses.replace(seen, name=f"{req.id}{_braces(groups['seen'])}",
+                                                 labels=torch.full_like(seen.labels, -1), classes=())
     if req.protocol == "corruption" and not req.corrupt_both:
         kinds = req.corruptions or corruptions.names()
         for kind in kinds:
@@ -134,3 +141,31 @@ def prepare(req, id_ds, ood_dss, ctx: LoadContext, load_ood) -> Plan:
     if req.protocol in ("anomaly", "novelty") and not plan.oods:
         raise UsageError("name at least one OOD set with --out")
     return plan
+
+
+def outlier_split(ds, ctx: LoadContext, shape, test_oods: list[str], what: str) -> ImageSet:
+    """Training-time outliers from ``ds``: its train split, or its test split when it has no train
+    split and is not also evaluated (a test sample must never be trained on)."""
+    if "train" in ds.splits:
+        data = ds.load("train", dataclasses.replace(ctx, shape=shape))
+    elif ds.name in test_oods:
+        raise UsageError(f"{what} {ds.name!r} has no train split and is also an --out set; pick another dataset")
+    else:
+        data = ds.load("test", dataclasses.replace(ctx, shape=shape, seed=ctx.seed + 7919))
+    return data.to_format(shape)
+
+
+def contaminate(train: ImageSet, outliers: ImageSet, rate: float, seed: int) -> ImageSet:
+    """Paper 000 §III-A: ID training data mixed with outliers (a fraction ``rate`` of the result),
+    each given a random ID label (as paper 000's noise sets are labelled)."""
+    if not 0.0 < rate < 1.0:
+        raise UsageError(f"--contaminate takes a rate in (0, 1), got {rate}")
+    g = torch.Generator().manual_seed(seed + 31)
+    n = round(rate * len(train) / (1.0 - rate))
+    if n > len(outliers):
+        raise UsageError(f"--contaminate {rate}: needs {n} outliers but {outliers.name!r} has {len(outliers)}")
+    pick = torch.randperm(len(outliers), generator=g)[:n]
+    labels = torch.randint(0, train.num_classes, (n,), generator=g)
+    note = f"contaminated: {n} {outliers.name} images ({100 * rate:g}% of training data) with random labels, appended"
+    return dataclasses.replace(train, images=torch.cat([train.images, outliers.images[pick]]),
+                               labels=torch.cat([train.labels, labels]), notes=train.notes + (note,))

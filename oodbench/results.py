@@ -174,8 +174,10 @@ def misclassification_table(records: list[dict[str, Any]], fmt: str = "github") 
                       "mean MSP wrong", "mean MSP right", "ID acc"], rows, fmt)
 
 
-def render(records: list[dict[str, Any]], fmt: str = "github") -> str:
-    """The table that fits the records' protocol (and repeats), from records only."""
+def render(records: list[dict[str, Any]], fmt: str = "github", columns: Iterable[str] | None = None) -> str:
+    """The table that fits the records' protocol (and repeats), from records only.
+    ``columns``: metric keys to show (default: AUROC, AUPR-In/Out, FPR95, FPR80, ID accuracy)."""
+    columns = list(columns or DEFAULT_COLUMNS)
     if fmt == "json":
         return json.dumps(records, indent=2, sort_keys=True, default=str, ensure_ascii=False)
     if not records:
@@ -187,9 +189,9 @@ def render(records: list[dict[str, Any]], fmt: str = "github") -> str:
     if protocol == "corruption" and all("@" in r["ood"] for r in records) and len({r["seed"] for r in records}) == 1:
         return corruption_table(records, fmt)  # every row is in the pivot; --format json has the rest
     if len({r["seed"] for r in records}) > 1:
-        parts.append(seed_table(records, fmt))
+        parts.append(seed_table(records, fmt, columns))
         return "\n\n".join(parts)
-    headers, rows = table_rows(records)
-    rows += mean_rows(records) if protocol == "novelty" else []
+    headers, rows = table_rows(records, columns)
+    rows += mean_rows(records, columns) if protocol == "novelty" else []
     parts.append(tabulate_rows(headers, rows, fmt))
     return "\n\n".join(parts)

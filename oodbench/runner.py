@@ -72,6 +72,9 @@ class RunRequest:
     corruptions: list[str] | None = None
     severities: list[int] | None = None
     corrupt_both: str | None = None
+    train_out: str | None = None
+    contaminate: float = 0.0
+    contaminate_with: str | None = None
     detector_params: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
@@ -163,14 +166,16 @@ def run(req: RunRequest, skip_existing: bool = False) -> list[dict[str, Any]]:
 
     t0 = time.perf_counter()
     plan = prepare(req, id_ds, ood_dss, ctx, lambda ds, shape: load_ood(ds, ctx, shape, req.test_limit, req.seed))
+    shape = plan.id_train.shape
+    add_training_outliers(req, plan, detectors, ctx, shape)
     id_train, id_test = plan.id_train, plan.id_test
-    shape = id_train.shape
     tune_out_set = load_ood(tune_out_ds, ctx, shape, req.n_tune, req.seed + 1) if tune_out_ds else None
     timings["load_data"] = time.perf_counter() - t0
 
     backbone_name = req.backbone or default_backbone(shape)
     factory = regs.backbones.get(backbone_name)
-    spec = ModelSpec(backbone_name, req.id, shape, id_train.num_classes, train_config(factory, req.epochs, req.seed),
+    trained_on = f"{req.id}+{req.contaminate:g}{req.contaminate_with}" if req.contaminate else req.id
+    spec = ModelSpec(backbone_name, trained_on, shape, id_train.num_classes, train_config(factory, req.epochs, req.seed),
                      classes=plan.classes, train_limit=req.train_limit, pretrained=req.pretrained)
     t0 = time.perf_counter()
     model, model_info = load_or_train(spec, factory, id_train, id_test, device, req.checkpoint)
@@ -189,6 +194,8 @@ def run(req: RunRequest, skip_existing: bool = False) -> list[dict[str, Any]]:
     out_dir = results_dir(req.results)
     config = {"train_limit": req.train_limit, "test_limit": req.test_limit, "n_tune": req.n_tune,
               "epochs": spec.train.epochs, **plan.config}
+    if plan.train_out is not None:
+        config["train_out"] = {"name": plan.train_out.name, "n": len(plan.train_out)}
 
     def identity(det: Detector, ood: str) -> dict[str, Any]:
         return {"detector": det.name, "backbone": backbone_name, "checkpoint": model_info["hash"], "id": plan.id_name,
@@ -203,6 +210,7 @@ def run(req: RunRequest, skip_existing: bool = False) -> list[dict[str, Any]]:
         return json.loads(path.read_text()) if path.is_file() else None
 
     train_view, id_view = view(id_train), view(id_test)
+    train_view.outliers = plan.train_out
     id_scored_view = view(plan.id_scored) if plan.id_scored is not None else id_view
     id_tune_idx, id_eval_idx = split_tuning(len(id_test), req.n_tune, req.seed)
     targets = []
@@ -302,12 +310,51 @@ def run(req: RunRequest, skip_existing: bool = False) -> list[dict[str, Any]]:
                 **facts(),
             }
             record["data"]["ood"] = list((o.scored or o.clean).notes)
-            finish(record, id=s_id, ood=s_ood)
+            finish(record, id=s_id, ood=s_ood, **embeddings(tuned, id_eval, ood_eval, req.seed))
             if info is not None and info.params and (shared is None or o is targets[0][0]):
                 chosen = ", ".join(f"{k}={v}" for k, v in info.params.items())
                 say(f"{det.name} [{req.tune}, tuned on {info.ood_source}]: {chosen} ({info.criterion} {info.value:.1f})")
     say(f"{len(records)} record(s) under {out_dir}{os.sep}{req.protocol}")
     return records
+
+
+def embeddings(det: Detector, id_eval: FeatureView, ood_eval: FeatureView, seed: int, n: int = 1000) -> dict[str, Any]:
+    """Up to ``n`` seeded ID and OOD points of a detector's embedding (detectors with ``embed``),
+    saved beside the scores for ``oodbench plot embedding`` (papers 000 Fig. 4, 001 Fig. 1)."""
+    if not hasattr(det, "embed"):
+        return {}
+    g = torch.Generator().manual_seed(seed)
+    pick_id = torch.randperm(len(id_eval), generator=g)[:n].sort().values
+    pick_ood = torch.randperm(len(ood_eval), generator=g)[:n].sort().values
+    return {"emb_id": det.embed(id_eval)[pick_id.numpy()], "emb_ood": det.embed(ood_eval)[pick_ood.numpy()],
+            "emb_id_labels": id_eval.labels[pick_id].numpy()}
+
+
+def add_training_outliers(req: RunRequest, plan, detectors: list[Detector], ctx: LoadContext, shape) -> None:
+    """Training-time outliers: ``--train-out`` (or the novelty ``seen:`` classes, or the default of a
+    detector that needs them, e.g. KMNIST for Outlier Exposure on 28×28), and ``--contaminate``."""
+    from .protocols import contaminate, outlier_split
+
+    regs = registries()
+    if req.train_out:
+        if plan.train_out is not None:
+            raise UsageError(f"--train-out {req.train_out!r} and the --holdout seen: classes both name training outliers; use one")
+        plan.train_out = outlier_split(regs.datasets.get(req.train_out), ctx, shape, req.oods, "--train-out")
+    needy = [d for d in detectors if getattr(d, "needs_outliers", False)]
+    if needy and plan.train_out is None:
+        default = needy[0].default_outliers(shape)
+        if default is None:
+            raise UsageError(f"detector {needy[0].name!r} trains with outliers: name them with --train-out NAME")
+        say(f"{needy[0].name}: training outliers default to {default!r} (override with --train-out)")
+        plan.train_out = outlier_split(regs.datasets.get(default), ctx, shape, req.oods, "training-outlier set")
+    if req.contaminate:
+        if not req.contaminate_with:
+            raise UsageError("--contaminate RATE needs --contaminate-with NAME")
+        pool = outlier_split(regs.datasets.get(req.contaminate_with), ctx, shape, req.oods, "--contaminate-with")
+        plan.id_train = contaminate(plan.id_train, pool, req.contaminate, req.seed)
+        plan.config["contaminate"] = {"rate": req.contaminate, "with": req.contaminate_with}
+    elif req.contaminate_with:
+        raise UsageError("--contaminate-with needs --contaminate RATE")
 
 
 def expand(req: RunRequest, seeds: list[int] | None = None) -> list[RunRequest]:

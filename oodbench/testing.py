@@ -46,7 +46,11 @@ def tiny_views(n_train: int = 256, n_test: int = 96, seed: int = 0) -> tuple[Fea
     train = blobs(n_train)
     spec = ModelSpec("lenet", "blobs", (1, 28, 28), 10, TrainConfig(epochs=1, batch_size=64, seed=seed), train_limit=n_train)
     models = ModelProvider(spec, LeNetFactory(), train, None, "cpu")
-    return tuple(FeatureView(d, model, "cpu", 64, models=models) for d in (train, blobs(n_test), noise))  # type: ignore[return-value]
+    views = tuple(FeatureView(d, model, "cpu", 64, models=models) for d in (train, blobs(n_test), noise))
+    # training-time outliers (ODM, Outlier Exposure): dark images with scattered bright pixels
+    sparse = (torch.rand(n_train // 2, 1, 28, 28, generator=g) < 0.1).to(torch.uint8) * 255
+    views[0].outliers = ImageSet(sparse, torch.full((n_train // 2,), -1), "sparse-noise")
+    return views  # type: ignore[return-value]
 
 
 def check_detector(cls: type[Detector]) -> None:

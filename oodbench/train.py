@@ -44,7 +44,20 @@ class TrainConfig:
 
 
 class TrainTask(Protocol):
-    """What a training method supplies: its loss on one batch (``x`` float in [0, 1])."""
+    """What a training method supplies: its loss on one batch (``x`` float in [0, 1]).
+
+    Optional extensions, each read with ``getattr`` by :func:`fit_model`:
+
+    - ``aux: ImageSet`` and ``aux_batch_size: int`` — auxiliary (outlier) data; every step draws
+      ``aux_batch_size`` of its samples (seeded, with replacement) and passes them as ``aux=``
+      (Outlier Exposure, ODM's seen out-of-distribution samples).
+    - ``uses_index = True`` — the batch's indices into the training set are passed as ``index=``
+      (per-sample targets such as DEC's target distribution P).
+    - ``refresh_every: int`` and ``refresh(model, images, labels)`` — called before the first step
+      and then every ``refresh_every`` steps with the whole training set (uint8, on the device);
+      the task recomputes whatever it keeps per sample (paper 000 Algorithm 1's update interval T).
+    - ``eval_loss(model, x, y)`` — the loss early stopping evaluates (default: ``loss``).
+    """
 
     def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor: ...
 
@@ -83,8 +96,9 @@ def task_loss(model: nn.Module, data: ImageSet, task: TrainTask, device: torch.d
     """Mean task loss over ``data`` in eval mode (early-stopping criterion)."""
     model.eval()
     total = 0.0
+    loss = getattr(task, "eval_loss", task.loss)
     for xb, yb in zip(data.images.split(batch_size), data.labels.split(batch_size)):
-        total += task.loss(model, to_float(xb, device), yb.to(device)).item() * len(xb)
+        total += loss(model, to_float(xb, device), yb.to(device)).item() * len(xb)
     model.train()
     return total / max(1, len(data))
 
@@ -132,22 +146,40 @@ def fit_model(
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, (lambda s: 0.5 * (1 + math.cos(math.pi * s / total))) if cfg.schedule == "cosine" else (lambda s: 1.0)
     )
+    aux = getattr(task, "aux", None)
+    aux_images = aux.images.to(device) if aux is not None and len(aux) else None
+    aux_batch = int(getattr(task, "aux_batch_size", cfg.batch_size))
+    uses_index = bool(getattr(task, "uses_index", False))
+    refresh_every = int(getattr(task, "refresh_every", 0) or 0)
     log: dict = {"epoch_loss": []}
     best: tuple[float, int, dict | None] = (float("inf"), -1, None)
     start = time.perf_counter()
+    step = 0
     for epoch in range(cfg.epochs):
         model.train()
         order = torch.randperm(len(data), generator=g).to(device)
         running, seen = 0.0, 0
         for idx in track(order.split(cfg.batch_size), f"epoch {epoch + 1}/{cfg.epochs}", total=steps_per_epoch):
+            if refresh_every and step % refresh_every == 0:
+                task.refresh(model, images, labels)  # type: ignore[attr-defined]
+                model.train()
+            step += 1
             x = images[idx].float().div_(255.0)
             y = labels[idx]
+            extra: dict = {}
+            if uses_index:
+                extra["index"] = idx
+            if aux_images is not None:
+                pick = torch.randint(0, len(aux_images), (aux_batch,), generator=g).to(device)
+                extra["aux"] = aux_images[pick].float().div_(255.0)
             if cfg.augment == "crop-flip":
                 x = augment_crop_flip(x, g)
+                if "aux" in extra:
+                    extra["aux"] = augment_crop_flip(extra["aux"], g)
             if cuda:
                 x = x.contiguous(memory_format=torch.channels_last)
             with torch.autocast("cuda", dtype=torch.bfloat16) if cuda else nullcontext():
-                loss = task.loss(model, x, y)
+                loss = task.loss(model, x, y, **extra)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

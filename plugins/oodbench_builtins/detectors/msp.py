@@ -17,5 +17,9 @@ class MSP(Detector):
     description = "maximum softmax probability baseline (paper 004; paper 003 Table 2 'Base')"
     paper = "Hendrycks & Gimpel 2017, A Baseline for Detecting Misclassified and OOD Examples"
 
+    def embed(self, data: FeatureView) -> np.ndarray:
+        """The softmax posterior: the cross-entropy "embedding" of paper 001 Fig. 1 (row CE)."""
+        return data.logits().softmax(dim=1).numpy()
+
     def score_samples(self, data: FeatureView) -> np.ndarray:
         return data.logits().softmax(dim=1).max(dim=1).values.numpy()
