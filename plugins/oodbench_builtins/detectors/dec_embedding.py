@@ -40,21 +40,22 @@ from .autoencoders import _sizes
 
 
 class DECNet(nn.Module):
-    """Convolutional autoencoder with a ``dim``-wide embedding, a linear classifier on it and
-    trainable cluster centres μ (one per class)."""
+    """Convolutional autoencoder with a ``dim``-wide embedding (DEC's 10), a linear classifier on it
+    and trainable cluster centres μ (one per class). Paper 000's Fig. 3 does not survive in the text;
+    the convolutions are paper 002's (3×3, stride 2, 16/32/64 channels) with a linear bottleneck."""
 
     def __init__(self, shape: tuple[int, int, int], num_classes: int, dim: int = 10):
         super().__init__()
         c, h, _ = shape
         s = _sizes(h)
         self.encoder = nn.Sequential(
-            nn.Conv2d(c, 32, 5, 2, 2), nn.ReLU(), nn.Conv2d(32, 64, 5, 2, 2), nn.ReLU(),
-            nn.Conv2d(64, 128, 3, 2, 1), nn.ReLU(), nn.Flatten(), nn.Linear(128 * s[3] * s[3], dim))
+            nn.Conv2d(c, 16, 3, 2, 1), nn.ReLU(), nn.Conv2d(16, 32, 3, 2, 1), nn.ReLU(),
+            nn.Conv2d(32, 64, 3, 2, 1), nn.ReLU(), nn.Flatten(), nn.Linear(64 * s[3] * s[3], dim))
         self.decoder = nn.Sequential(
-            nn.Linear(dim, 128 * s[3] * s[3]), nn.ReLU(), nn.Unflatten(1, (128, s[3], s[3])),
-            nn.ConvTranspose2d(128, 64, 3, 2, 1, output_padding=s[2] - (2 * s[3] - 1)), nn.ReLU(),
-            nn.ConvTranspose2d(64, 32, 5, 2, 2, output_padding=s[1] - (2 * s[2] - 1)), nn.ReLU(),
-            nn.ConvTranspose2d(32, c, 5, 2, 2, output_padding=s[0] - (2 * s[1] - 1)))
+            nn.Linear(dim, 64 * s[3] * s[3]), nn.ReLU(), nn.Unflatten(1, (64, s[3], s[3])),
+            nn.ConvTranspose2d(64, 32, 3, 2, 1, output_padding=s[2] - (2 * s[3] - 1)), nn.ReLU(),
+            nn.ConvTranspose2d(32, 16, 3, 2, 1, output_padding=s[1] - (2 * s[2] - 1)), nn.ReLU(),
+            nn.ConvTranspose2d(16, c, 3, 2, 1, output_padding=s[0] - (2 * s[1] - 1)))
         self.classifier = nn.Linear(dim, num_classes)
         self.centres = nn.Parameter(torch.zeros(num_classes, dim))  # μ_j, set by k-means
         self.register_buffer("label_centres", torch.zeros(num_classes, dim))  # μ'_j
