@@ -111,20 +111,24 @@ def embedding_panels(found: list[tuple[Path, dict[str, Any]]], out: Path, method
     cols = min(3, len(groups))
     rows = math.ceil(len(groups) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(4.8 * cols, 4.2 * rows), squeeze=False)
-    ood_colours = ["0.45", "tab:orange", "gold", "tab:brown", "black", "tab:pink", "tab:olive"]
+    id_colours = ["tab:blue", "tab:green", "tab:red", "tab:purple", "tab:cyan", "tab:pink", "tab:olive", "navy",
+                  "darkgreen", "maroon"]
+    ood_colours = ["0.55", "gold", "tab:brown", "black", "tab:orange", "lightcoral", "khaki"]
     for ax, ((det, id_name, tune, seed), items) in zip(axes.flat, sorted(groups.items())):
         base = items[0][1]
         parts = [base["emb_id"]] + [s["emb_ood"] for _, s in items]
         flat = project_2d(np.concatenate(parts), method, seed)
         n_id = len(base["emb_id"])
-        ax.scatter(flat[:n_id, 0], flat[:n_id, 1], c=base["emb_id_labels"], cmap="tab10", s=3, alpha=0.6,
-                   vmin=0, vmax=9, label=f"ID {id_name} (by class)")
         start = n_id
-        for i, (r, s) in enumerate(items):
+        for i, (r, s) in enumerate(items):  # OOD first, so the ID clusters stay visible on top
             end = start + len(s["emb_ood"])
-            ax.scatter(flat[start:end, 0], flat[start:end, 1], s=3, alpha=0.5, color=ood_colours[i % len(ood_colours)],
+            ax.scatter(flat[start:end, 0], flat[start:end, 1], s=3, alpha=0.45, color=ood_colours[i % len(ood_colours)],
                        label=f"OOD {r['ood']} (AUROC {r['metrics']['auroc']:.1f})")
             start = end
+        labels = base["emb_id_labels"].astype(int)
+        for k in np.unique(labels):
+            pts = flat[:n_id][labels == k]
+            ax.scatter(pts[:, 0], pts[:, 1], s=3, alpha=0.7, color=id_colours[k % len(id_colours)], label=f"ID class {k}")
         ax.set_title(f"{det} — {method.upper()} of the embedding", fontsize=9)
         ax.legend(fontsize=6, markerscale=3)
     for ax in list(axes.flat)[len(groups):]:

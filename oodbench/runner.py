@@ -344,7 +344,8 @@ def add_training_outliers(req: RunRequest, plan, detectors: list[Detector], ctx:
     if needy and plan.train_out is None:
         default = needy[0].default_outliers(shape)
         if default is None:
-            raise UsageError(f"detector {needy[0].name!r} trains with outliers: name them with --train-out NAME")
+            raise UsageError(f"detector {needy[0].name!r} trains with outliers: name them with --train-out NAME "
+                             "(or the novelty seen: classes, --holdout in:…/seen:…/unseen:…)")
         say(f"{needy[0].name}: training outliers default to {default!r} (override with --train-out)")
         plan.train_out = outlier_split(regs.datasets.get(default), ctx, shape, req.oods, "training-outlier set")
     if req.contaminate:

@@ -185,7 +185,7 @@ def test_odm_takes_the_seen_partition_and_plots_its_embedding(capsys, tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["-d", "odm", "--holdout", "0,1", "--out", "gaussian"], "odm trains with seen outliers"),
+    (["-d", "odm", "--holdout", "0,1", "--out", "gaussian"], "'odm' trains with outliers"),
     (["-d", "outlier-exposure", "--holdout", "0,1"], "kmnist"),
     (["-d", "msp", "--holdout", "0,1", "--contaminate", "0.1"], "--contaminate-with"),
     (["-d", "msp", "--holdout", "0,1", "--out", "notmnist", "--contaminate", "0.1", "--contaminate-with", "notmnist"],

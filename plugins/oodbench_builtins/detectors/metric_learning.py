@@ -91,6 +91,8 @@ class MetricLearning(Detector):
         labels = train.labels
         k = int(labels.max()) + 1
         self.centres_ = torch.stack([emb[labels == c].mean(0) for c in range(k)])
+        nearest = torch.cdist(emb, self.centres_).argmin(dim=1)
+        self.train_log_["nearest_centre_train_accuracy"] = 100.0 * float((nearest == labels).float().mean())
         return self
 
     def _embed(self, data: FeatureView) -> torch.Tensor:
