@@ -120,6 +120,15 @@ def train_cached(
     return model.to(device).eval(), {"source": "trained", "path": str(path), "hash": key, "train": log}
 
 
+def state_hash(model: nn.Module) -> str:
+    """Content hash of a model's weights (keys models derived from it, e.g. by fine-tuning)."""
+    h = hashlib.sha256()
+    for k, v in sorted(model.state_dict().items()):
+        h.update(k.encode())
+        h.update(v.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
 def cached_model_path(kind: str, identity: dict) -> tuple[Path, str]:
     """(checkpoint path, key) for a trained non-backbone model described by ``identity``."""
     key = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:16]
@@ -135,6 +144,35 @@ class ModelProvider:
     def __init__(self, spec: ModelSpec, factory: BackboneFactory, train_set: ImageSet, val_set: ImageSet | None, device):
         self.spec, self.factory, self.train_set, self.val_set, self.device = spec, factory, train_set, val_set, device
         self.records: list[dict] = []
+
+    def train_with(self, kind: str, task, data: ImageSet, *, identity: dict, outputs: int | None = None,
+                   init: nn.Module | None = None, **train_changes) -> tuple[Backbone, dict]:
+        """A network of the run's backbone architecture trained on ``data`` with another objective
+        (``task``, e.g. a contrastive loss) through the one trainer, cached by everything that
+        determines it. ``outputs``: width of the last layer (default: the number of classes);
+        ``init``: start from these weights (fine-tuning, constant learning rate); ``train_changes``:
+        overrides of the backbone's training defaults (epochs, lr, batch_size, seed, …; None = keep).
+        Returns (model, facts for the record)."""
+        import copy
+
+        outputs = outputs or data.num_classes
+        cfg = TrainConfig(**dict(getattr(self.factory, "train_defaults", {}))).replace(**train_changes)
+        if init is not None:
+            cfg = cfg.replace(schedule="none")
+        ident = {"kind": kind, "backbone": self.spec.backbone, "data": data.fingerprint(), "shape": data.shape,
+                 "outputs": outputs, "train": cfg.__dict__, "init": state_hash(init) if init is not None else None,
+                 **identity}
+        path, key = cached_model_path(f"{kind}-{self.spec.backbone}-{data.name}", ident)
+        torch.manual_seed(cfg.seed)
+        if init is not None:
+            net = copy.deepcopy(init).cpu()
+        else:
+            net = self.factory.build(data.shape, outputs, pretrained=self.spec.pretrained)
+        net, info = train_cached(path, key, ident, net, data, cfg, self.device,
+                                 f"{kind} ({self.spec.backbone}) on {data.name}", task=task)
+        log = info.get("train", {})
+        return net, {"source": info["source"], "hash": info["hash"], "epochs": cfg.epochs,
+                     "seconds": log.get("wall_seconds"), "epoch_loss": log.get("epoch_loss")}
 
     def get(self, seed: int | None = None, **options) -> Backbone:
         train = self.spec.train if seed is None else dataclasses.replace(self.spec.train, seed=seed)

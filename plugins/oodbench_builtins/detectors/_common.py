@@ -74,50 +74,11 @@ def percentile(x: torch.Tensor, q: float) -> float:
     return float(np.percentile(x.numpy().ravel(), q))
 
 
-def state_hash(model: torch.nn.Module) -> str:
-    """Content hash of a model's weights (keys models derived from it, e.g. Outlier Exposure fine-tuning)."""
-    import hashlib
 
-    h = hashlib.sha256()
-    for k, v in sorted(model.state_dict().items()):
-        h.update(k.encode())
-        h.update(v.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()[:16]
+def models_of(train):
+    """The run's :class:`~oodbench.checkpoints.ModelProvider` (trained detectors build their networks with it)."""
+    if train.models is None:
+        from oodbench.errors import UsageError
 
-
-def train_variant(train, kind: str, task, *, identity: dict, outputs: int | None = None, init=None,
-                  epochs: int | None = None, lr: float | None = None, batch_size: int | None = None, seed: int = 0,
-                  optimizer: str | None = None):
-    """Train a network of the run's backbone architecture with another objective (``task``) through
-    the one trainer, cached by everything that determines it. ``outputs``: width of the last layer
-    (default: the number of ID classes); ``init``: start from these weights (fine-tuning).
-    Returns (model, facts for the record)."""
-    import copy
-
-    from oodbench.checkpoints import cached_model_path, train_cached
-    from oodbench.errors import UsageError
-    from oodbench.train import TrainConfig
-
-    provider = train.models
-    if provider is None:
-        raise UsageError(f"{kind} trains its own network and needs the run's backbone factory")
-    data = train.imageset
-    outputs = outputs or data.num_classes
-    cfg = TrainConfig(**dict(getattr(provider.factory, "train_defaults", {}))).replace(
-        epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, optimizer=optimizer)
-    if init is not None:
-        cfg = cfg.replace(schedule="none")
-    ident = {"kind": kind, "backbone": provider.spec.backbone, "data": data.fingerprint(), "shape": data.shape,
-             "outputs": outputs, "train": cfg.__dict__, "init": state_hash(init) if init is not None else None, **identity}
-    path, key = cached_model_path(f"{kind}-{provider.spec.backbone}-{data.name}", ident)
-    torch.manual_seed(seed)
-    if init is not None:
-        net = copy.deepcopy(init).cpu()
-    else:
-        net = provider.factory.build(data.shape, outputs, pretrained=provider.spec.pretrained)
-    net, info = train_cached(path, key, ident, net, data, cfg, train.device, f"{kind} ({provider.spec.backbone}) on {data.name}",
-                             task=task)
-    log = info.get("train", {})
-    facts = {"source": info["source"], "hash": info["hash"], "epochs": cfg.epochs,
-             "seconds": log.get("wall_seconds"), "epoch_loss": log.get("epoch_loss")}
-    return net, facts
+        raise UsageError("this detector trains its own network and needs the run's backbone factory (FeatureView.models)")
+    return train.models

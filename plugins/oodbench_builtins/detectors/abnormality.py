@@ -23,7 +23,7 @@ from torch import nn
 from oodbench import Detector
 from oodbench.features import FeatureView
 
-from ._common import state_hash
+from oodbench.checkpoints import state_hash
 
 
 class AbnormalityNet(nn.Module):

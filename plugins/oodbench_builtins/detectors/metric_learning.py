@@ -26,7 +26,7 @@ from torch import nn
 from oodbench import Detector
 from oodbench.features import FeatureView
 
-from ._common import train_variant
+from ._common import models_of
 
 
 class ContrastiveTask:
@@ -84,8 +84,8 @@ class MetricLearning(Detector):
         extra = {"loss": "contrastive", "margin": self.margin}
         if outliers is not None:
             extra |= {"outliers": outliers.name, "outliers_hash": outliers.fingerprint(), "per_batch": self.outlier_batch_size}
-        self.net_, self.train_log_ = train_variant(
-            train, self.name, task, outputs=self.embedding_dim, identity=extra,
+        self.net_, self.train_log_ = models_of(train).train_with(
+            self.name, task, train.imageset, identity=extra, outputs=self.embedding_dim,
             epochs=self.epochs, lr=self.lr, batch_size=self.batch_size, seed=self.seed)
         emb = self._embed(train)
         labels = train.labels

@@ -21,7 +21,7 @@ from oodbench import Detector
 from oodbench.errors import UsageError
 from oodbench.features import FeatureView
 
-from ._common import train_variant
+from ._common import models_of
 
 
 class OutlierExposureTask:
@@ -66,8 +66,8 @@ class OutlierExposure(Detector):
         if outliers is None or not len(outliers):
             raise UsageError("outlier-exposure needs training outliers: --train-out NAME")
         task = OutlierExposureTask(outliers, self.outlier_batch_size, self.weight)
-        self.net_, self.train_log_ = train_variant(
-            train, self.name, task, init=train.model,
+        self.net_, self.train_log_ = models_of(train).train_with(
+            self.name, task, train.imageset, init=train.model,
             identity={"weight": self.weight, "outliers": outliers.name, "outliers_hash": outliers.fingerprint(),
                       "per_batch": self.outlier_batch_size},
             epochs=self.epochs, lr=self.lr, batch_size=self.batch_size, seed=self.seed)
