@@ -29,6 +29,10 @@ def test_shapes_and_loss_terms(kind, shape):
     out = net.forward_train(torch.rand(4, *shape))
     assert out["recon"].shape == (4, *shape)
     assert ("logits" in out) == (kind == "lamae") and ("entropy" in out) == (kind == "memae")
+    deep = shape[1] >= 32  # paper 002's CIFAR-10 network: one more layer, 16-d skip from z to ẑ for memory models
+    assert len(net.encoder) == (4 if deep else 3) and (net.skip is not None) == (deep and kind != "ae")
+    if net.skip is not None:
+        assert net.skip[0].out_features == 16
 
 
 def test_training_lowers_the_loss_on_real_data(data_root, tmp_path, monkeypatch):

@@ -2,7 +2,8 @@
 Unsupervised OoD Detection*): AE, MemAE, LAMAE, and their complexity-normalised "+" variants.
 
 Network (paper 002 §4.1, after MemAE): encoder Conv(3×3, stride 2) ×3 with 16, 32, 64 channels, decoder
-the mirror with transposed convolutions; BN + ReLU after every layer but the last.
+the mirror with transposed convolutions; BN + ReLU after every layer but the last. For 32×32 inputs a
+fourth layer (32–256 channels) and, for the memory models, the 16-dim skip connection from z to ẑ.
 - ``ae``: S(x) = −‖x − x̂‖².
 - ``memae`` (Gong et al. 2019): the latent z is replaced by ẑ = ŵM, w = softmax of cosine similarities
   to N memory items, hard shrinkage ŵ = max(w − λ, 0)·w / (|w − λ| + ε) renormalised, plus the
@@ -29,9 +30,9 @@ from oodbench import Detector
 from oodbench.features import FeatureView
 
 
-def _sizes(h: int) -> list[int]:
+def _sizes(h: int, depth: int = 3) -> list[int]:
     sizes = [h]
-    for _ in range(3):
+    for _ in range(depth):
         sizes.append((sizes[-1] + 1) // 2)
     return sizes
 
@@ -42,31 +43,39 @@ def _block(conv: nn.Module, last: bool = False) -> nn.Module:
 
 class ConvAutoencoder(nn.Module):
     """The paper-002 / MemAE convolutional AE, optionally with a memory (``memae``) or a classifier
-    and class-conditional memory (``lamae``) on the flattened latent."""
+    and class-conditional memory (``lamae``) on the flattened latent.
+
+    Up to 28×28: three stride-2 3×3 convolutions (16, 32, 64 channels), as MemAE. From 32×32 on (paper
+    002's CIFAR-10 setting, "deeper encoder and decoder"): four (32, 64, 128, 256 channels), and for the
+    memory models a 16-wide skip path from z to ẑ (ẑ ← ẑ + U·V·z, V: d→16, U: 16→d) "to further assist
+    reconstruction"."""
 
     def __init__(self, shape: tuple[int, int, int], kind: str = "ae", memory_size: int = 100,
                  num_classes: int = 10, slots_per_class: int = 10, shrink: float = 0.0025):
         super().__init__()
         c, h, _ = shape
-        s = _sizes(h)
+        deep = h >= 32
+        widths = [c, 32, 64, 128, 256] if deep else [c, 16, 32, 64]
+        depth = len(widths) - 1
+        s = _sizes(h, depth)
         self.kind, self.shrink = kind, shrink
-        self.encoder = nn.Sequential(
-            _block(nn.Conv2d(c, 16, 3, 2, 1)), _block(nn.Conv2d(16, 32, 3, 2, 1)), _block(nn.Conv2d(32, 64, 3, 2, 1)))
-        self.decoder = nn.Sequential(
-            _block(nn.ConvTranspose2d(64, 32, 3, 2, 1, output_padding=s[2] - (2 * s[3] - 1))),
-            _block(nn.ConvTranspose2d(32, 16, 3, 2, 1, output_padding=s[1] - (2 * s[2] - 1))),
-            _block(nn.ConvTranspose2d(16, c, 3, 2, 1, output_padding=s[0] - (2 * s[1] - 1)), last=True))
-        self.latent_shape = (64, s[3], s[3])
-        d = 64 * s[3] * s[3]
+        self.encoder = nn.Sequential(*(_block(nn.Conv2d(widths[i], widths[i + 1], 3, 2, 1)) for i in range(depth)))
+        self.decoder = nn.Sequential(*(
+            _block(nn.ConvTranspose2d(widths[i + 1], widths[i], 3, 2, 1, output_padding=s[i] - (2 * s[i + 1] - 1)),
+                   last=i == 0)
+            for i in reversed(range(depth))))
+        self.latent_shape = (widths[-1], s[-1], s[-1])
+        d = widths[-1] * s[-1] * s[-1]
         if kind == "memae":
             self.memory = nn.Parameter(torch.randn(memory_size, d) / d**0.5)
         elif kind == "lamae":
             self.classifier = nn.Linear(d, num_classes)
             self.memory = nn.Parameter(torch.randn(num_classes * slots_per_class, d) / d**0.5)
             self.slots = slots_per_class
+        self.skip = nn.Sequential(nn.Linear(d, 16), nn.Linear(16, d)) if deep and kind in ("memae", "lamae") else None
 
     def forward_train(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        z = self.encoder(x).flatten(1)
+        z = z_in = self.encoder(x).flatten(1)
         out: dict[str, torch.Tensor] = {}
         if self.kind == "memae":
             w = torch.softmax(F.normalize(z, dim=1) @ F.normalize(self.memory, dim=1).T, dim=1)
@@ -80,6 +89,8 @@ class ConvAutoencoder(nn.Module):
             chunk = self.memory.view(-1, self.slots, z.shape[1])[logits.argmax(dim=1)]  # B × N^s × d
             sims = torch.einsum("bd,bnd->bn", F.normalize(z, dim=1), F.normalize(chunk, dim=2))
             z = torch.einsum("bn,bnd->bd", torch.softmax(sims, dim=1), chunk)  # eq. 1
+        if self.skip is not None:
+            z = z + self.skip(z_in)
         out["recon"] = self.decoder(z.view(-1, *self.latent_shape))
         return out
 
