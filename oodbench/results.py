@@ -86,7 +86,7 @@ def table_rows(records: Iterable[dict[str, Any]], columns: Iterable[str] = DEFAU
     rows = []
     for r in records:
         m = r.get("metrics", {})
-        rows.append([r["detector"], r["backbone"], r["id"], r["ood"], r["tune"], *(m.get(c) for c in columns)])
+        rows.append([label(r), r["backbone"], r["id"], r["ood"], r["tune"], *(m.get(c) for c in columns)])
     return headers, rows
 
 
@@ -106,7 +106,7 @@ def mean_rows(records: list[dict[str, Any]], columns: Iterable[str] = DEFAULT_CO
     columns = list(columns)
     groups: dict[tuple, list[dict]] = {}
     for r in records:
-        groups.setdefault((r["detector"], r["backbone"], r["tune"]), []).append(r)
+        groups.setdefault((label(r), r["backbone"], r["tune"]), []).append(r)
     rows = []
     for (det, bb, tune), rs in groups.items():
         if len(rs) < 2:
@@ -120,18 +120,35 @@ def mean_rows(records: list[dict[str, Any]], columns: Iterable[str] = DEFAULT_CO
 RUN_KEY = ("detector", "backbone", "id", "ood", "tune")
 
 
+def variant(record: dict[str, Any]) -> str:
+    """What else set this run apart (detector parameters, training outliers, contamination), or ""."""
+    cfg = record.get("config", {})
+    parts = [f"{k}={v}" for k, v in sorted((cfg.get("detector_params") or {}).items())]
+    if cfg.get("train_out"):
+        parts.append(f"train-out {cfg['train_out']['name']}")
+    if cfg.get("contaminate"):
+        parts.append(f"contaminated {cfg['contaminate']['rate']:g} {cfg['contaminate']['with']}")
+    return f" [{'; '.join(parts)}]" if parts else ""
+
+
+def label(record: dict[str, Any]) -> str:
+    """The detector name as tables show it: with its :func:`variant`."""
+    return record["detector"] + variant(record)
+
+
 def over_seeds(records: list[dict[str, Any]], metrics: Iterable[str]) -> list[tuple[dict, list[dict], dict, dict]]:
-    """Group records by (detector, backbone, ID, OOD, tune): (key, group, mean, std) per metric that
-    every record of the group has — the aggregation behind seed tables and the leaderboard."""
+    """Group records by (detector, backbone, ID, OOD, tune) and :func:`variant` — runs that differ in
+    anything but the seed are never averaged together: (key, group, mean, std) per metric that every
+    record of the group has — the aggregation behind seed tables and the leaderboard."""
     import numpy as np
 
     groups: dict[tuple, list[dict]] = {}
     for r in records:
-        groups.setdefault(tuple(r[k] for k in RUN_KEY), []).append(r)
+        groups.setdefault((*(r[k] for k in RUN_KEY), variant(r)), []).append(r)
     out = []
     for key, grp in groups.items():
         vals = {m: [g["metrics"][m] for g in grp] for m in metrics if all(m in g["metrics"] for g in grp)}
-        out.append((dict(zip(RUN_KEY, key)), grp, {m: float(np.mean(v)) for m, v in vals.items()},
+        out.append((dict(zip((*RUN_KEY, "variant"), key)), grp, {m: float(np.mean(v)) for m, v in vals.items()},
                     {m: float(np.std(v)) for m, v in vals.items()}))
     return out
 
@@ -143,7 +160,7 @@ def mean_std(mean: dict, std: dict, m: str, spread: bool) -> str:
 def seed_table(records: list[dict[str, Any]], fmt: str = "github", columns: Iterable[str] = DEFAULT_COLUMNS) -> str:
     """mean ± std over seeds for each (detector, backbone, ID, OOD, tune) (SPEC.md "repeats")."""
     columns = list(columns)
-    rows = [[*key.values(), ",".join(str(r["seed"]) for r in grp), *(mean_std(mean, std, c, True) for c in columns)]
+    rows = [[key["detector"] + key["variant"], *(key[k] for k in RUN_KEY[1:]), ",".join(str(r["seed"]) for r in grp), *(mean_std(mean, std, c, True) for c in columns)]
             for key, grp, mean, std in over_seeds(records, columns)]
     headers = ["Detector", "Backbone", "ID", "OOD", "Tune", "Seeds", *(METRIC_LABELS.get(c, c) for c in columns)]
     return tabulate_rows(headers, rows, fmt)

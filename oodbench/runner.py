@@ -194,14 +194,14 @@ def run(req: RunRequest, skip_existing: bool = False) -> list[dict[str, Any]]:
     out_dir = results_dir(req.results)
     config = {"train_limit": req.train_limit, "test_limit": req.test_limit, "n_tune": req.n_tune,
               "epochs": spec.train.epochs, **plan.config}
-    if plan.train_out is not None:
-        config["train_out"] = {"name": plan.train_out.name, "n": len(plan.train_out)}
+    train_out = {"name": plan.train_out.name, "n": len(plan.train_out)} if plan.train_out is not None else None
 
     def identity(det: Detector, ood: str) -> dict[str, Any]:
         return {"detector": det.name, "backbone": backbone_name, "checkpoint": model_info["hash"], "id": plan.id_name,
                 "ood": ood, "protocol": req.protocol, "tune": req.tune,
                 "tune_out": tune_out_set.name if tune_out_set is not None else None, "seed": req.seed,
-                "config": {**config, "detector_params": req.detector_params.get(det.name, {})}}
+                "config": {**config, "detector_params": req.detector_params.get(det.name, {}),
+                           **({"train_out": train_out} if train_out and uses_outliers(det) else {})}}
 
     def existing(det: Detector, ood: str) -> dict[str, Any] | None:
         if not skip_existing:
@@ -316,6 +316,11 @@ def run(req: RunRequest, skip_existing: bool = False) -> list[dict[str, Any]]:
                 say(f"{det.name} [{req.tune}, tuned on {info.ood_source}]: {chosen} ({info.criterion} {info.value:.1f})")
     say(f"{len(records)} record(s) under {out_dir}{os.sep}{req.protocol}")
     return records
+
+
+def uses_outliers(det: Detector) -> bool:
+    """Whether a detector trains with the run's training-time outliers (ODM, Outlier Exposure)."""
+    return bool(getattr(det, "needs_outliers", False) or getattr(det, "uses_outliers", False))
 
 
 def embeddings(det: Detector, id_eval: FeatureView, ood_eval: FeatureView, seed: int, n: int = 1000) -> dict[str, Any]:

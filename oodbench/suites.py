@@ -125,7 +125,7 @@ def leaderboard(name: str, path: str | Path = "benchmarks.yaml", results: str | 
             base_id = re.split(r"-\{|\[", id_)[0]
             ref = paper.get((protocol, det, base_id, ood, tune)) or paper.get((protocol, det, base_id, "*", tune)) or {}
             seeds = len({g["seed"] for g in grp})
-            rows.append([id_, ood, det, key["backbone"], tune, seeds, *cells, ref.get("auroc", "—"), means.get(metrics[0], 0.0)])
+            rows.append([id_, ood, det + key["variant"], key["backbone"], tune, seeds, *cells, ref.get("auroc", "—"), means.get(metrics[0], 0.0)])
         rows.sort(key=lambda r: (r[0], r[1], -r[-1]))
         ranked, last, rank = [], None, 0
         for row in rows:
