@@ -213,3 +213,18 @@ def test_contamination_reaches_training_and_is_recorded(capsys, tmp_path):
     added = int(note.split()[1])  # ≈ 0.25 × the ~2,370 images of classes 2–9 among 3,000
     assert 500 < added < 700, note
     assert rec["model"]["source"] == "trained"  # not the clean run's cached checkpoint
+
+
+def test_runs_differing_in_training_outliers_are_never_averaged():
+    from oodbench.results import over_seeds, seed_table
+
+    def rec(seed, out, auroc):
+        return {"detector": "odm", "backbone": "lenet", "id": "mnist", "ood": "gaussian", "tune": "none", "seed": seed,
+                "config": {"detector_params": {}, **({"train_out": {"name": out, "n": 10}} if out else {})},
+                "metrics": {"auroc": auroc}}
+
+    records = [rec(0, "notmnist", 90.0), rec(1, "notmnist", 92.0), rec(0, "omniglot", 70.0)]
+    groups = {key["variant"]: mean["auroc"] for key, _, mean, _ in over_seeds(records, ["auroc"])}
+    assert groups == {" [train-out notmnist]": 91.0, " [train-out omniglot]": 70.0}
+    table = seed_table(records, columns=["auroc"])
+    assert "odm [train-out notmnist]" in table and "91.0 ± 1.0" in table and "70.0 ± 0.0" in table
