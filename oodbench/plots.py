@@ -87,7 +87,8 @@ def project_2d(points, method: str = "pca", seed: int = 0):
     if method == "tsne":
         from sklearn.manifold import TSNE
 
-        return TSNE(n_components=2, random_state=seed, init="pca").fit_transform(points)
+        perplexity = min(30.0, max(1.0, (len(points) - 1) / 3))  # t-SNE needs perplexity < n
+        return TSNE(n_components=2, random_state=seed, init="pca", perplexity=perplexity).fit_transform(points)
     from sklearn.decomposition import PCA
 
     return PCA(n_components=2, random_state=seed).fit_transform(points)

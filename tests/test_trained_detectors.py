@@ -228,3 +228,19 @@ def test_runs_differing_in_training_outliers_are_never_averaged():
     assert groups == {" [train-out notmnist]": 91.0, " [train-out omniglot]": 70.0}
     table = seed_table(records, columns=["auroc"])
     assert "odm [train-out notmnist]" in table and "91.0 ± 1.0" in table and "70.0 ± 0.0" in table
+
+
+def test_embedding_projection_pca_and_tsne():
+    from oodbench.plots import project_2d
+
+    rng = np.random.default_rng(0)
+    pts = np.concatenate([rng.normal(0, 1, (30, 5)), rng.normal(8, 1, (30, 5))]).astype(np.float32)
+    for method in ("pca", "tsne"):
+        flat = project_2d(pts, method)
+        assert flat.shape == (60, 2) and np.isfinite(flat).all()
+        # the two blobs stay apart in 2-D: every point is nearer its own blob's centre
+        a, b = flat[:30].mean(0), flat[30:].mean(0)
+        near_a = np.linalg.norm(flat - a, axis=1) < np.linalg.norm(flat - b, axis=1)
+        assert near_a[:30].all() and not near_a[30:].any(), method
+    assert project_2d(pts[:, :1]).shape == (60, 2)  # 1-D embeddings get a zero second axis
+    assert project_2d(pts[:10], "tsne").shape == (10, 2)  # few points: perplexity shrinks below n
