@@ -3,7 +3,9 @@
 run(request):
   1. resolve every name through the registries (unknown names fail before any work);
   2. build the protocol's plan (``oodbench.protocols``): ID train/test (class-restricted for
-     novelty) and the OOD sets, converted to the ID format (conversion noted);
+     novelty) and the OOD sets, converted to the ID format (conversion noted).
+     Training-time outliers (``--train-out``, the novelty ``seen:`` classes, or a detector's
+     default) go to the detectors that train with them; ``--contaminate`` mixes outliers into ID train;
   3. train the backbone or reuse its cached checkpoint;
   4. draw the tuning set (SPEC.md): n_tune ID-test + n_tune OOD samples, seeded, removed
      from evaluation;
