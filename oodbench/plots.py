@@ -26,6 +26,23 @@ def _pyplot():
     return plt
 
 
+def _grid(plt, n: int, size: tuple[float, float], cols: int = 3):
+    """A figure with ``n`` panels, at most ``cols`` per row; the unused ones are hidden."""
+    cols = min(cols, n)
+    rows = math.ceil(n / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(size[0] * cols, size[1] * rows), squeeze=False)
+    for ax in list(axes.flat)[n:]:
+        ax.axis("off")
+    return fig, axes
+
+
+def _save(plt, fig, out: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return out
+
+
 def score_histograms(found: list[tuple[Path, dict[str, Any]]], out: Path, bins: int = 60) -> Path:
     """One histogram panel per (record file, record) whose scores were saved."""
     plt = _pyplot()
@@ -33,9 +50,7 @@ def score_histograms(found: list[tuple[Path, dict[str, Any]]], out: Path, bins: 
     panels = [(r, s) for r, s in panels if s is not None and "ood" in s]
     if not panels:
         raise UsageError("no saved scores for these records (runs from before scores were saved?)")
-    cols = min(3, len(panels))
-    rows = math.ceil(len(panels) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False)
+    fig, axes = _grid(plt, len(panels), (4.2, 3.2))
     for ax, (r, s) in zip(axes.flat, panels):
         lo, hi = float(min(s["id"].min(), s["ood"].min())), float(max(s["id"].max(), s["ood"].max()))
         ax.hist(s["id"], bins=bins, range=(lo, hi), alpha=0.6, density=True, label=f"ID {r['id']}")
@@ -43,12 +58,7 @@ def score_histograms(found: list[tuple[Path, dict[str, Any]]], out: Path, bins: 
         ax.set_title(f"{r['detector']} ({r['tune']}) AUROC {r['metrics']['auroc']:.1f}", fontsize=9)
         ax.set_xlabel("score (higher = more in-distribution)", fontsize=8)
         ax.legend(fontsize=7)
-    for ax in list(axes.flat)[len(panels):]:
-        ax.axis("off")
-    fig.tight_layout()
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
-    return out
+    return _save(plt, fig, out)
 
 
 def corruption_curves(records: list[dict[str, Any]], out: Path, metric: str = "auroc") -> Path:
@@ -72,10 +82,7 @@ def corruption_curves(records: list[dict[str, Any]], out: Path, metric: str = "a
         ax.set_ylabel(metric.upper())
         ax.set_xticks([1, 2, 3, 4, 5])
         ax.legend(fontsize=6, ncol=2)
-    fig.tight_layout()
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
-    return out
+    return _save(plt, fig, out)
 
 
 def project_2d(points, method: str = "pca", seed: int = 0):
@@ -109,9 +116,7 @@ def embedding_panels(found: list[tuple[Path, dict[str, Any]]], out: Path, method
     if not groups:
         raise UsageError("no saved embeddings for these records (detectors with an embedding: msp, metric-learning, "
                          "odm, dec-embedding)")
-    cols = min(3, len(groups))
-    rows = math.ceil(len(groups) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.8 * cols, 4.2 * rows), squeeze=False)
+    fig, axes = _grid(plt, len(groups), (4.8, 4.2))
     id_colours = ["tab:blue", "tab:green", "tab:red", "tab:purple", "tab:cyan", "tab:pink", "tab:olive", "navy",
                   "darkgreen", "maroon"]
     ood_colours = ["0.55", "gold", "tab:brown", "black", "tab:orange", "lightcoral", "khaki"]
@@ -132,9 +137,4 @@ def embedding_panels(found: list[tuple[Path, dict[str, Any]]], out: Path, method
             ax.scatter(pts[:, 0], pts[:, 1], s=3, alpha=0.7, color=id_colours[k % len(id_colours)], label=f"ID class {k}")
         ax.set_title(f"{det} — {method.upper()} of the embedding", fontsize=9)
         ax.legend(fontsize=6, markerscale=3)
-    for ax in list(axes.flat)[len(groups):]:
-        ax.axis("off")
-    fig.tight_layout()
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
-    return out
+    return _save(plt, fig, out)

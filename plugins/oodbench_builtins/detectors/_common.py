@@ -28,18 +28,41 @@ def head_logits(model, features: torch.Tensor) -> torch.Tensor:
     return features @ w.T + b
 
 
+def class_means(feats: torch.Tensor, labels: torch.Tensor, num_classes: int, chunk: int = 8192):
+    """(class means K×D float32, sample counts K) by chunked float64 index_add, on ``feats``' device;
+    a class without samples gets a zero mean and count 0."""
+    sums = torch.zeros(num_classes, feats.shape[1], dtype=torch.float64, device=feats.device)
+    counts = torch.zeros(num_classes, dtype=torch.float64, device=feats.device)
+    for f, y in zip(feats.split(chunk), labels.split(chunk)):
+        sums.index_add_(0, y, f.double())
+        counts.index_add_(0, y, torch.ones(len(y), dtype=torch.float64, device=feats.device))
+    return (sums / counts.clamp_min(1)[:, None]).float(), counts
+
+
+def own_net_outputs(data, net, tag: str, fn) -> torch.Tensor:
+    """``fn(net, x)`` on every input batch of ``data`` (inference mode, the view's device), computed once
+    per (view, network) — how detectors that train their own non-backbone network score."""
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode():
+            return fn(net, x)
+
+    return data.memo((tag, id(net)), lambda: data.map_inputs(run))
+
+
+def own_backbone_logits(data, net) -> torch.Tensor:
+    """Logits (or embeddings) of a detector's own :class:`~oodbench.backbones.Backbone` on ``data``,
+    extracted once per (view, network) through :meth:`FeatureView.with_model`."""
+    return data.memo(("own-logits", id(net)), lambda: data.with_model(net).logits())
+
+
 def class_gaussians(feats: torch.Tensor, labels: torch.Tensor, num_classes: int, chunk: int = 8192):
     """Class means and the tied (shared) covariance, accumulated in chunks (float64).
 
     Σ = 1/N Σ_c Σ_{i∈c} (f_i − μ_c)(f_i − μ_c)ᵀ (Lee et al. 2018, eq. 1).
     """
     d = feats.shape[1]
-    sums = torch.zeros(num_classes, d, dtype=torch.float64)
-    counts = torch.zeros(num_classes, dtype=torch.float64)
-    for f, y in zip(feats.split(chunk), labels.split(chunk)):
-        sums.index_add_(0, y, f.double())
-        counts.index_add_(0, y, torch.ones(len(y), dtype=torch.float64))
-    means = sums / counts.clamp_min(1)[:, None]
+    means = class_means(feats, labels, num_classes, chunk)[0].double()
     cov = torch.zeros(d, d, dtype=torch.float64)
     for f, y in zip(feats.split(chunk), labels.split(chunk)):
         c = f.double() - means[y]

@@ -21,9 +21,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from oodbench import Detector
+from oodbench.checkpoints import state_hash
 from oodbench.features import FeatureView
 
-from oodbench.checkpoints import state_hash
+from ._common import own_net_outputs
 
 
 class AbnormalityNet(nn.Module):
@@ -118,13 +119,7 @@ class AbnormalityModule(Detector):
 
     def score_samples(self, data: FeatureView) -> np.ndarray:
         self.check_fitted()
-        net = self.net_
-
-        def logit(x: torch.Tensor) -> torch.Tensor:
-            with torch.inference_mode():
-                return net(x)
-
-        return data.memo(("abnormality", id(net)), lambda: data.map_inputs(logit)).numpy()
+        return own_net_outputs(data, self.net_, "abnormality", lambda net, x: net(x)).numpy()
 
     def describe_fit(self):
         return {"stages": self.train_log_}

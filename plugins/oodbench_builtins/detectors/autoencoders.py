@@ -29,6 +29,8 @@ from torch import nn
 from oodbench import Detector
 from oodbench.features import FeatureView
 
+from ._common import own_net_outputs
+
 
 def _sizes(h: int, depth: int = 3) -> list[int]:
     sizes = [h]
@@ -169,13 +171,7 @@ class _Reconstruction(Detector):
 
     def score_samples(self, data: FeatureView) -> np.ndarray:
         self.check_fitted()
-        net = self.net_.eval()
-
-        def err(x: torch.Tensor) -> torch.Tensor:
-            with torch.inference_mode():
-                return ((net(x) - x) ** 2).flatten(1).sum(dim=1)
-
-        e = data.memo(("recon", id(net)), lambda: data.map_inputs(err))
+        e = own_net_outputs(data, self.net_.eval(), "recon", lambda net, x: ((net(x) - x) ** 2).flatten(1).sum(dim=1))
         if self.complexity_normalised:
             cn = torch.log(image_entropy(data.imageset.images) + 1)
             e = e / (cn + 1e-9)  # eq. 4

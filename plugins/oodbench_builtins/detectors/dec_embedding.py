@@ -36,6 +36,7 @@ from torch import nn
 from oodbench import Detector
 from oodbench.features import FeatureView, to_float
 
+from ._common import class_means, own_net_outputs
 from .autoencoders import _sizes
 
 
@@ -113,10 +114,9 @@ class JointTask:
         if self.drop > 0:  # Algorithm 1 steps 6–9: drop the top ε % reconstruction errors
             n_drop = int(len(z) * self.drop / 100)
             keep[err.topk(n_drop).indices] = False
-        for j in range(self.k):
-            members = keep & (labels == j)
-            if members.any():
-                model.label_centres[j] = z[members].mean(0)
+        means, counts = class_means(z[keep], labels[keep], self.k)
+        present = counts > 0  # a class with every sample dropped keeps its previous centre
+        model.label_centres[present] = means[present]
         q = model.soft_assign(z)
         p = torch.zeros_like(q)
         p[keep] = target_distribution(q[keep])  # step 10, from z' only
@@ -191,7 +191,7 @@ class DECEmbedding(Detector):
         if not path.is_file():  # Algorithm 1 step 1: k-means on the pretrained embedding, started at label centres
             z, _ = net.eval().embed_all(data.images.to(train.device))
             z = z.cpu()
-            start = torch.stack([z[data.labels == j].mean(0) for j in range(k)])
+            start = class_means(z, data.labels, k)[0]
             km = KMeans(n_clusters=k, init=start.numpy(), n_init=1, random_state=self.seed).fit(z.numpy())
             with torch.no_grad():
                 net.centres.copy_(torch.as_tensor(km.cluster_centers_, dtype=torch.float32))
@@ -209,15 +209,11 @@ class DECEmbedding(Detector):
         return self
 
     def _outputs(self, data: FeatureView) -> tuple[torch.Tensor, torch.Tensor]:
-        net = self.net_
+        def run(net: DECNet, x: torch.Tensor) -> torch.Tensor:
+            z = net.encoder(x)
+            return torch.cat([(net.decoder(z) - x).pow(2).flatten(1).sum(1, keepdim=True), z], dim=1)
 
-        def run(x: torch.Tensor) -> torch.Tensor:
-            with torch.inference_mode():
-                z = net.encoder(x)
-                err = (net.decoder(z) - x).pow(2).flatten(1).sum(1, keepdim=True)
-                return torch.cat([err, z], dim=1)
-
-        out = data.memo(("dec", id(net)), lambda: data.map_inputs(run))
+        out = own_net_outputs(data, self.net_, "dec", run)
         return out[:, 0], out[:, 1:]
 
     def embed(self, data: FeatureView) -> np.ndarray:

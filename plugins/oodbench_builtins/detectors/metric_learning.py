@@ -26,7 +26,7 @@ from torch import nn
 from oodbench import Detector
 from oodbench.features import FeatureView
 
-from ._common import models_of
+from ._common import class_means, models_of, own_backbone_logits
 
 
 class ContrastiveTask:
@@ -87,31 +87,21 @@ class MetricLearning(Detector):
         self.net_, self.train_log_ = models_of(train).train_with(
             self.name, task, train.imageset, identity=extra, outputs=self.embedding_dim,
             epochs=self.epochs, lr=self.lr, batch_size=self.batch_size, seed=self.seed)
-        emb = self._embed(train)
+        emb = own_backbone_logits(train, self.net_)
         labels = train.labels
-        k = int(labels.max()) + 1
-        self.centres_ = torch.stack([emb[labels == c].mean(0) for c in range(k)])
+        self.centres_ = class_means(emb, labels, int(labels.max()) + 1)[0]
         nearest = torch.cdist(emb, self.centres_).argmin(dim=1)
         self.train_log_["nearest_centre_train_accuracy"] = 100.0 * float((nearest == labels).float().mean())
         return self
 
-    def _embed(self, data: FeatureView) -> torch.Tensor:
-        net = self.net_
-
-        def run(x: torch.Tensor) -> torch.Tensor:
-            with torch.inference_mode():
-                return net(x).float()
-
-        return data.memo(("embedding", id(net)), lambda: data.map_inputs(run))
-
     def embed(self, data: FeatureView) -> np.ndarray:
         """The learned embedding (paper 001 Fig. 1), for ``oodbench plot embedding``."""
         self.check_fitted()
-        return self._embed(data).numpy()
+        return own_backbone_logits(data, self.net_).numpy()
 
     def score_samples(self, data: FeatureView) -> np.ndarray:
         self.check_fitted()
-        return (-torch.cdist(self._embed(data), self.centres_).min(dim=1).values).numpy()
+        return (-torch.cdist(own_backbone_logits(data, self.net_), self.centres_).min(dim=1).values).numpy()
 
     def describe_fit(self):
         return {"model": self.train_log_, "centres": len(self.centres_)}

@@ -21,7 +21,7 @@ from oodbench import Detector
 from oodbench.errors import UsageError
 from oodbench.features import FeatureView
 
-from ._common import models_of
+from ._common import models_of, own_backbone_logits
 
 
 class OutlierExposureTask:
@@ -76,13 +76,7 @@ class OutlierExposure(Detector):
 
     def score_samples(self, data: FeatureView) -> np.ndarray:
         self.check_fitted()
-        net = self.net_
-
-        def msp(x: torch.Tensor) -> torch.Tensor:
-            with torch.inference_mode():
-                return net(x).float().softmax(dim=1).max(dim=1).values
-
-        return data.memo(("oe-msp", id(net)), lambda: data.map_inputs(msp)).numpy()
+        return own_backbone_logits(data, self.net_).softmax(dim=1).max(dim=1).values.numpy()
 
     def describe_fit(self):
         return {"fine_tuned": self.train_log_}
