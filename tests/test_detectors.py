@@ -134,3 +134,19 @@ def test_features_come_back_from_the_disk_cache(tmp_path):
     second.model.net = Exploding()
     got = second.features(["conv1", "logits"])
     assert all(torch.equal(want[k], got[k]) for k in want)
+
+
+def test_batch_independence_under_avx2_kernels():
+    """CI may run on a CPU without AVX-512 (the failure of issue 11 on an AMD EPYC with AVX2 only):
+    oneDNN's AVX2 GEMM blocking made torch.cdist's matrix-product path depend on the batch size.
+    The contract check runs here with oneDNN capped at AVX2, in a fresh interpreter (the cap is read
+    when torch loads)."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("from oodbench.plugins import registries; from oodbench.testing import check_detector\n"
+            "for n in ('metric-learning', 'odm', 'dec-embedding'): check_detector(registries().detectors.get(n))")
+    env = {**os.environ, "ONEDNN_MAX_CPU_ISA": "AVX2", "OODBENCH_QUIET": "1"}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]

@@ -90,6 +90,17 @@ def mahalanobis_sq(feats: torch.Tensor, means: torch.Tensor, precision: torch.Te
     return quad_f - 2 * fp @ means.T + quad_m
 
 
+def euclidean(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Exact N×K Euclidean distances, from differences (``torch.cdist`` without its matrix-product path).
+
+    ``torch.cdist`` switches to ‖a‖² − 2a·b + ‖b‖² above 25 rows; for a point near a centre that
+    cancels to float32 noise (≈1e-8 in d², ≈1e-4 after the square root), and the noise follows the
+    GEMM kernel's blocking — the batch size and the CPU's instruction set (oneDNN's AVX2 kernels
+    differ from its AVX-512 ones) — so a sample's score would depend on the batch it was scored in.
+    """
+    return torch.cdist(a, b, compute_mode="donot_use_mm_for_euclid_dist")
+
+
 def percentile(x: torch.Tensor, q: float) -> float:
     """q-th percentile (0–100) of all entries (numpy's linear interpolation)."""
     import numpy as np

@@ -36,7 +36,7 @@ from torch import nn
 from oodbench import Detector
 from oodbench.features import FeatureView, to_float
 
-from ._common import class_means, own_net_outputs
+from ._common import class_means, euclidean, own_net_outputs
 from .autoencoders import _sizes
 
 
@@ -70,7 +70,7 @@ class DECNet(nn.Module):
 
     def soft_assign(self, z: torch.Tensor) -> torch.Tensor:
         """q_ij (paper 000 §III-B), Student's t with one degree of freedom."""
-        kernel = 1.0 / (1.0 + torch.cdist(z, self.interpolated_centres()).pow(2))
+        kernel = 1.0 / (1.0 + euclidean(z, self.interpolated_centres()).pow(2))
         return kernel / kernel.sum(dim=1, keepdim=True)
 
     @torch.no_grad()

@@ -26,7 +26,7 @@ from torch import nn
 from oodbench import Detector
 from oodbench.features import FeatureView
 
-from ._common import class_means, models_of, own_backbone_logits
+from ._common import class_means, euclidean, models_of, own_backbone_logits
 
 
 class ContrastiveTask:
@@ -90,7 +90,7 @@ class MetricLearning(Detector):
         emb = own_backbone_logits(train, self.net_)
         labels = train.labels
         self.centres_ = class_means(emb, labels, int(labels.max()) + 1)[0]
-        nearest = torch.cdist(emb, self.centres_).argmin(dim=1)
+        nearest = euclidean(emb, self.centres_).argmin(dim=1)
         self.train_log_["nearest_centre_train_accuracy"] = 100.0 * float((nearest == labels).float().mean())
         return self
 
@@ -101,7 +101,7 @@ class MetricLearning(Detector):
 
     def score_samples(self, data: FeatureView) -> np.ndarray:
         self.check_fitted()
-        return (-torch.cdist(own_backbone_logits(data, self.net_), self.centres_).min(dim=1).values).numpy()
+        return (-euclidean(own_backbone_logits(data, self.net_), self.centres_).min(dim=1).values).numpy()
 
     def describe_fit(self):
         return {"model": self.train_log_, "centres": len(self.centres_)}
