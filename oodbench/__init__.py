@@ -2,7 +2,7 @@
 
 What a plugin author imports::
 
-    from oodbench import hookimpl, Detector, LayerwiseDetector, Dataset, ImageSet, Backbone, BackboneFactory
+    from oodbench import hookimpl, Detector, LayerwiseDetector, Needs, Supplies, Dataset, ImageSet, Backbone, BackboneFactory
 
 Heavy modules (torch) load on first use of these names, so ``oodbench --help`` stays instant.
 """
@@ -21,6 +21,11 @@ hookimpl = pluggy.HookimplMarker("oodbench")
 _LAZY = {
     "Detector": "detector",
     "LayerwiseDetector": "detector",
+    "Needs": "detector",
+    "Supplies": "detector",
+    "ModelProvider": "models",
+    "TrainTask": "train",
+    "Record": "record",
     "Dataset": "data",
     "ImageSet": "data",
     "LoadContext": "data",
@@ -37,7 +42,10 @@ __all__ = ["hookimpl", "__version__", *_LAZY]
 if TYPE_CHECKING:  # pragma: no cover
     from .backbones import Backbone, BackboneFactory
     from .data import Dataset, ImageSet, LoadContext
-    from .detector import Detector, LayerwiseDetector
+    from .detector import Detector, LayerwiseDetector, Needs, Supplies
+    from .models import ModelProvider
+    from .record import Record
+    from .train import TrainTask
     from .features import FeatureView
     from .runner import RunRequest, run
     from .train import TrainConfig

@@ -21,3 +21,11 @@ def atomic_path(path: Path) -> Iterator[str]:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def atomic_torch_save(obj, path: Path) -> None:
+    """``torch.save`` through :func:`atomic_path`: a crash never leaves half a checkpoint or feature file."""
+    import torch
+
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -117,6 +118,8 @@ class BackboneFactory(ABC):
 
     #: build options this factory understands (e.g. {"dropout"}); they are part of the cache key
     options: frozenset[str] = frozenset()
+    #: training defaults (``oodbench.train.TrainConfig`` fields, e.g. {"optimizer": "sgd", "lr": 0.1})
+    train_defaults: ClassVar[dict[str, Any]] = {}
 
     @abstractmethod
     def build(self, input_shape: tuple[int, int, int], num_classes: int, pretrained: bool = False, **options) -> Backbone: ...

@@ -2,7 +2,8 @@
 
 The cache key hashes the architecture, ID dataset, class subset, sample limit, input shape,
 pretrained flag and the full :class:`~oodbench.train.TrainConfig` (epochs and seed included);
-a second run with the same configuration loads the checkpoint instead of training.
+a second run with the same configuration loads the checkpoint instead of training. Detectors get
+their networks through :class:`oodbench.models.ModelProvider`, which uses :func:`train_cached`.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .atomic import atomic_path
+from .atomic import atomic_torch_save
 from .backbones import Backbone, BackboneFactory
 from .data import ImageSet, cache_dir
 from .errors import UsageError
@@ -44,11 +45,6 @@ class ModelSpec:
 
     def path(self) -> Path:
         return cached_model_path(f"{self.backbone}-{self.dataset}", dataclasses.asdict(self))[0]
-
-
-def atomic_torch_save(obj, path: Path) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
 
 
 def file_hash(path: Path) -> str:
@@ -134,49 +130,3 @@ def cached_model_path(kind: str, identity: dict) -> tuple[Path, str]:
     key = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:16]
     safe = "".join(c if c.isalnum() or c in "-._" else "_" for c in kind)
     return cache_dir() / "checkpoints" / f"{safe}-{key}.pt", key
-
-
-class ModelProvider:
-    """Trains (or loads from the cache) variants of the run's backbone for detectors that need
-    their own models: other seeds (Deep Ensembles), build options such as dropout (MC Dropout).
-    Every variant goes through :func:`load_or_train`, so it is trained once and cached."""
-
-    def __init__(self, spec: ModelSpec, factory: BackboneFactory, train_set: ImageSet, val_set: ImageSet | None, device):
-        self.spec, self.factory, self.train_set, self.val_set, self.device = spec, factory, train_set, val_set, device
-        self.records: list[dict] = []
-
-    def train_with(self, kind: str, task, data: ImageSet, *, identity: dict, outputs: int | None = None,
-                   init: nn.Module | None = None, **train_changes) -> tuple[Backbone, dict]:
-        """A network of the run's backbone architecture trained on ``data`` with another objective
-        (``task``, e.g. a contrastive loss) through the one trainer, cached by everything that
-        determines it. ``outputs``: width of the last layer (default: the number of classes);
-        ``init``: start from these weights (fine-tuning, constant learning rate); ``train_changes``:
-        overrides of the backbone's training defaults (epochs, lr, batch_size, seed, …; None = keep).
-        Returns (model, facts for the record)."""
-        import copy
-
-        outputs = outputs or data.num_classes
-        cfg = TrainConfig(**dict(getattr(self.factory, "train_defaults", {}))).replace(**train_changes)
-        if init is not None:
-            cfg = cfg.replace(schedule="none")
-        ident = {"kind": kind, "backbone": self.spec.backbone, "data": data.fingerprint(), "shape": data.shape,
-                 "outputs": outputs, "train": cfg.__dict__, "init": state_hash(init) if init is not None else None,
-                 **identity}
-        path, key = cached_model_path(f"{kind}-{self.spec.backbone}-{data.name}", ident)
-        torch.manual_seed(cfg.seed)
-        if init is not None:
-            net = copy.deepcopy(init).cpu()
-        else:
-            net = self.factory.build(data.shape, outputs, pretrained=self.spec.pretrained)
-        net, info = train_cached(path, key, ident, net, data, cfg, self.device,
-                                 f"{kind} ({self.spec.backbone}) on {data.name}", task=task)
-        log = info.get("train", {})
-        return net, {"source": info["source"], "hash": info["hash"], "epochs": cfg.epochs,
-                     "seconds": log.get("wall_seconds"), "epoch_loss": log.get("epoch_loss")}
-
-    def get(self, seed: int | None = None, **options) -> Backbone:
-        train = self.spec.train if seed is None else dataclasses.replace(self.spec.train, seed=seed)
-        spec = dataclasses.replace(self.spec, train=train, options=tuple(sorted({**dict(self.spec.options), **options}.items())))
-        model, info = load_or_train(spec, self.factory, self.train_set, self.val_set, self.device)
-        self.records.append({"seed": train.seed, "options": dict(spec.options), "hash": info["hash"], "source": info["source"]})
-        return model

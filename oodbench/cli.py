@@ -154,7 +154,17 @@ def run(
             from .errors import UnknownNameError
 
             raise UnknownNameError("metric", bad[0], METRIC_LABELS)
-    typer.echo(render(run_many(base, seed_list or [seed]), fmt.value, columns))
+    outcome = run_many(base, seed_list or [seed])
+    if outcome.records:
+        typer.echo(render(outcome.records, fmt.value, columns))
+    if outcome.failures:
+        from .errors import RunFailed
+        from .evaluate import failure_lines
+
+        lines = failure_lines(outcome.failures)
+        for line in lines[:-1]:
+            typer.echo(f"oodbench: error: {line}", err=True)
+        raise RunFailed(lines[-1])
 
 
 @app.command()
@@ -173,7 +183,9 @@ def train(
     from .checkpoints import ModelSpec, load_or_train
     from .data import LoadContext, resolve_data_root
     from .plugins import registries
-    from .runner import default_backbone, resolve_device, train_config
+    from .request import resolve_device
+    from .supply import default_backbone
+    from .train import TrainConfig
 
     regs = registries()
     ds = regs.datasets.get(dataset)
@@ -185,7 +197,8 @@ def train(
     te = ds.load("test", ctx) if "test" in ds.splits else None
     name = backbone or default_backbone(tr.shape)
     factory = regs.backbones.get(name)
-    spec = ModelSpec(name, dataset, tr.shape, tr.num_classes, train_config(factory, epochs, seed),
+    spec = ModelSpec(name, dataset, tr.shape, tr.num_classes,
+                     TrainConfig(**factory.train_defaults).replace(epochs=epochs, seed=seed),
                      train_limit=train_limit, pretrained=pretrained)
     _, info = load_or_train(spec, factory, tr, te, dev)
     typer.echo(f"checkpoint: {info['path']} ({info['source']})")
@@ -211,7 +224,12 @@ def bench_cmd(
     from .suites import bench
 
     counts = bench(suite, file, results)
-    typer.echo(f"{suite}: {counts['done']} run(s) done, {counts['skipped']} already done, {counts['total']} in the suite")
+    typer.echo(f"{suite}: {counts['done']} run(s) done, {counts['skipped']} already done, {counts['failed']} failed, "
+               f"{counts['total']} in the suite")
+    if counts["failed"]:
+        from .errors import RunFailed
+
+        raise RunFailed(f"{counts['failed']} run(s) of suite {suite!r} failed (see above); rerun to retry them")
 
 
 @app.command("leaderboard")
@@ -256,11 +274,11 @@ def plot_cmd(
 
     root = results_dir(results)
     found = [(p, r) for p, r in record_files(root)
-             if (not detector or r["detector"] in detector) and (not ood or r["ood"] in ood) and (not id_ or r["id"] == id_)]
+             if (not detector or r.detector in detector) and (not ood or r.ood in ood) and (not id_ or r.id == id_)]
     if not found:
         raise UsageError(f"no records match under {root}")
     if kind is PlotKind.scores:
-        path = score_histograms([(p, r) for p, r in found if r["protocol"] != "misclassification"][:12], out)
+        path = score_histograms([(p, r) for p, r in found if r.protocol != "misclassification"][:12], out)
     elif kind is PlotKind.embedding:
         if method not in ("pca", "tsne"):
             raise UsageError(f"--method {method!r}: choose pca or tsne")

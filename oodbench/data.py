@@ -22,6 +22,11 @@ DATA_ENV = "OODBENCH_DATA"
 CACHE_ENV = "OODBENCH_CACHE"
 
 
+def to_float(images: torch.Tensor, device: torch.device | str) -> torch.Tensor:
+    """uint8 images → float ``[0, 1]`` on ``device`` (what every model sees)."""
+    return images.to(device, non_blocking=True).float().div_(255.0)
+
+
 def cache_dir() -> Path:
     """Per-user cache (checkpoints, decoded image folders): ``$OODBENCH_CACHE`` or ``~/.cache/oodbench``."""
     if os.environ.get(CACHE_ENV):

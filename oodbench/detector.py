@@ -13,12 +13,19 @@ union of all detectors' :meth:`Detector.required_layers` once and every detector
 Tuning: :meth:`search_space` returns the grid (SPEC.md's where it names one). Grid parameters
 must act at score time only (changing them needs no refit), so the tuner scores every grid
 point on the cached features of one fitted detector.
+
+What a detector needs beyond features is *declared* in :attr:`Detector.needs` (a :class:`Needs`):
+the pipeline reads it to supply a model provider and training-time outliers (:class:`Supplies`,
+the second argument of ``fit``), to save embeddings and to relax the batch-independence check.
 """
 
 from __future__ import annotations
 
 import copy
-from typing import Any, ClassVar
+import hashlib
+import warnings
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -27,6 +34,74 @@ from sklearn.utils.validation import check_is_fitted
 
 from .errors import DetectorError
 from .features import FeatureView
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .data import ImageSet
+    from .models import ModelProvider
+
+
+@dataclass(frozen=True)
+class Needs:
+    """What a detector needs besides the backbone's features (read by the pipeline, never probed).
+
+    - ``trains``: it trains (or loads) its own networks through ``supplies.models`` in ``fit``.
+    - ``outliers``: training-time outliers — ``"none"``, ``"optional"`` (used when the protocol has
+      them: the novelty ``seen:`` classes or ``--train-out``), or ``"required"`` (the run fails in one line
+      unless they exist or :meth:`Detector.default_outliers` names a dataset).
+    - ``embedding``: it implements ``embed(data) -> N×d array`` (saved beside the scores for plots).
+    - ``stochastic``: a sample's score may depend on its batch or on random draws (MC Dropout).
+
+    The feature layers it reads are declared by :meth:`Detector.required_layers` (they depend on the model).
+    """
+
+    trains: bool = False
+    outliers: Literal["none", "optional", "required"] = "none"
+    embedding: bool = False
+    stochastic: bool = False
+
+    @property
+    def supplies(self) -> bool:
+        """Whether ``fit`` takes a :class:`Supplies` as its second argument."""
+        return self.trains or self.outliers != "none"
+
+
+@dataclass(frozen=True)
+class Supplies:
+    """What the pipeline hands to ``fit(train, supplies)`` of a detector whose :class:`Needs` ask for it."""
+
+    models: ModelProvider  # builds, trains through the one trainer, caches and loads networks
+    outliers: ImageSet | None = None  # training-time outliers (when needs.outliers is not "none")
+    seed: int = 0
+
+
+def state_key(*tensors: torch.Tensor) -> str:
+    """A content key for fitted state (memo keys that stay valid whatever object holds the tensors)."""
+    h = hashlib.sha256()
+    for t in tensors:
+        t = t.detach().cpu().contiguous()
+        h.update(f"{t.dtype}{tuple(t.shape)}".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()[:16]
+
+
+_LEGACY = ("needs_outliers", "uses_outliers", "deterministic")
+
+
+def _legacy_needs(cls: type) -> Needs | None:
+    """Needs from the pre-0.2 class attributes (``needs_outliers``, ``uses_outliers``, ``deterministic``)."""
+    found = {k: cls.__dict__[k] for k in _LEGACY if k in cls.__dict__}
+    if not found or "needs" in cls.__dict__:
+        return None
+    warnings.warn(f"detector {cls.__name__}: class attributes {sorted(found)} are deprecated; declare "
+                  "`needs = oodbench.Needs(...)` instead (removed in 0.3)", DeprecationWarning, stacklevel=3)
+    base: Needs = cls.needs  # type: ignore[attr-defined]
+    outliers = base.outliers
+    if found.get("needs_outliers"):
+        outliers = "required"
+    elif found.get("uses_outliers"):
+        outliers = "optional"
+    stochastic = not found["deterministic"] if "deterministic" in found else base.stochastic
+    return Needs(base.trains or outliers != "none", outliers, base.embedding, stochastic)
 
 
 class Detector(BaseEstimator):
@@ -39,15 +114,31 @@ class Detector(BaseEstimator):
     criterion: ClassVar[str] = "tnr95"
     #: grid parameters that change fitted state (the tuner refits for each value); all others act at score time
     fit_params: ClassVar[frozenset[str]] = frozenset()
-    #: False for stochastic detectors (MC Dropout): a sample's score may depend on its batch
-    deterministic: ClassVar[bool] = True
+    #: what the detector needs besides features (see :class:`Needs`)
+    needs: ClassVar[Needs] = Needs()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        legacy = _legacy_needs(cls)
+        if legacy is not None:
+            cls.needs = legacy
+
+    @property
+    def deterministic(self) -> bool:
+        """Deprecated spelling of ``not needs.stochastic``."""
+        return not self.needs.stochastic
 
     def required_layers(self, model) -> list[str]:
         """Feature layers this detector reads (the runner extracts their union once)."""
         return ["logits"]
 
-    def fit(self, train: FeatureView) -> Detector:
-        """Learn from ID training data. Detectors without state just mark themselves fitted."""
+    def default_outliers(self, shape: tuple[int, int, int]) -> str | None:
+        """Dataset to train with when ``needs.outliers == "required"`` and the run names none (or None)."""
+        return None
+
+    def fit(self, train: FeatureView, supplies: Supplies | None = None) -> Detector:
+        """Learn from ID training data (``supplies`` only when :attr:`needs` asks for it).
+        Detectors without state just mark themselves fitted."""
         self.fitted_ = True
         return self
 
@@ -119,6 +210,15 @@ class LayerwiseDetector(Detector):
         else:
             facts["combination"] = f"deepest layer only ({layers[-1] if layers else '?'}); no OOD data to weight layers"
         return facts
+
+
+def fit_detector(detector: Detector, train: FeatureView, supplies: Supplies | None) -> Detector:
+    """``fit`` as the detector's :class:`Needs` declare it: with supplies only when it asks for them."""
+    if detector.needs.supplies:
+        if supplies is None:
+            raise DetectorError(f"detector {detector.name!r} trains its own networks: run it through the pipeline")
+        return detector.fit(train, supplies)
+    return detector.fit(train)
 
 
 def validate_scores(detector: Detector, scores: Any, n: int) -> np.ndarray:

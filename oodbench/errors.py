@@ -44,3 +44,7 @@ class PluginError(OodbenchError):
 
 class DetectorError(OodbenchError):
     """A detector that produced invalid output (NaN/inf scores, wrong shape)."""
+
+
+class RunFailed(OodbenchError):
+    """Some detectors of a run failed; the others' records were written and printed (exit code 1)."""

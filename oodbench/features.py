@@ -9,20 +9,19 @@ derived per-sample tensors (e.g. input-gradient signs) for the same samples.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
-from pathlib import Path
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from contextlib import nullcontext
+from pathlib import Path
 from typing import Any
 
 import torch
 
+from .atomic import atomic_torch_save
 from .backbones import Backbone
-from .data import ImageSet
+from .data import ImageSet, to_float
 from .progress import track
 
-
-def to_float(images: torch.Tensor, device: torch.device | str) -> torch.Tensor:
-    return images.to(device, non_blocking=True).float().div_(255.0)
+__all__ = ["FeatureView", "to_float"]
 
 
 class FeatureView:
@@ -36,7 +35,6 @@ class FeatureView:
         batch_size: int = 512,
         amp: bool = False,
         cache_dir: Path | None = None,
-        models: Any = None,
     ):
         self.imageset = images
         self.model = model
@@ -44,10 +42,8 @@ class FeatureView:
         self.batch_size = batch_size
         self.amp = amp
         self.cache_dir = cache_dir  # on-disk feature cache for this (model, images); None = memory only
-        self.models = models  # a ModelProvider for detectors that train their own backbones
-        self.outliers: ImageSet | None = None  # training-time outliers (train split view only)
         self._features: dict[str, torch.Tensor] = {}
-        self._memo: dict[Any, Any] = {}
+        self._memo: dict[Hashable, Any] = {}
         self._parent: FeatureView | None = None
         self._index: torch.Tensor | None = None
 
@@ -66,8 +62,7 @@ class FeatureView:
     def subset(self, index: torch.Tensor) -> FeatureView:
         """A view of some samples that shares (slices) this view's cached features."""
         index = torch.as_tensor(index, dtype=torch.long)
-        child = FeatureView(self.imageset.subset(index), self.model, self.device, self.batch_size, self.amp,
-                            models=self.models)
+        child = FeatureView(self.imageset.subset(index), self.model, self.device, self.batch_size, self.amp)
         child._parent, child._index = self, index
         return child
 
@@ -112,8 +107,6 @@ class FeatureView:
             for name in todo:
                 self._features[name] = torch.cat(parts[name])
                 if self.cache_dir is not None:
-                    from .checkpoints import atomic_torch_save
-
                     atomic_torch_save(self._features[name], self.cache_dir / f"{name}.pt")
         return {name: self._features[name] for name in layers}
 
@@ -122,10 +115,12 @@ class FeatureView:
 
     def with_model(self, model: Backbone) -> FeatureView:
         """The same samples seen through another model (its own, empty feature cache)."""
-        return FeatureView(self.imageset, model, self.device, self.batch_size, self.amp, models=self.models)
+        return FeatureView(self.imageset, model, self.device, self.batch_size, self.amp)
 
-    def memo(self, key: Any, compute: Callable[[], Any]) -> Any:
-        """Cache a detector-derived value for these samples (``key`` must identify its inputs)."""
+    def memo(self, key: Hashable, compute: Callable[[], Any]) -> Any:
+        """Cache a detector-derived value for these samples. ``key`` must identify its inputs by content or
+        by an explicit name (a checkpoint hash, a fitted state's :func:`~oodbench.detector.state_key`), never
+        by ``id()`` of an object: ids are reused once an object is freed."""
         if key not in self._memo:
             self._memo[key] = compute()
         return self._memo[key]

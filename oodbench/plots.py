@@ -53,9 +53,9 @@ def score_histograms(found: list[tuple[Path, dict[str, Any]]], out: Path, bins: 
     fig, axes = _grid(plt, len(panels), (4.2, 3.2))
     for ax, (r, s) in zip(axes.flat, panels):
         lo, hi = float(min(s["id"].min(), s["ood"].min())), float(max(s["id"].max(), s["ood"].max()))
-        ax.hist(s["id"], bins=bins, range=(lo, hi), alpha=0.6, density=True, label=f"ID {r['id']}")
-        ax.hist(s["ood"], bins=bins, range=(lo, hi), alpha=0.6, density=True, label=f"OOD {r['ood']}")
-        ax.set_title(f"{r['detector']} ({r['tune']}) AUROC {r['metrics']['auroc']:.1f}", fontsize=9)
+        ax.hist(s["id"], bins=bins, range=(lo, hi), alpha=0.6, density=True, label=f"ID {r.id}")
+        ax.hist(s["ood"], bins=bins, range=(lo, hi), alpha=0.6, density=True, label=f"OOD {r.ood}")
+        ax.set_title(f"{r.detector} ({r.tune}) AUROC {r.metrics['auroc']:.1f}", fontsize=9)
         ax.set_xlabel("score (higher = more in-distribution)", fontsize=8)
         ax.legend(fontsize=7)
     return _save(plt, fig, out)
@@ -65,9 +65,8 @@ def corruption_curves(records: list[dict[str, Any]], out: Path, metric: str = "a
     plt = _pyplot()
     series: dict[tuple[str, str], dict[int, float]] = {}
     for r in records:
-        kind, _, sev = r["ood"].partition("@")
-        if sev.isdigit():
-            series.setdefault((r["detector"], kind), {})[int(sev)] = r["metrics"][metric]
+        if "severity" in r.target:
+            series.setdefault((r.detector, r.target["corruption"]), {})[int(r.target["severity"])] = r.metrics[metric]
     if not series:
         raise UsageError("no corruption records (protocol corruption, ID test corrupted as OOD)")
     detectors = sorted({d for d, _ in series})
@@ -112,7 +111,7 @@ def embedding_panels(found: list[tuple[Path, dict[str, Any]]], out: Path, method
     for path, r in found:
         s = scores_of(path)
         if s is not None and "emb_id" in s:
-            groups.setdefault((r["detector"], r["id"], r["tune"], r["seed"]), []).append((r, s))
+            groups.setdefault((r.detector, r.id, r.tune, r.seed), []).append((r, s))
     if not groups:
         raise UsageError("no saved embeddings for these records (detectors with an embedding: msp, metric-learning, "
                          "odm, dec-embedding)")
@@ -129,7 +128,7 @@ def embedding_panels(found: list[tuple[Path, dict[str, Any]]], out: Path, method
         for i, (r, s) in enumerate(items):  # OOD first, so the ID clusters stay visible on top
             end = start + len(s["emb_ood"])
             ax.scatter(flat[start:end, 0], flat[start:end, 1], s=3, alpha=0.45, color=ood_colours[i % len(ood_colours)],
-                       label=f"OOD {r['ood']} (AUROC {r['metrics']['auroc']:.1f})")
+                       label=f"OOD {r.ood} (AUROC {r.metrics['auroc']:.1f})")
             start = end
         labels = base["emb_id_labels"].astype(int)
         for k in np.unique(labels):

@@ -16,10 +16,23 @@ import re
 from pathlib import Path
 from typing import Any
 
+from . import protocols
 from .errors import UsageError
+from .evaluate import failure_lines
+from .metrics import METRIC_LABELS
 from .progress import say
-from .results import METRIC_LABELS, corruption_table, mean_std, over_seeds, read_records, results_dir, tabulate_rows
-from .runner import RunRequest, expand, run
+from .record import Record
+from .request import RunRequest
+from .runner import expand, run
+from .store import read_records, results_dir
+from .tables import mean_std, over_seeds, tabulate_rows
+
+
+def warn(message: str) -> None:
+    """A line on stderr that ``OODBENCH_QUIET`` does not silence (failures)."""
+    import sys
+
+    print(message, file=sys.stderr, flush=True)
 
 SUITE_KEYS = {f.name for f in dataclasses.fields(RunRequest)} | {"seeds", "paper"}
 
@@ -53,7 +66,8 @@ def request_key(req: RunRequest) -> str:
 
 
 def bench(name: str, path: str | Path = "benchmarks.yaml", results: str | None = None) -> dict[str, int]:
-    """Run suite ``name``; returns counts of runs done now and skipped as already done."""
+    """Run suite ``name``; returns counts of runs done now, skipped as already done, and failed.
+    A run whose detectors failed gets no marker: the next call retries it (its finished records are kept)."""
     suites = load_suites(path)
     if name not in suites:
         from .errors import UnknownNameError
@@ -63,21 +77,27 @@ def bench(name: str, path: str | Path = "benchmarks.yaml", results: str | None =
     todo = suite_requests(suites[name], out_dir)
     markers = out_dir / ".done"
     markers.mkdir(parents=True, exist_ok=True)
-    done = skipped = 0
+    counts = {"done": 0, "skipped": 0, "failed": 0, "total": len(todo)}
     for i, (req, _) in enumerate(todo, 1):
         marker = markers / request_key(req)
-        label = f"{req.protocol} {req.id}→{','.join(req.oods) or req.holdout or ''} seed {req.seed}: {', '.join(req.detectors)}"
+        what = (f"{req.protocol} {req.id}→{','.join(req.oods) or req.holdout or ''} seed {req.seed}: "
+                f"{', '.join(req.detectors)}")
         if marker.is_file():
-            skipped += 1
-            say(f"[{i}/{len(todo)}] skip (done): {label}")
+            counts["skipped"] += 1
+            say(f"[{i}/{len(todo)}] skip (done): {what}")
             continue
-        say(f"[{i}/{len(todo)}] run: {label}")
-        run(req, skip_existing=True)
+        say(f"[{i}/{len(todo)}] run: {what}")
+        outcome = run(req, skip_existing=True)
+        if outcome.failures:
+            counts["failed"] += 1
+            for line in failure_lines(outcome.failures):
+                warn(f"[{i}/{len(todo)}] {line}")
+            continue
         marker.write_text(json.dumps(dataclasses.asdict(req), default=str))
-        done += 1
-    say(f"suite {name}: {done} run(s) done now, {skipped} skipped as already done" +
-        (" — nothing to do" if done == 0 else ""))
-    return {"done": done, "skipped": skipped, "total": len(todo)}
+        counts["done"] += 1
+    say(f"suite {name}: {counts['done']} run(s) done now, {counts['skipped']} skipped as already done, "
+        f"{counts['failed']} failed" + (" — nothing to do" if counts["done"] + counts["failed"] == 0 else ""))
+    return counts
 
 
 def _paper_numbers(suite: dict[str, Any]) -> dict[tuple, dict[str, float]]:
@@ -97,44 +117,39 @@ def _paper_numbers(suite: dict[str, Any]) -> dict[tuple, dict[str, float]]:
     return out
 
 
+def ranked_table(records: list[Record], metrics: tuple[str, ...], paper: dict, fmt: str) -> str:
+    """Rows ranked by the first metric within each (ID, OOD), mean ± std over seeds, paper AUROC beside."""
+    rows = []
+    for key, grp, means, stds in over_seeds(records, metrics):
+        id_, ood, det, tune, protocol = key["id"], key["ood"], key["detector"], key["tune"], grp[0].protocol
+        base_id = re.split(r"-\{|\[", id_)[0]
+        ref = paper.get((protocol, det, base_id, ood, tune)) or paper.get((protocol, det, base_id, "*", tune)) or {}
+        rows.append([id_, ood, det + key["variant"], key["backbone"], tune, len({g.seed for g in grp}),
+                     *(mean_std(means, stds, m, len(grp) > 1) for m in metrics), ref.get("auroc", "—"),
+                     means.get(metrics[0], 0.0)])
+    rows.sort(key=lambda r: (r[0], r[1], -r[-1]))
+    ranked, last, rank = [], None, 0
+    for row in rows:
+        rank = rank + 1 if (row[0], row[1]) == last else 1
+        last = (row[0], row[1])
+        ranked.append([rank, *row[:-1]])
+    headers = ["#", "ID", "OOD", "Detector", "Backbone", "Tune", "Seeds", *(METRIC_LABELS.get(m, m) for m in metrics),
+               "paper AUROC"]
+    return tabulate_rows(headers, ranked, fmt)
+
+
 def leaderboard(name: str, path: str | Path = "benchmarks.yaml", results: str | None = None, fmt: str = "github") -> str:
-    """Ranked tables (one per protocol) from the suite's records, paper numbers beside reproduced rows."""
-    suites = load_suites(path)
-    suite = suites.get(name, {})
+    """Ranked tables (sections chosen by each protocol) from the suite's records, paper numbers beside rows."""
+    suite = load_suites(path).get(name, {})
     records = read_records(results_dir(results) / name)
     if not records:
-        raise UsageError(f"no records for suite {name!r} under {results_dir(results) / name}; run `oodbench bench {name}` first")
-    paper = _paper_numbers(suite)
-    sections = []
-    for protocol in sorted({r["protocol"] for r in records}):
-        rs = [r for r in records if r["protocol"] == protocol]
-        sweep = [r for r in rs if "@" in r["ood"]]  # corruption (a): one pivot per ID set, not 55 rows each
-        if sweep:
-            for id_ in sorted({r["id"] for r in sweep}):
-                sections.append(f"### {protocol}: {id_} test set corrupted as OOD (AUROC per type × severity)\n\n"
-                                + corruption_table([r for r in sweep if r["id"] == id_], fmt if fmt != "json" else "github"))
-            rs = [r for r in rs if "@" not in r["ood"]]
-            if not rs:
-                continue
-        metrics = (["auroc_err", "aupr_succ", "aupr_err", "id_acc"] if protocol == "misclassification"
-                   else ["auroc", "aupr_in", "aupr_out", "fpr95", "fpr95_oodpos", "fpr80", "id_acc"])
-        rows = []
-        for key, grp, means, stds in over_seeds(rs, metrics):
-            id_, ood, det, tune = key["id"], key["ood"], key["detector"], key["tune"]
-            cells = [mean_std(means, stds, m, len(grp) > 1) for m in metrics]
-            base_id = re.split(r"-\{|\[", id_)[0]
-            ref = paper.get((protocol, det, base_id, ood, tune)) or paper.get((protocol, det, base_id, "*", tune)) or {}
-            seeds = len({g["seed"] for g in grp})
-            rows.append([id_, ood, det + key["variant"], key["backbone"], tune, seeds, *cells, ref.get("auroc", "—"), means.get(metrics[0], 0.0)])
-        rows.sort(key=lambda r: (r[0], r[1], -r[-1]))
-        ranked, last, rank = [], None, 0
-        for row in rows:
-            rank = rank + 1 if (row[0], row[1]) == last else 1
-            last = (row[0], row[1])
-            ranked.append([rank, *row[:-1]])
-        headers = ["#", "ID", "OOD", "Detector", "Backbone", "Tune", "Seeds",
-                   *(METRIC_LABELS.get(m, m) for m in metrics), "paper AUROC"]
-        sections.append(f"### {protocol}\n\n" + tabulate_rows(headers, ranked, fmt if fmt != "json" else "github"))
+        raise UsageError(f"no records for suite {name!r} under {results_dir(results) / name}; "
+                         f"run `oodbench bench {name}` first")
+    paper, fmt = _paper_numbers(suite), fmt if fmt != "json" else "github"
+    sections: list[str] = []
+    for protocol in sorted({r.protocol for r in records}):
+        rs = [r for r in records if r.protocol == protocol]
+        sections += protocols.get(protocol).leaderboard(rs, fmt, lambda recs, m: ranked_table(recs, m, paper, fmt))
     return "\n\n".join(sections)
 
 

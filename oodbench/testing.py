@@ -12,25 +12,50 @@ import numpy as np
 import torch
 from sklearn.base import clone
 
+from torch import nn
+
+from .backbones import Backbone, BackboneFactory
 from .data import ImageSet
-from .detector import Detector, LayerwiseDetector, validate_scores
+from .detector import Detector, LayerwiseDetector, Supplies, fit_detector, validate_scores
 from .features import FeatureView
 
 
-def tiny_views(n_train: int = 256, n_test: int = 96, seed: int = 0) -> tuple[FeatureView, FeatureView, FeatureView]:
-    """(train, id_test, ood_test) views over a randomly initialised LeNet on 1×28×28 images.
+class TinyNetFactory(BackboneFactory):
+    """A small LeNet-shaped CNN for contract checks (core code: the checks need no built-in plugin).
+    Layers conv1, conv2, fc1, penultimate, logits; the ``dropout`` option adds dropout after each conv block."""
 
-    ID images are bright blobs on dark backgrounds (10 classes by blob position); OOD images are
-    uniform noise.
+    name = "tiny-testing-net"
+    description = "small CNN used by oodbench.testing"
+    options = frozenset({"dropout"})
+    train_defaults = {"optimizer": "adam", "lr": 1e-3, "epochs": 1, "batch_size": 64}
+
+    def build(self, input_shape, num_classes, pretrained=False, dropout: float = 0.0) -> Backbone:
+        c, h, _ = input_shape
+        flat = 16 * (((h - 4) // 2 - 4) // 2) ** 2
+        net = nn.Sequential()
+        net.add_module("conv1", nn.Sequential(nn.Conv2d(c, 6, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Dropout(dropout)))
+        net.add_module("conv2", nn.Sequential(nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Dropout(dropout)))
+        net.add_module("fc1", nn.Sequential(nn.Flatten(), nn.Linear(flat, 120), nn.ReLU()))
+        net.add_module("fc2", nn.Sequential(nn.Linear(120, 84), nn.ReLU()))
+        net.add_module("fc3", nn.Linear(84, num_classes))
+        return Backbone(net, {"conv1": "conv1", "conv2": "conv2", "fc1": "fc1"}, "fc3", [0.5] * c, [0.5] * c,
+                        input_shape, arch="tiny" if not dropout else f"tiny(dropout={dropout})")
+
+
+def tiny_run(n_train: int = 256, n_test: int = 96, seed: int = 0):
+    """((train, id_test, ood_test) views, supplies) over a randomly initialised small CNN on 1×28×28 images.
+
+    ID images are bright blobs on dark backgrounds (10 classes by blob position); OOD images are uniform
+    noise; the supplies' training-time outliers are dark images with scattered bright pixels.
     """
-    from oodbench_builtins.backbones.lenet import LeNetFactory
-
-    from .checkpoints import ModelProvider, ModelSpec
+    from .checkpoints import ModelSpec
+    from .models import ModelProvider
     from .train import TrainConfig
 
     torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed)
-    model = LeNetFactory().build((1, 28, 28), 10).eval()
+    factory = TinyNetFactory()
+    model = factory.build((1, 28, 28), 10).eval()
 
     def blobs(n: int) -> ImageSet:
         labels = torch.randint(0, 10, (n,), generator=g)
@@ -44,13 +69,17 @@ def tiny_views(n_train: int = 256, n_test: int = 96, seed: int = 0) -> tuple[Fea
     noise = ImageSet(torch.randint(0, 256, (n_test, 1, 28, 28), generator=g, dtype=torch.uint8),
                      torch.full((n_test,), -1), "noise")
     train = blobs(n_train)
-    spec = ModelSpec("lenet", "blobs", (1, 28, 28), 10, TrainConfig(epochs=1, batch_size=64, seed=seed), train_limit=n_train)
-    models = ModelProvider(spec, LeNetFactory(), train, None, "cpu")
-    views = tuple(FeatureView(d, model, "cpu", 64, models=models) for d in (train, blobs(n_test), noise))
-    # training-time outliers (ODM, Outlier Exposure): dark images with scattered bright pixels
+    spec = ModelSpec(factory.name, "blobs", (1, 28, 28), 10, TrainConfig(epochs=1, batch_size=64, seed=seed),
+                     train_limit=n_train)
+    views = tuple(FeatureView(d, model, "cpu", 64) for d in (train, blobs(n_test), noise))
     sparse = (torch.rand(n_train // 2, 1, 28, 28, generator=g) < 0.1).to(torch.uint8) * 255
-    views[0].outliers = ImageSet(sparse, torch.full((n_train // 2,), -1), "sparse-noise")
-    return views  # type: ignore[return-value]
+    outliers = ImageSet(sparse, torch.full((n_train // 2,), -1), "sparse-noise")
+    return views, Supplies(ModelProvider(spec, factory, train, None, "cpu"), outliers, seed)
+
+
+def tiny_views(n_train: int = 256, n_test: int = 96, seed: int = 0) -> tuple[FeatureView, FeatureView, FeatureView]:
+    """(train, id_test, ood_test) views of :func:`tiny_run`."""
+    return tiny_run(n_train, n_test, seed)[0]
 
 
 def check_detector(cls: type[Detector]) -> None:
@@ -64,17 +93,17 @@ def check_detector(cls: type[Detector]) -> None:
     assert twin.get_params() == params, f"{cls.name}: __init__ must only store its parameters (clone differs)"
     assert not [k for k in vars(det) if k.endswith("_") and not k.startswith("_")], \
         f"{cls.name}: __init__ must not set learned (trailing-underscore) attributes"
-    train, id_test, ood_test = tiny_views()
+    (train, id_test, ood_test), supplies = tiny_run()
     assert set(det.required_layers(train.model)) <= set(train.model.feature_layers), \
         f"{cls.name}: required_layers names layers the backbone lacks"
-    assert det.fit(train) is det, f"{cls.name}: fit must return self"
+    assert fit_detector(det, train, supplies) is det, f"{cls.name}: fit must return self"
     s_id = validate_scores(det, det.score_samples(id_test), len(id_test))
     validate_scores(det, det.score_samples(ood_test), len(ood_test))
     again = validate_scores(det, det.score_samples(id_test), len(id_test))
     assert np.allclose(s_id, again), f"{cls.name}: scoring the same samples twice must give the same scores"
     index = torch.arange(0, len(id_test), 3)
     sub = validate_scores(det, det.score_samples(id_test.subset(index)), len(index))
-    if cls.deterministic:
+    if not cls.needs.stochastic:
         ref = s_id[index.numpy()]
         gap = np.abs(sub - ref)
         i = int(np.argmax(gap - 1e-4 * np.abs(ref)))
@@ -85,7 +114,7 @@ def check_detector(cls: type[Detector]) -> None:
         assert name in params, f"{cls.name}: search_space names {name!r}, which is not an __init__ parameter"
         assert len(values) >= 1, f"{cls.name}: search_space[{name!r}] is empty"
         if name in cls.fit_params:
-            tuned = clone(det).set_params(**{name: values[-1]}).fit(train)
+            tuned = fit_detector(clone(det).set_params(**{name: values[-1]}), train, supplies)
         else:
             tuned = det.tuned_copy(**{name: values[-1]})
         validate_scores(tuned, tuned.score_samples(id_test), len(id_test))

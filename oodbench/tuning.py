@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from sklearn.base import clone
 
-from .detector import Detector, LayerwiseDetector, validate_scores
+from .detector import Detector, LayerwiseDetector, Supplies, fit_detector, validate_scores
 from .features import FeatureView
 from .metrics import auroc, fpr_at
 
@@ -65,11 +65,13 @@ def tune(
     ood_source: str,
     seed: int = 0,
     train: FeatureView | None = None,
+    supplies: Supplies | None = None,
 ) -> tuple[Detector, TuneResult]:
     """Select ``detector``'s hyperparameters (and layer weights) on the tuning set.
 
     Grid parameters listed in ``detector.fit_params`` change fitted state: for those the detector
-    is cloned and refitted on ``train`` once per distinct value (and cached across grid points).
+    is cloned and refitted on ``train`` once per distinct value (and cached across grid points), with the
+    run's ``supplies`` for detectors that train (MC Dropout's rate: one dropout backbone per value).
     """
     points = grid_points(detector.search_space())
     layerwise = isinstance(detector, LayerwiseDetector)
@@ -85,7 +87,7 @@ def tune(
             if key not in refitted:
                 if train is None:
                     raise ValueError(f"{detector.name}: tuning {sorted(fit_part)} needs the training view")
-                refitted[key] = clone(detector).set_params(**fit_part).fit(train)
+                refitted[key] = fit_detector(clone(detector).set_params(**fit_part), train, supplies)
             base = refitted[key]
         return base.tuned_copy(**{k: v for k, v in point.items() if k not in fit_keys})
 

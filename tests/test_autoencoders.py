@@ -9,7 +9,11 @@ import pytest
 import torch
 
 from oodbench.data import LoadContext
+from oodbench.checkpoints import ModelSpec
+from oodbench.detector import Supplies
 from oodbench.features import FeatureView
+from oodbench.models import ModelProvider
+from oodbench.train import TrainConfig
 from oodbench.plugins import registries
 from oodbench_builtins.detectors.autoencoders import ConvAutoencoder, ReconstructionTask, image_entropy
 
@@ -44,16 +48,18 @@ def test_training_lowers_the_loss_on_real_data(data_root, tmp_path, monkeypatch)
     test = FeatureView(reg.datasets.get("fashionmnist").load("test", ctx).head(300), backbone)
     ood = FeatureView(reg.datasets.get("mnist").load("test", ctx).head(300), backbone)
     view = FeatureView(train, backbone)
+    spec = ModelSpec("lenet", "fashionmnist", (1, 28, 28), 10, TrainConfig(), train_limit=1500)
+    supplies = Supplies(ModelProvider(spec, reg.backbones.get("lenet"), train, None, "cpu"))
     for name in ("ae", "memae", "lamae", "lamae+"):
-        det = reg.detectors.get(name)(epochs=4, patience=None).fit(view)
+        det = reg.detectors.get(name)(epochs=4, patience=None).fit(view, supplies)
         losses = det.train_log_["epoch_loss"]
         if det.train_log_["source"] == "trained":
             assert losses[-1] < losses[0], (name, losses)
         s_id, s_ood = det.score_samples(test), det.score_samples(ood)
         assert np.isfinite(s_id).all() and np.isfinite(s_ood).all()
     # "+" divides the same reconstruction error by log(H + 1): check on the shared LAMAE checkpoint
-    plain = reg.detectors.get("lamae")(epochs=4, patience=None).fit(view)
-    plus = reg.detectors.get("lamae+")(epochs=4, patience=None).fit(view)
+    plain = reg.detectors.get("lamae")(epochs=4, patience=None).fit(view, supplies)
+    plus = reg.detectors.get("lamae+")(epochs=4, patience=None).fit(view, supplies)
     assert plus.train_log_["source"] == "cache"
     h = image_entropy(test.imageset.images)
     assert np.allclose(plus.score_samples(test), plain.score_samples(test) / (np.log(h.numpy() + 1) + 1e-9), rtol=1e-5)

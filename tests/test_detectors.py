@@ -9,9 +9,14 @@ import torch
 from oodbench.data import ImageSet, LoadContext
 from oodbench.features import FeatureView
 from oodbench.plugins import registries
-from oodbench.runner import split_tuning
+from oodbench.protocols import Split
 from oodbench.testing import check_detector, tiny_views
 from oodbench.tuning import tune
+
+
+def _split(n, k, seed):
+    split = Split.of(n, k, seed)
+    return split.tune, split.eval
 
 
 @pytest.mark.parametrize("name", registries().detectors.names())
@@ -60,8 +65,8 @@ def test_fssd_separates_fmnist_from_mnist_on_a_trained_lenet(lenet_fmnist, data_
     train = FeatureView(reg.get("fashionmnist").load("train", ctx).head(2000), model)
     det = registries().detectors.get("fssd")().fit(train)
     id_v, ood_v = FeatureView(fm, model), FeatureView(mn, model)
-    id_tune, id_eval = split_tuning(1000, 200, 0)
-    ood_tune, ood_eval = split_tuning(1000, 200, 1)
+    id_tune, id_eval = _split(1000, 200, 0)
+    ood_tune, ood_eval = _split(1000, 200, 1)
     tuned, info = tune(det, id_v.subset(id_tune), ood_v.subset(ood_tune), "mnist")
     from oodbench.metrics import auroc
 
@@ -72,10 +77,10 @@ def test_fssd_separates_fmnist_from_mnist_on_a_trained_lenet(lenet_fmnist, data_
 
 def test_tuning_and_evaluation_samples_never_overlap():
     for n, k in ((10000, 1000), (1200, 200), (50, 1000)):
-        tune_idx, eval_idx = split_tuning(n, k, seed=3)
+        tune_idx, eval_idx = _split(n, k, seed=3)
         assert len(set(tune_idx.tolist()) & set(eval_idx.tolist())) == 0
         assert len(tune_idx) + len(eval_idx) == n and len(tune_idx) == min(k, n // 2)
-    assert torch.equal(split_tuning(1000, 100, 0)[0], split_tuning(1000, 100, 0)[0])
+    assert torch.equal(_split(1000, 100, 0)[0], _split(1000, 100, 0)[0])
 
 
 def test_feature_extraction_happens_once_per_split():

@@ -26,17 +26,17 @@ def test_parse_holdout():
 
 def test_novelty_trains_on_in_classes_and_scores_held_out(tmp_path):
     (rec,) = run(RunRequest(["msp"], "mnist", protocol="novelty", holdout="0,1", results=str(tmp_path), **SMALL))
-    assert rec["id"] == "mnist-{0,1}" and rec["ood"] == "mnist{0,1}"
-    assert rec["config"]["holdout"] == {"in": [2, 3, 4, 5, 6, 7, 8, 9], "unseen": [0, 1]}
-    assert any("classes [0, 1]" in n for n in rec["data"]["ood"])
-    assert rec["model"]["train_config"]["epochs"] == 3 and rec["metrics"]["auroc"] > 80
+    assert rec.id == "mnist-{0,1}" and rec.ood == "mnist{0,1}"
+    assert rec.config["holdout"] == {"in": [2, 3, 4, 5, 6, 7, 8, 9], "unseen": [0, 1]}
+    assert any("classes [0, 1]" in n for n in rec.data["ood"])
+    assert rec.model["train_config"]["epochs"] == 3 and rec.metrics["auroc"] > 80
 
 
 def test_leave_one_class_out_gives_ten_rows_and_a_mean(tmp_path):
     recs = run_many(RunRequest(["msp"], "mnist", protocol="novelty", holdout="each", results=str(tmp_path),
                                epochs=1, train_limit=1500, test_limit=600, n_tune=50))
-    assert sorted(r["ood"] for r in recs) == [f"mnist{{{c}}}" for c in range(10)]
-    assert len({r["checkpoint"] for r in recs}) == 10  # one backbone per in-class set
+    assert sorted(r.ood for r in recs) == [f"mnist{{{c}}}" for c in range(10)]
+    assert len({r.checkpoint for r in recs}) == 10  # one backbone per in-class set
     table = render(recs)
     assert table.count("| msp") == 11 and "| mean" in table and "10 sets" in table
 
@@ -56,36 +56,36 @@ def test_corruptions_are_deterministic_and_shape_preserving():
 def test_corruption_auroc_rises_with_severity_for_noise(tmp_path):
     recs = run(RunRequest(["fssd"], "fashionmnist", protocol="corruption", corruptions=["gaussian_noise", "impulse_noise"],
                           severities=[1, 5], epochs=5, train_limit=30000, test_limit=2000, n_tune=200, results=str(tmp_path)))
-    auroc = {r["ood"]: r["metrics"]["auroc"] for r in recs}
+    auroc = {r.ood: r.metrics["auroc"] for r in recs}
     assert auroc["gaussian_noise@5"] > auroc["gaussian_noise@1"]
     assert auroc["impulse_noise@5"] > auroc["impulse_noise@1"]
     table = render(recs)
     assert "| fssd       | mean" in table and "AUROC s5" in table
     # paired split: corrupted twins of the tuning samples are never evaluated
-    assert all(r["n_eval"] == {"id": 1800, "ood": 1800} for r in recs)
+    assert all(r.n_eval == {"id": 1800, "ood": 1800} for r in recs)
 
 
 def test_corrupt_both_scores_corrupted_data_but_tunes_clean(tmp_path):
     (rec,) = run(RunRequest(["msp"], "fashionmnist", oods=["mnist"], protocol="corruption", corrupt_both="impulse_noise:5",
                             tune="oracle", results=str(tmp_path), **SMALL))
-    assert rec["config"]["corrupt_both"] == "impulse_noise:5" and rec["config"]["tuning"] == "clean data"
-    assert rec["id"] == "fashionmnist[impulse_noise:5]" and rec["ood"] == "mnist[impulse_noise:5]"
-    assert any("impulse_noise severity 5" in n for n in rec["data"]["ood"])
+    assert rec.config["corrupt_both"] == "impulse_noise:5" and rec.config["tuning"] == "clean data"
+    assert rec.id == "fashionmnist[impulse_noise:5]" and rec.ood == "mnist[impulse_noise:5]"
+    assert any("impulse_noise severity 5" in n for n in rec.data["ood"])
 
 
 def test_misclassification(tmp_path):
     recs = run(RunRequest(["msp", "energy"], "fashionmnist", protocol="misclassification", results=str(tmp_path), **SMALL))
     for r in recs:
-        m = r["metrics"]
-        assert r["ood"] == "errors" and {"auroc_err", "aupr_succ", "aupr_err"} <= set(m)
+        m = r.metrics
+        assert r.ood == "errors" and {"auroc_err", "aupr_succ", "aupr_err"} <= set(m)
         assert m["mean_msp_wrong"] < m["mean_msp_right"]
-    assert recs[0]["metrics"]["auroc_err"] > 60  # MSP ranks errors below successes (paper 004)
+    assert recs[0].metrics["auroc_err"] > 60  # MSP ranks errors below successes (paper 004)
     with pytest.raises(UsageError):
         run(RunRequest(["msp"], "fashionmnist", oods=["mnist"], protocol="misclassification"))
 
 
 def test_repeats_report_mean_and_std(tmp_path):
     recs = run_many(RunRequest(["msp"], "fashionmnist", oods=["mnist"], results=str(tmp_path), **SMALL), seeds=[0, 1])
-    assert [r["seed"] for r in recs] == [0, 1] and recs[0]["checkpoint"] != recs[1]["checkpoint"]
+    assert [r.seed for r in recs] == [0, 1] and recs[0].checkpoint != recs[1].checkpoint
     table = render(recs)
     assert "±" in table and "0,1" in table

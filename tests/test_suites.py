@@ -33,12 +33,12 @@ def test_second_bench_does_no_work_and_leaderboard_renders(tmp_path, capsys, mon
     monkeypatch.delenv("OODBENCH_QUIET")
     suites = write_suite(tmp_path)
     first = bench("tiny", suites, str(tmp_path / "res"))
-    assert first == {"done": 4, "skipped": 0, "total": 4}
+    assert first == {"done": 4, "skipped": 0, "failed": 0, "total": 4}
     n_records = len(list((tmp_path / "res" / "tiny").rglob("*.json")))
     assert n_records == 5
     capsys.readouterr()
     second = bench("tiny", suites, str(tmp_path / "res"))
-    assert second == {"done": 0, "skipped": 4, "total": 4}
+    assert second == {"done": 0, "skipped": 4, "failed": 0, "total": 4}
     assert "nothing to do" in capsys.readouterr().err
     board = leaderboard("tiny", suites, str(tmp_path / "res"))
     assert "### anomaly" in board and "### novelty" in board

@@ -9,7 +9,9 @@ import pytest
 import torch
 from torch import nn
 
-from oodbench.checkpoints import ModelProvider, ModelSpec
+from oodbench.checkpoints import ModelSpec
+from oodbench.detector import Supplies
+from oodbench.models import ModelProvider
 from oodbench.cli import main
 from oodbench.data import ImageSet, LoadContext
 from oodbench.features import FeatureView
@@ -94,11 +96,10 @@ def mnist_views(data_root):
     torch.manual_seed(0)
     model = factory.build(train.shape, 3)
     fit_model(model, train, TrainConfig(epochs=2), "cpu")
-    models = ModelProvider(spec, factory, train, None, "cpu")
-    views = [FeatureView(d, model.eval(), "cpu", 256, models=models)
+    supplies = Supplies(ModelProvider(spec, factory, train, None, "cpu"), full.with_classes([0, 3, 4, 8]))
+    views = [FeatureView(d, model.eval(), "cpu", 256)
              for d in (train, test.with_classes([2, 6, 7]), test.with_classes([5, 9, 1]))]
-    views[0].outliers = full.with_classes([0, 3, 4, 8])
-    return views
+    return views, supplies
 
 
 @pytest.mark.parametrize("name, params", [
@@ -110,8 +111,8 @@ def mnist_views(data_root):
 ])
 def test_training_lowers_the_loss_and_scores_are_finite(mnist_views, name, params, tmp_path, monkeypatch):
     monkeypatch.setenv("OODBENCH_CACHE", str(tmp_path))
-    train, id_test, novel = mnist_views
-    det = registries().detectors.get(name)(**params).fit(train)
+    (train, id_test, novel), supplies = mnist_views
+    det = registries().detectors.get(name)(**params).fit(train, supplies)
     fit = det.describe_fit()
     logs = [v for v in _walk(fit) if isinstance(v, dict) and v.get("epoch_loss")]
     assert logs, fit
@@ -120,7 +121,7 @@ def test_training_lowers_the_loss_and_scores_are_finite(mnist_views, name, param
     s_id, s_new = det.score_samples(id_test), det.score_samples(novel)
     assert np.isfinite(s_id).all() and np.isfinite(s_new).all()
     assert s_id.shape == (len(id_test),)
-    if hasattr(det, "embed"):
+    if det.needs.embedding:
         assert det.embed(id_test).shape[0] == len(id_test)
 
 
@@ -137,16 +138,16 @@ def test_odm_detects_novelty_better_than_plain_metric_learning(mnist_views, tmp_
     from oodbench.metrics import auroc
 
     monkeypatch.setenv("OODBENCH_CACHE", str(tmp_path))
-    train, id_test, novel = mnist_views
+    (train, id_test, novel), supplies = mnist_views
     result = {}
     for name in ("metric-learning", "odm"):
-        det = registries().detectors.get(name)(epochs=5, batch_size=32).fit(train)
+        det = registries().detectors.get(name)(epochs=5, batch_size=32).fit(train, supplies)
         result[name] = auroc(det.score_samples(id_test), det.score_samples(novel))
     assert result["odm"] > result["metric-learning"] + 3, result
 
 
 def test_dec_update_drops_the_largest_reconstruction_errors(mnist_views):
-    train = mnist_views[0].imageset.head(200)
+    train = mnist_views[0][0].imageset.head(200)
     net = DECNet(train.shape, 3)
     task = JointTask(0.1, 0.1, update_interval=10, drop=10.0, num_classes=3)
     task.refresh(net, train.images, train.labels)
@@ -216,12 +217,13 @@ def test_contamination_reaches_training_and_is_recorded(capsys, tmp_path):
 
 
 def test_runs_differing_in_training_outliers_are_never_averaged():
-    from oodbench.results import over_seeds, seed_table
+    from oodbench.record import Record
+    from oodbench.tables import over_seeds, seed_table
 
     def rec(seed, out, auroc):
-        return {"detector": "odm", "backbone": "lenet", "id": "mnist", "ood": "gaussian", "tune": "none", "seed": seed,
-                "config": {"detector_params": {}, **({"train_out": {"name": out, "n": 10}} if out else {})},
-                "metrics": {"auroc": auroc}}
+        return Record(detector="odm", backbone="lenet", checkpoint="c", id="mnist", ood="gaussian", protocol="anomaly",
+                      tune="none", seed=seed, metrics={"auroc": auroc},
+                      config={"detector_params": {}, **({"train_out": {"name": out, "n": 10}} if out else {})})
 
     records = [rec(0, "notmnist", 90.0), rec(1, "notmnist", 92.0), rec(0, "omniglot", 70.0)]
     groups = {key["variant"]: mean["auroc"] for key, _, mean, _ in over_seeds(records, ["auroc"])}

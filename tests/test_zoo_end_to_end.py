@@ -20,17 +20,17 @@ def test_every_detector_runs_with_oracle_tuning(tmp_path):
                          "abnormality-module": {"decoder_epochs": 1, "epochs": 1},
                          **{n: {"pretrain_epochs": 1, "epochs": 1} for n in ("dec-embedding", "dec-embedding+centre")}},
     ))
-    assert sorted(r["detector"] for r in records) == sorted(names)
+    assert sorted(r.detector for r in records) == sorted(names)
     for r in records:
-        assert all(math.isfinite(v) for v in r["metrics"].values()), r["detector"]
-        assert r["n_eval"] == {"id": 300, "ood": 300}
-        space = registries().detectors.get(r["detector"])().search_space()
+        assert all(math.isfinite(v) for v in r.metrics.values()), r.detector
+        assert r.n_eval == {"id": 300, "ood": 300}
+        space = registries().detectors.get(r.detector)().search_space()
         if space:
-            assert r["tuning"]["grid_size"] >= 2 and set(space) <= set(r["params"]), r["detector"]
-            assert all(r["params"][k] in v for k, v in space.items()), r["detector"]
-    by_name = {r["detector"]: r for r in records}
-    assert len(by_name["deep-ensemble"]["extra_models"]) == 1  # member 2 (member 1 is the run's backbone)
-    assert {m["options"]["dropout"] for m in by_name["mcdropout"]["extra_models"]} == {0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5}
-    assert "ensemble" in by_name["mahalanobis"]["fit"] and "ensemble" in by_name["fssd"]["fit"]
-    assert by_name["odm"]["config"]["train_out"]["name"] == "notmnist"  # training outliers reach the detectors
-    assert by_name["outlier-exposure"]["fit"]["fine_tuned"]["outliers"]["name"] == "notmnist"
+            assert r.tuning["grid_size"] >= 2 and set(space) <= set(r.params), r.detector
+            assert all(r.params[k] in v for k, v in space.items()), r.detector
+    by_name = {r.detector: r for r in records}
+    assert len(by_name["deep-ensemble"].extra_models) == 1  # member 2 (member 1 is the run's backbone)
+    assert {m["options"]["dropout"] for m in by_name["mcdropout"].extra_models} == {0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5}
+    assert "ensemble" in by_name["mahalanobis"].fit and "ensemble" in by_name["fssd"].fit
+    assert by_name["odm"].config["train_out"]["name"] == "notmnist"  # training outliers reach the detectors
+    assert by_name["outlier-exposure"].fit["fine_tuned"]["outliers"]["name"] == "notmnist"

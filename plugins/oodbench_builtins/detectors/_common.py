@@ -39,21 +39,22 @@ def class_means(feats: torch.Tensor, labels: torch.Tensor, num_classes: int, chu
     return (sums / counts.clamp_min(1)[:, None]).float(), counts
 
 
-def own_net_outputs(data, net, tag: str, fn) -> torch.Tensor:
+def own_net_outputs(data, net, key: str, tag: str, fn) -> torch.Tensor:
     """``fn(net, x)`` on every input batch of ``data`` (inference mode, the view's device), computed once
-    per (view, network) — how detectors that train their own non-backbone network score."""
+    per (view, network) — how detectors that train their own non-backbone network score. ``key`` names the
+    network's weights (its checkpoint hash from the model provider)."""
 
     def run(x: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode():
             return fn(net, x)
 
-    return data.memo((tag, id(net)), lambda: data.map_inputs(run))
+    return data.memo((tag, key), lambda: data.map_inputs(run))
 
 
-def own_backbone_logits(data, net) -> torch.Tensor:
+def own_backbone_logits(data, net, key: str) -> torch.Tensor:
     """Logits (or embeddings) of a detector's own :class:`~oodbench.backbones.Backbone` on ``data``,
-    extracted once per (view, network) through :meth:`FeatureView.with_model`."""
-    return data.memo(("own-logits", id(net)), lambda: data.with_model(net).logits())
+    extracted once per (view, network weights ``key``) through :meth:`FeatureView.with_model`."""
+    return data.memo(("own-logits", key), lambda: data.with_model(net).logits())
 
 
 def class_gaussians(feats: torch.Tensor, labels: torch.Tensor, num_classes: int, chunk: int = 8192):
@@ -106,13 +107,3 @@ def percentile(x: torch.Tensor, q: float) -> float:
     import numpy as np
 
     return float(np.percentile(x.numpy().ravel(), q))
-
-
-
-def models_of(train):
-    """The run's :class:`~oodbench.checkpoints.ModelProvider` (trained detectors build their networks with it)."""
-    if train.models is None:
-        from oodbench.errors import UsageError
-
-        raise UsageError("this detector trains its own network and needs the run's backbone factory (FeatureView.models)")
-    return train.models

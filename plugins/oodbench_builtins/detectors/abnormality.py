@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from oodbench import Detector
+from oodbench import Detector, Needs, Supplies
 from oodbench.checkpoints import state_hash
 from oodbench.features import FeatureView
 
@@ -84,6 +84,7 @@ class AbnormalityModule(Detector):
     description = "frozen classifier + auxiliary decoder + clean-vs-noised abnormality classifier (paper 004 §4)"
     paper = "Hendrycks & Gimpel 2017, A Baseline for Detecting Misclassified and OOD Examples (paper 004)"
     criterion = "auroc"
+    needs = Needs(trains=True)
 
     def __init__(self, decoder_epochs: int = 5, epochs: int = 5, lr: float = 1e-3, batch_size: int = 128,
                  hidden: int = 256, seed: int = 0):
@@ -94,14 +95,14 @@ class AbnormalityModule(Detector):
         self.hidden = hidden
         self.seed = seed
 
-    def fit(self, train: FeatureView) -> AbnormalityModule:
-        from oodbench.checkpoints import cached_model_path, train_cached
+    def fit(self, train: FeatureView, supplies: Supplies | None = None) -> AbnormalityModule:
         from oodbench.train import TrainConfig
 
+        assert supplies is not None
         data = train.imageset
         torch.manual_seed(self.seed)
         net = AbnormalityNet(train.model, data.shape, self.hidden)
-        base = {"classifier": state_hash(train.model), "data": data.fingerprint(), "hidden": self.hidden}
+        base = {"classifier": state_hash(train.model), "hidden": self.hidden}
         logs = {}
         for stage, epochs, task, trainable in (("decoder", self.decoder_epochs, DecoderTask(), net.decoder),
                                                ("abnormality", self.epochs, NoisedTask(), net.abnormality)):
@@ -110,16 +111,16 @@ class AbnormalityModule(Detector):
             for p in trainable.parameters():
                 p.requires_grad_(True)
             cfg = TrainConfig(epochs=epochs, batch_size=self.batch_size, lr=self.lr, schedule="none", seed=self.seed)
-            base = {**base, stage: cfg.__dict__}
-            path, key = cached_model_path(f"abnormality-{stage}-{data.name}", base)
-            net, info = train_cached(path, key, base, net, data, cfg, train.device, f"abnormality module: {stage}", task=task)
-            logs[stage] = {"source": info["source"], "hash": key, "epoch_loss": info.get("train", {}).get("epoch_loss")}
-        self.net_, self.train_log_ = net.eval(), logs
+            trained = supplies.models.train(f"abnormality-{stage}", net, data, cfg, identity=base, task=task)
+            base = {**base, stage: trained.key}  # the next stage starts from these weights
+            net = trained.net
+            logs[stage] = {k: trained.facts[k] for k in ("source", "hash", "epoch_loss")}
+        self.net_, self.net_key_, self.train_log_ = net.eval(), base[stage], logs
         return self
 
     def score_samples(self, data: FeatureView) -> np.ndarray:
         self.check_fitted()
-        return own_net_outputs(data, self.net_, "abnormality", lambda net, x: net(x)).numpy()
+        return own_net_outputs(data, self.net_, self.net_key_, "abnormality", lambda net, x: net(x)).numpy()
 
     def describe_fit(self):
         return {"stages": self.train_log_}

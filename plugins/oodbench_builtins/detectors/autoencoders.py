@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from oodbench import Detector
+from oodbench import Detector, Needs, Supplies
 from oodbench.features import FeatureView
 
 from ._common import own_net_outputs
@@ -128,6 +128,7 @@ def image_entropy(images: torch.Tensor) -> torch.Tensor:
 class _Reconstruction(Detector):
     kind: ClassVar[str] = "ae"
     complexity_normalised: ClassVar[bool] = False
+    needs = Needs(trains=True)
     criterion = "auroc"
 
     def __init__(self, epochs: int = 20, patience: int = 5, lr: float = 1e-3, batch_size: int = 128,
@@ -146,10 +147,10 @@ class _Reconstruction(Detector):
     def required_layers(self, model):
         return []
 
-    def fit(self, train: FeatureView) -> _Reconstruction:
-        from oodbench.checkpoints import cached_model_path, train_cached
+    def fit(self, train: FeatureView, supplies: Supplies | None = None) -> _Reconstruction:
         from oodbench.train import TrainConfig
 
+        assert supplies is not None
         data = train.imageset
         num_classes = int(data.labels.max()) + 1
         perm = torch.randperm(len(data), generator=torch.Generator().manual_seed(self.seed))
@@ -157,21 +158,20 @@ class _Reconstruction(Detector):
         fit_set, val_set = data.subset(perm[n_val:].sort().values), data.subset(perm[:n_val].sort().values)
         cfg = TrainConfig(epochs=self.epochs, batch_size=self.batch_size, optimizer="adam", lr=self.lr,
                           schedule="none", seed=self.seed)
-        identity = {"kind": self.kind, "data": data.fingerprint(), "shape": data.shape, "classes": num_classes,
-                    "params": {k: v for k, v in self.get_params().items() if k != "seed"}, "train": cfg.__dict__}
-        path, key = cached_model_path(f"{self.kind}-{data.name}", identity)
+        identity = {"all_data": data.fingerprint(), "classes": num_classes,
+                    "params": {k: v for k, v in self.get_params().items() if k != "seed"}}
         torch.manual_seed(self.seed)
         net = ConvAutoencoder(data.shape, self.kind, self.memory_size, num_classes, self.slots_per_class)
-        self.net_, info = train_cached(path, key, identity, net, fit_set, cfg, train.device, f"{self.kind} on {data.name}",
-                                       task=ReconstructionTask(self.beta, self.entropy_weight),
-                                       select_on=val_set, patience=self.patience)
-        self.train_log_ = {k: info[k] for k in ("source", "hash")} | {
-            "best_epoch": info.get("train", {}).get("best_epoch"), "epoch_loss": info.get("train", {}).get("epoch_loss")}
+        trained = supplies.models.train(self.kind, net, fit_set, cfg, identity=identity,
+                                        task=ReconstructionTask(self.beta, self.entropy_weight),
+                                        select_on=val_set, patience=self.patience)
+        self.net_, self.net_key_ = trained.net, trained.key
+        self.train_log_ = {k: trained.facts[k] for k in ("source", "hash", "best_epoch", "epoch_loss")}
         return self
 
     def score_samples(self, data: FeatureView) -> np.ndarray:
         self.check_fitted()
-        e = own_net_outputs(data, self.net_.eval(), "recon", lambda net, x: ((net(x) - x) ** 2).flatten(1).sum(dim=1))
+        e = own_net_outputs(data, self.net_.eval(), self.net_key_, "recon", lambda net, x: ((net(x) - x) ** 2).flatten(1).sum(dim=1))
         if self.complexity_normalised:
             cn = torch.log(image_entropy(data.imageset.images) + 1)
             e = e / (cn + 1e-9)  # eq. 4

@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from oodbench import Detector
+from oodbench import Detector, Needs, Supplies
 from oodbench.features import FeatureView, to_float
 
 from ._common import class_means, euclidean, own_net_outputs
@@ -148,6 +148,7 @@ class DECEmbedding(Detector):
     paper = "Chen & Zhao, Skip The Question You Don't Know: An Embedding Space Approach (paper 000)"
     criterion = "auroc"
     score_kind: ClassVar[str] = "recon"
+    needs = Needs(trains=True, embedding=True)
 
     def __init__(self, dim: int = 10, pretrain_epochs: int = 5, epochs: int = 10, lambda1: float = 0.1,
                  lambda2: float = 0.1, alpha: float = 0.5, update_interval: int = 140, drop: float = 0.0,
@@ -165,55 +166,54 @@ class DECEmbedding(Detector):
         self.distance_weight = distance_weight
         self.seed = seed
 
-    def fit(self, train: FeatureView) -> DECEmbedding:
-        from sklearn.cluster import KMeans
-
-        from oodbench.checkpoints import cached_model_path, train_cached
+    def fit(self, train: FeatureView, supplies: Supplies | None = None) -> DECEmbedding:
         from oodbench.train import TrainConfig
 
-        data = train.imageset
+        assert supplies is not None
+        data, models = train.imageset, supplies.models
         k = data.num_classes
         torch.manual_seed(self.seed)
         net = DECNet(data.shape, k, self.dim)
         net.alpha = self.alpha
         pre_cfg = TrainConfig(epochs=self.pretrain_epochs, batch_size=self.batch_size, optimizer="adam", lr=1e-3,
                               schedule="none", seed=self.seed)
-        ident = {"data": data.fingerprint(), "shape": data.shape, "classes": k, "dim": self.dim, "pretrain": pre_cfg.__dict__}
-        path, key = cached_model_path(f"dec-pretrain-{data.name}", ident)
-        net, pre = train_cached(path, key, ident, net, data, pre_cfg, train.device, "DEC autoencoder pretraining",
-                                task=Reconstruction())
+        ident = {"classes": k, "dim": self.dim}
+        pre = models.train("dec-pretrain", net, data, pre_cfg, identity=ident, task=Reconstruction())
         cfg = TrainConfig(epochs=self.epochs, batch_size=self.batch_size, optimizer="sgd", lr=self.lr, momentum=0.9,
                           schedule="none", seed=self.seed)
-        joint = {**ident, "joint": cfg.__dict__, "lambda1": self.lambda1, "lambda2": self.lambda2, "alpha": self.alpha,
-                 "T": self.update_interval, "drop": self.drop}
-        path, key = cached_model_path(f"dec-embedding-{data.name}", joint)
+        joint = {**ident, "pretrained": pre.key, "lambda1": self.lambda1, "lambda2": self.lambda2,
+                 "alpha": self.alpha, "T": self.update_interval, "drop": self.drop}
         task = JointTask(self.lambda1, self.lambda2, self.update_interval, self.drop, k)
-        if not path.is_file():  # Algorithm 1 step 1: k-means on the pretrained embedding, started at label centres
-            z, _ = net.eval().embed_all(data.images.to(train.device))
-            z = z.cpu()
-            start = class_means(z, data.labels, k)[0]
-            km = KMeans(n_clusters=k, init=start.numpy(), n_init=1, random_state=self.seed).fit(z.numpy())
-            with torch.no_grad():
-                net.centres.copy_(torch.as_tensor(km.cluster_centers_, dtype=torch.float32))
-                net.label_centres.copy_(start)
-        net, info = train_cached(path, key, joint, net, data, cfg, train.device, "DEC embedding model (Algorithm 1)",
-                                 task=task)
-        log = info.get("train", {})
-        self.net_ = net.eval()
-        self.train_log_ = {"pretrain": {"source": pre["source"], "hash": pre["hash"]},
-                           "joint": {"source": info["source"], "hash": info["hash"], "epoch_loss": log.get("epoch_loss")},
+        trained = models.train("dec-embedding", pre.net, data, cfg, identity=joint, task=task,
+                               before_training=lambda n: self._init_centres(n, data, models.device))
+        self.net_, self.net_key_ = trained.net.eval(), trained.key
+        self.train_log_ = {"pretrain": {k: pre.facts[k] for k in ("source", "hash")},
+                           "joint": {k: trained.facts[k] for k in ("source", "hash", "epoch_loss")},
                            "updates": task.history[-1:] if task.history else None}
-        z, _ = self.net_.embed_all(data.images.to(train.device))
+        z, _ = self.net_.embed_all(data.images.to(models.device))
         pred = self.net_.classifier(z).argmax(1).cpu()
         self.train_log_["train_accuracy"] = 100.0 * float((pred == data.labels).float().mean())
         return self
+
+    def _init_centres(self, net: DECNet, data, device) -> None:
+        """Algorithm 1 step 1 (only when the joint model is trained): k-means on the pretrained embedding,
+        started at the label centres."""
+        from sklearn.cluster import KMeans
+
+        k = data.num_classes
+        z = net.eval().embed_all(data.images.to(device))[0].cpu()
+        start = class_means(z, data.labels, k)[0]
+        km = KMeans(n_clusters=k, init=start.numpy(), n_init=1, random_state=self.seed).fit(z.numpy())
+        with torch.no_grad():
+            net.centres.copy_(torch.as_tensor(km.cluster_centers_, dtype=torch.float32))
+            net.label_centres.copy_(start)
 
     def _outputs(self, data: FeatureView) -> tuple[torch.Tensor, torch.Tensor]:
         def run(net: DECNet, x: torch.Tensor) -> torch.Tensor:
             z = net.encoder(x)
             return torch.cat([(net.decoder(z) - x).pow(2).flatten(1).sum(1, keepdim=True), z], dim=1)
 
-        out = own_net_outputs(data, self.net_, "dec", run)
+        out = own_net_outputs(data, self.net_, self.net_key_, "dec", run)
         return out[:, 0], out[:, 1:]
 
     def embed(self, data: FeatureView) -> np.ndarray:

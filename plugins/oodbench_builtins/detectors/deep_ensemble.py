@@ -10,8 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from oodbench import Detector
-from oodbench.errors import UsageError
+from oodbench import Detector, Needs, Supplies
 from oodbench.features import FeatureView
 
 
@@ -20,21 +19,23 @@ class DeepEnsemble(Detector):
     description = "max of the softmax averaged over K independently trained backbones (paper 003 'DE')"
     paper = "Lakshminarayanan et al. 2017, Simple and Scalable Predictive Uncertainty Estimation using Deep Ensembles"
     criterion = "tnr95"
+    needs = Needs(trains=True)
 
     def __init__(self, members: int = 5, seed: int = 0):
         self.members = members
         self.seed = seed
 
-    def fit(self, train: FeatureView) -> DeepEnsemble:
-        if train.models is None:
-            raise UsageError("deep-ensemble trains its own backbones; run it through `oodbench run`")
-        self.models_ = [train.model] + [train.models.get(seed=self.seed + i) for i in range(1, self.members)]
+    def fit(self, train: FeatureView, supplies: Supplies | None = None) -> DeepEnsemble:
+        assert supplies is not None
+        members = [supplies.models.backbone(seed=self.seed + i) for i in range(1, self.members)]
+        self.models_ = [train.model] + [m.net for m in members]
+        self.keys_ = ["run"] + [m.key for m in members]
         return self
 
     def score_samples(self, data: FeatureView) -> np.ndarray:
         self.check_fitted()
         probs = []
-        for i, model in enumerate(self.models_):
-            view = data if i == 0 else data.memo(("member", id(model)), lambda m=model: data.with_model(m))
+        for i, (model, key) in enumerate(zip(self.models_, self.keys_)):
+            view = data if i == 0 else data.memo(("member", key), lambda m=model: data.with_model(m))
             probs.append(torch.softmax(view.logits(), dim=1))
         return torch.stack(probs).mean(0).max(dim=1).values.numpy()

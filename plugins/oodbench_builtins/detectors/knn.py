@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from oodbench import Detector
+from oodbench.detector import state_key
 from oodbench.features import FeatureView
 
 K_GRID = [1, 10, 20, 50, 100, 200, 500, 1000]
@@ -46,6 +47,7 @@ class KNN(Detector):
 
     def fit(self, train: FeatureView) -> KNN:
         self.bank_ = F.normalize(train.features([self.layer])[self.layer], dim=1)
+        self.bank_key_ = state_key(self.bank_)
         self.device_ = train.device
         return self
 
@@ -53,6 +55,6 @@ class KNN(Detector):
         self.check_fitted()
         z = F.normalize(data.features([self.layer])[self.layer], dim=1)
         k = min(self.k, len(self.bank_))
-        sims = data.memo(("knn", id(self.bank_), self.layer, k), lambda: topk_similarities(z, self.bank_, k, self.device_))
+        sims = data.memo(("knn", self.bank_key_, self.layer, k), lambda: topk_similarities(z, self.bank_, k, self.device_))
         s_k = sims[:, k - 1]
         return -torch.sqrt((2 - 2 * s_k).clamp_min(0)).numpy()

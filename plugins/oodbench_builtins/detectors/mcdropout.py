@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from oodbench import Detector
+from oodbench import Detector, Needs, Supplies
 from oodbench.errors import UsageError
 from oodbench.features import FeatureView
 
@@ -27,7 +27,7 @@ class MCDropout(Detector):
     paper = "Gal & Ghahramani 2016, Dropout as a Bayesian Approximation; evaluated as in paper 003"
     criterion = "tnr95"
     fit_params = frozenset({"dropout"})
-    deterministic = False
+    needs = Needs(trains=True, stochastic=True)
 
     def __init__(self, dropout: float = 0.1, passes: int = 32, statistic: str = "mean", seed: int = 0):
         self.dropout = dropout
@@ -38,10 +38,10 @@ class MCDropout(Detector):
     def search_space(self):
         return {"dropout": DROPOUT_GRID, "statistic": ["mean", "variance"]}
 
-    def fit(self, train: FeatureView) -> MCDropout:
-        if train.models is None:
-            raise UsageError("mcdropout trains its own dropout backbone; run it through `oodbench run`")
-        self.model_ = train.models.get(dropout=self.dropout)
+    def fit(self, train: FeatureView, supplies: Supplies | None = None) -> MCDropout:
+        assert supplies is not None
+        trained = supplies.models.backbone(dropout=self.dropout)
+        self.model_, self.model_key_ = trained.net, trained.key
         if not self.model_.dropout_modules():
             raise UsageError(f"backbone {self.model_.arch!r} has no dropout layers for mcdropout")
         return self
@@ -64,7 +64,7 @@ class MCDropout(Detector):
             torch.manual_seed(self.seed)
             return data.map_inputs(batch)
 
-        both = data.memo(("mcd", id(model), t, self.seed), compute)
+        both = data.memo(("mcd", self.model_key_, t, self.seed), compute)
         k = both.shape[1] // 2
         return both[:, :k], both[:, k:]
 

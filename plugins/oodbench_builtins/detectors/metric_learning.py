@@ -17,16 +17,14 @@ mean training embeddings of the ID classes. Training goes through the one traine
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 import numpy as np
 import torch
 from torch import nn
 
-from oodbench import Detector
+from oodbench import Detector, Needs, Supplies
 from oodbench.features import FeatureView
 
-from ._common import class_means, euclidean, models_of, own_backbone_logits
+from ._common import class_means, euclidean, own_backbone_logits
 
 
 class ContrastiveTask:
@@ -60,7 +58,7 @@ class MetricLearning(Detector):
     description = "contrastive-loss embedding, score = −distance to nearest class centre (paper 001 'ML', Table 3)"
     paper = "Masana et al. 2018, Metric Learning for Novelty and Anomaly Detection (paper 001)"
     criterion = "auroc"
-    uses_outliers: ClassVar[bool] = False
+    needs = Needs(trains=True, embedding=True)
 
     def __init__(self, embedding_dim: int = 5, margin: float = 10.0, epochs: int | None = None,
                  lr: float = 1e-3, batch_size: int = 128, outlier_batch_size: int = 32, seed: int = 0):
@@ -72,22 +70,23 @@ class MetricLearning(Detector):
         self.outlier_batch_size = outlier_batch_size
         self.seed = seed
 
-    def fit(self, train: FeatureView) -> MetricLearning:
-        outliers = None
-        if self.uses_outliers:
-            outliers = train.outliers
-            if outliers is None or not len(outliers):
-                from oodbench.errors import UsageError
+    def fit(self, train: FeatureView, supplies: Supplies | None = None) -> MetricLearning:
+        assert supplies is not None
+        outliers = supplies.outliers if self.needs.outliers != "none" else None
+        if self.needs.outliers == "required" and (outliers is None or not len(outliers)):
+            from oodbench.errors import UsageError
 
-                raise UsageError(f"{self.name} trains with seen outliers: use --holdout in:…/seen:…/unseen:… or --train-out NAME")
+            raise UsageError(f"{self.name} trains with seen outliers: use --holdout in:…/seen:…/unseen:… "
+                             "or --train-out NAME")
         task = ContrastiveTask(self.margin, outliers, self.outlier_batch_size if outliers is not None else 0)
         extra = {"loss": "contrastive", "margin": self.margin}
         if outliers is not None:
             extra |= {"outliers": outliers.name, "outliers_hash": outliers.fingerprint(), "per_batch": self.outlier_batch_size}
-        self.net_, self.train_log_ = models_of(train).train_with(
+        trained = supplies.models.train_with(
             self.name, task, train.imageset, identity=extra, outputs=self.embedding_dim,
             epochs=self.epochs, lr=self.lr, batch_size=self.batch_size, seed=self.seed)
-        emb = own_backbone_logits(train, self.net_)
+        self.net_, self.net_key_, self.train_log_ = trained.net, trained.key, trained.facts
+        emb = own_backbone_logits(train, self.net_, self.net_key_)
         labels = train.labels
         self.centres_ = class_means(emb, labels, int(labels.max()) + 1)[0]
         nearest = euclidean(emb, self.centres_).argmin(dim=1)
@@ -97,11 +96,11 @@ class MetricLearning(Detector):
     def embed(self, data: FeatureView) -> np.ndarray:
         """The learned embedding (paper 001 Fig. 1), for ``oodbench plot embedding``."""
         self.check_fitted()
-        return own_backbone_logits(data, self.net_).numpy()
+        return own_backbone_logits(data, self.net_, self.net_key_).numpy()
 
     def score_samples(self, data: FeatureView) -> np.ndarray:
         self.check_fitted()
-        return (-euclidean(own_backbone_logits(data, self.net_), self.centres_).min(dim=1).values).numpy()
+        return (-euclidean(own_backbone_logits(data, self.net_, self.net_key_), self.centres_).min(dim=1).values).numpy()
 
     def describe_fit(self):
         return {"model": self.train_log_, "centres": len(self.centres_)}
@@ -110,8 +109,4 @@ class MetricLearning(Detector):
 class ODM(MetricLearning):
     name = "odm"
     description = "metric learning with out-of-distribution mining: seen outliers pushed ≥ m from ID (paper 001 'ODM', eq. 2)"
-    uses_outliers = True
-    needs_outliers: ClassVar[bool] = True
-
-    def default_outliers(self, shape) -> str | None:
-        return None
+    needs = Needs(trains=True, outliers="required", embedding=True)

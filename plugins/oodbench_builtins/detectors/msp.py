@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from oodbench import Detector
+from oodbench import Detector, Needs
 from oodbench.features import FeatureView
 
 
@@ -16,6 +16,7 @@ class MSP(Detector):
     name = "msp"
     description = "maximum softmax probability baseline (paper 004; paper 003 Table 2 'Base')"
     paper = "Hendrycks & Gimpel 2017, A Baseline for Detecting Misclassified and OOD Examples"
+    needs = Needs(embedding=True)
 
     def embed(self, data: FeatureView) -> np.ndarray:
         """The softmax posterior: the cross-entropy "embedding" of paper 001 Fig. 1 (row CE)."""

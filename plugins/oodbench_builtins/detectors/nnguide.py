@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from oodbench import Detector
+from oodbench.detector import state_key
 from oodbench.features import FeatureView
 
 from ._common import energy
@@ -41,6 +42,7 @@ class NNGuide(Detector):
         keep = max(1, int(round(n * self.bank_fraction)))
         idx = torch.randperm(n, generator=torch.Generator().manual_seed(self.seed))[:keep]
         self.bank_ = F.normalize(feats["penultimate"][idx], dim=1) * energy(feats["logits"][idx])[:, None]
+        self.bank_key_ = state_key(self.bank_)
         self.device_ = train.device
         return self
 
@@ -49,6 +51,6 @@ class NNGuide(Detector):
         feats = data.features(["penultimate", "logits"])
         z = F.normalize(feats["penultimate"], dim=1)
         k = min(self.k, len(self.bank_))
-        sims = data.memo(("nnguide", id(self.bank_), k), lambda: topk_similarities(z, self.bank_, k, self.device_))
+        sims = data.memo(("nnguide", self.bank_key_, k), lambda: topk_similarities(z, self.bank_, k, self.device_))
         guidance = sims.mean(dim=1)
         return (energy(feats["logits"]) * guidance).numpy()

@@ -10,18 +10,16 @@ novelty ``seen:`` classes; the default for 28×28 greyscale is KMNIST, as in pap
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from oodbench import Detector
+from oodbench import Detector, Needs, Supplies
 from oodbench.errors import UsageError
 from oodbench.features import FeatureView
 
-from ._common import models_of, own_backbone_logits
+from ._common import own_backbone_logits
 
 
 class OutlierExposureTask:
@@ -47,7 +45,7 @@ class OutlierExposure(Detector):
     description = "classifier fine-tuned to a uniform posterior on auxiliary outliers, scored by MSP (OE; paper 003 'OE')"
     paper = "Hendrycks, Mazeika & Dietterich 2019, Deep Anomaly Detection with Outlier Exposure (paper 004 slides)"
     criterion = "auroc"
-    needs_outliers: ClassVar[bool] = True
+    needs = Needs(trains=True, outliers="required")
 
     def __init__(self, weight: float = 0.5, epochs: int = 5, lr: float | None = None, batch_size: int = 128,
                  outlier_batch_size: int = 256, seed: int = 0):
@@ -61,22 +59,24 @@ class OutlierExposure(Detector):
     def default_outliers(self, shape) -> str | None:
         return "kmnist" if tuple(shape) == (1, 28, 28) else None
 
-    def fit(self, train: FeatureView) -> OutlierExposure:
-        outliers = train.outliers
+    def fit(self, train: FeatureView, supplies: Supplies | None = None) -> OutlierExposure:
+        assert supplies is not None
+        outliers = supplies.outliers
         if outliers is None or not len(outliers):
             raise UsageError("outlier-exposure needs training outliers: --train-out NAME")
         task = OutlierExposureTask(outliers, self.outlier_batch_size, self.weight)
-        self.net_, self.train_log_ = models_of(train).train_with(
+        trained = supplies.models.train_with(
             self.name, task, train.imageset, init=train.model,
             identity={"weight": self.weight, "outliers": outliers.name, "outliers_hash": outliers.fingerprint(),
                       "per_batch": self.outlier_batch_size},
             epochs=self.epochs, lr=self.lr, batch_size=self.batch_size, seed=self.seed)
+        self.net_, self.net_key_, self.train_log_ = trained.net, trained.key, trained.facts
         self.train_log_["outliers"] = {"name": outliers.name, "n": len(outliers)}
         return self
 
     def score_samples(self, data: FeatureView) -> np.ndarray:
         self.check_fitted()
-        return own_backbone_logits(data, self.net_).softmax(dim=1).max(dim=1).values.numpy()
+        return own_backbone_logits(data, self.net_, self.net_key_).softmax(dim=1).max(dim=1).values.numpy()
 
     def describe_fit(self):
         return {"fine_tuned": self.train_log_}

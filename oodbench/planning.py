@@ -1,0 +1,107 @@
+"""Stage 1, plan: the protocol's :class:`~oodbench.protocols.Plan`, completed with training-time outliers,
+contamination, the heldout tuning source and the seeded tuning/evaluation splits (SPEC.md "Splits").
+
+Nothing here trains or extracts; the plan is immutable once built.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+
+from . import protocols
+from .data import ImageSet, LoadContext, resolve_data_root
+from .errors import UsageError
+from .progress import say
+from .protocols import Plan, Split
+from .request import Resolved, RunRequest
+
+
+def load_ood(ds, ctx: LoadContext, id_shape, limit: int | None, seed: int) -> ImageSet:
+    """A test split converted to the ID format (a seeded ``limit`` subset)."""
+    data = ds.load("test", dataclasses.replace(ctx, shape=id_shape, size=limit or ctx.size))
+    return data.head(limit, seed).to_format(id_shape)
+
+
+def outlier_split(ds, ctx: LoadContext, shape, test_oods: list[str], what: str) -> ImageSet:
+    """Training-time outliers from ``ds``: its train split, or its test split when it has no train split
+    and is not also evaluated (a test sample must never be trained on)."""
+    if "train" in ds.splits:
+        data = ds.load("train", dataclasses.replace(ctx, shape=shape))
+    elif ds.name in test_oods:
+        raise UsageError(f"{what} {ds.name!r} has no train split and is also an --out set; pick another dataset")
+    else:
+        data = ds.load("test", dataclasses.replace(ctx, shape=shape, seed=ctx.seed + 7919))
+    return data.to_format(shape)
+
+
+def contaminate(train: ImageSet, outliers: ImageSet, rate: float, seed: int) -> ImageSet:
+    """Paper 000 §III-A: ID training data mixed with outliers (a fraction ``rate`` of the result),
+    each given a random ID label (as paper 000's noise sets are labelled)."""
+    if not 0.0 < rate < 1.0:
+        raise UsageError(f"--contaminate takes a rate in (0, 1), got {rate}")
+    g = torch.Generator().manual_seed(seed + 31)
+    n = round(rate * len(train) / (1.0 - rate))
+    if n > len(outliers):
+        raise UsageError(f"--contaminate {rate}: needs {n} outliers but {outliers.name!r} has {len(outliers)}")
+    pick = torch.randperm(len(outliers), generator=g)[:n]
+    labels = torch.randint(0, train.num_classes, (n,), generator=g)
+    note = f"contaminated: {n} {outliers.name} images ({100 * rate:g}% of training data) with random labels, appended"
+    return dataclasses.replace(train, images=torch.cat([train.images, outliers.images[pick]]),
+                               labels=torch.cat([train.labels, labels]), notes=train.notes + (note,))
+
+
+def training_outliers(req: RunRequest, plan: Plan, resolved: Resolved, ctx: LoadContext) -> ImageSet | None:
+    """``--train-out``, the novelty ``seen:`` classes, or the default of a detector that requires them."""
+    from .plugins import registries
+
+    shape = plan.id_train.shape
+    if req.train_out:
+        if plan.train_out is not None:
+            raise UsageError(f"--train-out {req.train_out!r} and the --holdout seen: classes both name training "
+                             "outliers; use one")
+        return outlier_split(registries().datasets.get(req.train_out), ctx, shape, req.oods, "--train-out")
+    needy = [d for d in resolved.detectors if d.needs.outliers == "required"]
+    if not needy or plan.train_out is not None:
+        return plan.train_out
+    default = needy[0].default_outliers(shape)
+    if default is None:
+        raise UsageError(f"detector {needy[0].name!r} trains with outliers: name them with --train-out NAME "
+                         "(or the novelty seen: classes, --holdout in:…/seen:…/unseen:…)")
+    say(f"{needy[0].name}: training outliers default to {default!r} (override with --train-out)")
+    return outlier_split(registries().datasets.get(default), ctx, shape, req.oods, "training-outlier set")
+
+
+def contaminated(req: RunRequest, plan: Plan, ctx: LoadContext) -> dict:
+    """Plan changes for ``--contaminate RATE --contaminate-with NAME`` (none without them)."""
+    from .plugins import registries
+
+    if not req.contaminate:
+        if req.contaminate_with:
+            raise UsageError("--contaminate-with needs --contaminate RATE")
+        return {}
+    if not req.contaminate_with:
+        raise UsageError("--contaminate RATE needs --contaminate-with NAME")
+    pool = outlier_split(registries().datasets.get(req.contaminate_with), ctx, plan.id_train.shape, req.oods,
+                         "--contaminate-with")
+    return {"id_train": contaminate(plan.id_train, pool, req.contaminate, req.seed),
+            "config": {**plan.config, "contaminate": {"rate": req.contaminate, "with": req.contaminate_with}},
+            "trained_on": f"{req.id}+{req.contaminate:g}{req.contaminate_with}"}
+
+
+def make_plan(req: RunRequest, resolved: Resolved) -> Plan:
+    """The complete plan of one run."""
+    ctx = LoadContext(root=resolve_data_root(req.data_root), download=req.download, seed=req.seed, id_name=req.id)
+    train = resolved.id_dataset.load("train", ctx).head(req.train_limit, req.seed)
+    test = resolved.id_dataset.load("test", ctx).head(req.test_limit, req.seed)
+    plan = protocols.get(req.protocol).design(
+        req, train, test, lambda ds, shape: load_ood(ds, ctx, shape, req.test_limit, req.seed), resolved.ood_datasets)
+    plan = dataclasses.replace(plan, train_out=training_outliers(req, plan, resolved, ctx), trained_on=req.id)
+    plan = dataclasses.replace(plan, **contaminated(req, plan, ctx))
+    shape = plan.id_train.shape
+    tune_out = load_ood(resolved.tune_out, ctx, shape, req.n_tune, req.seed + 1) if resolved.tune_out else None
+    id_split = Split.of(len(plan.id_test), req.n_tune, req.seed)
+    splits = tuple(id_split if t.paired or t.kind == "errors" else Split.of(len(t.clean), req.n_tune, req.seed + 1)
+                   for t in plan.targets)
+    return dataclasses.replace(plan, tune_out=tune_out, id_split=id_split, target_splits=splits)

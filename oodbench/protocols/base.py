@@ -1,0 +1,111 @@
+"""What every protocol produces — a :class:`Plan` of :class:`Target` rows — and the :class:`Protocol` base.
+
+A protocol decides the data: the ID train/test sets, the targets each row scores against the ID
+test set, the facts each row records (e.g. corruption type and severity), and how its records are
+tabulated. Everything after the plan (supply, evaluate, record, store) is the same for every protocol.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+import torch
+
+from ..data import ImageSet
+from ..errors import UsageError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..record import Record
+    from ..request import RunRequest
+
+LoadOOD = Callable[[Any, tuple[int, int, int]], ImageSet]  # (dataset plugin, ID shape) → converted test set
+
+
+@dataclass(frozen=True)
+class Target:
+    """One row source. ``kind="ood"``: ``scored`` (default ``clean``) against the ID test set, tuning drawn
+    from ``clean``; ``kind="errors"``: the ID test set's misclassifications (no OOD data)."""
+
+    name: str
+    clean: ImageSet
+    scored: ImageSet | None = None
+    paired: bool = False  # derived sample by sample from the ID test set: shares the ID tuning split
+    facts: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    kind: Literal["ood", "errors"] = "ood"
+
+    @property
+    def evaluated(self) -> ImageSet:
+        return self.scored if self.scored is not None else self.clean
+
+
+@dataclass(frozen=True)
+class Split:
+    """Seeded (tuning, evaluation) indices of one set; they never share a sample."""
+
+    tune: torch.Tensor
+    eval: torch.Tensor
+
+    @classmethod
+    def of(cls, n: int, n_tune: int, seed: int) -> Split:
+        perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+        k = min(n_tune, n // 2)
+        return cls(perm[:k].sort().values, perm[k:].sort().values)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything the later stages need to know about the data of one run (immutable)."""
+
+    protocol: str
+    id_name: str
+    id_train: ImageSet
+    id_test: ImageSet
+    targets: tuple[Target, ...]
+    id_scored: ImageSet | None = None  # corrupted ID test set (corruption mode b)
+    classes: tuple[int, ...] | None = None  # novelty: the in-classes the backbone trains on
+    config: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    train_out: ImageSet | None = None  # training-time outliers (the novelty seen: classes, --train-out)
+    tune_out: ImageSet | None = None  # heldout tuning source
+    trained_on: str = ""  # the ID training data's name in checkpoint keys (contamination included)
+    id_split: Split | None = None
+    target_splits: tuple[Split, ...] = ()
+
+
+class Protocol:
+    """A protocol: its plan (:meth:`design`) and its tables (:meth:`table`, :meth:`leaderboard`)."""
+
+    name: ClassVar[str] = ""
+    #: columns of its leaderboard table
+    leaderboard_metrics: ClassVar[tuple[str, ...]] = ("auroc", "aupr_in", "aupr_out", "fpr95", "fpr95_oodpos",
+                                                      "fpr80", "id_acc")
+
+    def check(self, req: RunRequest) -> None:
+        """Refuse option combinations this protocol cannot run (one line, before any work)."""
+
+    def design(self, req: RunRequest, train: ImageSet, test: ImageSet, load_ood: LoadOOD, oods: Sequence) -> Plan:
+        raise NotImplementedError
+
+    def ood_targets(self, req: RunRequest, oods: Sequence, shape: tuple[int, int, int],
+                    load_ood: LoadOOD) -> tuple[Target, ...]:
+        """One target per ``--out`` set, converted to the ID format."""
+        return tuple(Target(name, load_ood(ds, shape)) for name, ds in zip(req.oods, oods))
+
+    def table(self, records: list[Record], fmt: str, columns: Sequence[str]) -> str:
+        """The run table: one row per record, or mean ± std when several seeds are present."""
+        from ..tables import plain_table, seed_table
+
+        if len({r.seed for r in records}) > 1:
+            return seed_table(records, fmt, columns)
+        return plain_table(records, fmt, columns)
+
+    def leaderboard(self, records: list[Record], fmt: str, ranked: Callable[..., str]) -> list[str]:
+        """Markdown sections for the leaderboard; ``ranked(records, metrics)`` renders the ranked table."""
+        return [f"### {self.name}\n\n" + ranked(records, self.leaderboard_metrics)]
+
+
+def no_outs(req: RunRequest, what: str) -> None:
+    if not req.oods:
+        raise UsageError(f"name at least one OOD set with --out ({what})")

@@ -1,0 +1,73 @@
+"""Where records live: one JSON file per record identity, written atomically, with the per-sample scores
+beside it (``.npz``), under the results folder (``--results``, ``$OODBENCH_RESULTS`` or ``./results``)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from .atomic import atomic_path
+from .record import Record
+
+RESULTS_ENV = "OODBENCH_RESULTS"
+
+
+def results_dir(value: str | os.PathLike | None = None) -> Path:
+    return Path(value or os.environ.get(RESULTS_ENV) or "results").expanduser()
+
+
+def _slug(text: Any) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", str(text)).strip("_")[:60]
+
+
+def record_path(root: Path, record: Record | dict[str, Any]) -> Path:
+    """``root/PROTOCOL/DETECTOR__ID__OOD__TUNE__sSEED__RECORDID.json``."""
+    r = record if isinstance(record, Record) else Record.from_dict(record)
+    name = "__".join(_slug(v) for v in (r.detector, r.id, r.ood, r.tune)) + f"__s{r.seed}__{r.record_id}.json"
+    return Path(root) / _slug(r.protocol) / name
+
+
+def write_scores(root: Path, record: Record, **scores: Any) -> Path:
+    """Per-sample scores beside the record (``.npz``, atomic), for plots and re-analysis."""
+    import numpy as np
+
+    path = record_path(root, record).with_suffix(".npz")
+    with atomic_path(path) as tmp:
+        np.savez_compressed(tmp, **{k: np.asarray(v, dtype=np.float32) for k, v in scores.items()})
+    return path
+
+
+def write_record(root: Path, record: Record, **scores: Any) -> Path:
+    """Scores first, then the record (temp file + rename): a record never lacks its scores and a reader
+    never sees half a record."""
+    if scores:
+        write_scores(root, record, **scores)
+    path = record_path(root, record)
+    with atomic_path(path) as tmp, open(tmp, "w") as f:
+        json.dump(record.to_dict(), f, indent=2, sort_keys=True, default=str)
+    return path
+
+
+def read_record(path: Path) -> Record | None:
+    """The record at ``path``, or None if there is none."""
+    return Record.from_json(path.read_text()) if path.is_file() else None
+
+
+def scores_of(record_file: Path) -> dict[str, Any] | None:
+    """The per-sample scores saved beside a record file (None for records without them)."""
+    import numpy as np
+
+    path = Path(record_file).with_suffix(".npz")
+    return dict(np.load(path)) if path.is_file() else None
+
+
+def record_files(root: Path) -> list[tuple[Path, Record]]:
+    """(file, record) for every record under ``root`` (suites keep theirs in ``root/SUITE``)."""
+    return [(p, Record.from_json(p.read_text())) for p in sorted(Path(root).rglob("*.json"))]
+
+
+def read_records(root: Path) -> list[Record]:
+    return [r for _, r in record_files(root)]

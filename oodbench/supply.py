@@ -1,0 +1,107 @@
+"""Stage 2, supply: what the plan's detectors declared they need — the backbone (trained or loaded from the
+cache), the feature views of every split with the union of the detectors' layers extracted in one pass each,
+and the :class:`~oodbench.detector.Supplies` (model provider, training-time outliers) for detectors whose
+:class:`~oodbench.detector.Needs` ask for them.
+
+Views keep the model's device; a later stage never reaches back here except through the model provider it
+was handed (MC Dropout's tuning grid trains one model per dropout rate through it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass, field
+
+import torch
+
+from .backbones import Backbone
+from .checkpoints import ModelSpec, load_or_train
+from .data import ImageSet, cache_dir
+from .detector import Supplies
+from .features import FeatureView
+from .metrics import accuracy
+from .models import ModelProvider
+from .plugins import registries
+from .protocols import Plan
+from .request import Resolved, RunRequest
+from .train import TrainConfig
+
+
+@dataclass(frozen=True)
+class TargetViews:
+    clean: FeatureView  # tuning draws from it
+    scored: FeatureView  # evaluated
+
+
+@dataclass
+class Supplied:
+    """The backbone and every view of one run, features extracted."""
+
+    backbone: str
+    model: Backbone
+    model_info: dict
+    spec: ModelSpec
+    supplies: Supplies
+    train: FeatureView
+    id_test: FeatureView
+    id_scored: FeatureView
+    targets: tuple[TargetViews, ...]
+    heldout: FeatureView | None
+    id_acc: float
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def default_backbone(shape: tuple[int, int, int]) -> str:
+    from .errors import UsageError
+
+    for entry in registries().backbones:
+        if entry.obj.suits(shape):
+            return entry.name
+    raise UsageError(f"no default backbone for {'×'.join(map(str, shape))} inputs; choose one with --backbone")
+
+
+def backbone_spec(req: RunRequest, plan: Plan) -> tuple[str, ModelSpec]:
+    name = req.backbone or default_backbone(plan.id_train.shape)
+    factory = registries().backbones.get(name)
+    cfg = TrainConfig(**factory.train_defaults).replace(epochs=req.epochs, seed=req.seed)
+    return name, ModelSpec(name, plan.trained_on, plan.id_train.shape, plan.id_train.num_classes, cfg,
+                           classes=plan.classes, train_limit=req.train_limit, pretrained=req.pretrained)
+
+
+def view_factory(req: RunRequest, model: Backbone, model_hash: str, device: torch.device):
+    def view(data: ImageSet) -> FeatureView:
+        disk = None
+        if req.feature_cache:
+            key = hashlib.sha256(f"{model_hash}|{data.name}|{data.fingerprint()}".encode()).hexdigest()[:20]
+            disk = cache_dir() / "features" / key
+        return FeatureView(data, model, device, req.batch_size, amp=device.type == "cuda", cache_dir=disk)
+
+    return view
+
+
+def supply(req: RunRequest, plan: Plan, resolved: Resolved) -> Supplied:
+    """Train or load the backbone, build every view and extract the detectors' layers once per split."""
+    device = resolved.device
+    name, spec = backbone_spec(req, plan)
+    factory = registries().backbones.get(name)
+    t0 = time.perf_counter()
+    model, info = load_or_train(spec, factory, plan.id_train, plan.id_test, device, req.checkpoint)
+    seconds = {"backbone": time.perf_counter() - t0}
+    view = view_factory(req, model, info["hash"], device)
+    id_view = view(plan.id_test)
+    id_scored = view(plan.id_scored) if plan.id_scored is not None else id_view
+    targets = []
+    for t in plan.targets:
+        clean = id_view if t.paired or t.kind == "errors" else view(t.clean)
+        targets.append(TargetViews(clean, view(t.scored) if t.scored is not None else clean))
+    layers = sorted({layer for d in resolved.detectors for layer in d.required_layers(model)} | {"logits"})
+    t0 = time.perf_counter()
+    for v in {id(v): v for v in [id_view, id_scored, *(x for t in targets for x in (t.clean, t.scored))]}.values():
+        v.features(layers)  # one pass per split, shared by every detector
+    seconds["extract_features"] = time.perf_counter() - t0
+    provider = ModelProvider(spec, factory, plan.id_train, plan.id_test, device)
+    supplies = Supplies(provider, plan.train_out, req.seed)
+    return Supplied(name, model, info, spec, supplies, view(plan.id_train), id_view, id_scored, tuple(targets),
+                    view(plan.tune_out) if plan.tune_out is not None else None,
+                    accuracy(id_view.logits().numpy(), plan.id_test.labels.numpy()), seconds)

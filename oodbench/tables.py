@@ -1,0 +1,106 @@
+"""Tables from records only: plain rows, means over held-out sets, mean ± std over seeds.
+
+Protocol-specific tables (the corruption pivot, the misclassification columns) belong to the protocol
+objects (:mod:`oodbench.protocols`); :func:`render` asks the records' protocol for its table.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+
+from .metrics import METRIC_LABELS
+from .record import Record
+
+DEFAULT_COLUMNS = ("auroc", "aupr_in", "aupr_out", "fpr95", "fpr80", "id_acc")
+RUN_KEY = ("detector", "backbone", "id", "ood", "tune")
+
+
+def tabulate_rows(headers: list[str], rows: list[list[Any]], fmt: str) -> str:
+    from tabulate import tabulate
+
+    tablefmt = {"github": "github", "markdown": "pipe", "latex": "latex_booktabs", "html": "html"}.get(fmt)
+    if tablefmt is None:
+        raise ValueError(f"unknown table format {fmt!r}")
+    return tabulate(rows, headers=headers, tablefmt=tablefmt, floatfmt=".1f")
+
+
+def variant(record: Record) -> str:
+    """What else set this run apart (detector parameters, training outliers, contamination), or ""."""
+    cfg = record.config
+    parts = [f"{k}={v}" for k, v in sorted((cfg.get("detector_params") or {}).items())]
+    if cfg.get("train_out"):
+        parts.append(f"train-out {cfg['train_out']['name']}")
+    if cfg.get("contaminate"):
+        parts.append(f"contaminated {cfg['contaminate']['rate']:g} {cfg['contaminate']['with']}")
+    return f" [{'; '.join(parts)}]" if parts else ""
+
+
+def label(record: Record) -> str:
+    """The detector name as tables show it: with its :func:`variant`."""
+    return record.detector + variant(record)
+
+
+def headers_for(columns: Sequence[str], *lead: str) -> list[str]:
+    return [*lead, *(METRIC_LABELS.get(c, c) for c in columns)]
+
+
+def plain_table(records: list[Record], fmt: str, columns: Sequence[str], extra_rows: list | None = None) -> str:
+    rows = [[label(r), r.backbone, r.id, r.ood, r.tune, *(r.metrics.get(c) for c in columns)] for r in records]
+    return tabulate_rows(headers_for(columns, "Detector", "Backbone", "ID", "OOD", "Tune"), rows + (extra_rows or []),
+                         fmt)
+
+
+def mean_rows(records: list[Record], columns: Sequence[str] = DEFAULT_COLUMNS) -> list[list[Any]]:
+    """One 'mean' row per (detector, backbone, tune) over several records (e.g. leave-one-class-out)."""
+    groups: dict[tuple, list[Record]] = {}
+    for r in records:
+        groups.setdefault((label(r), r.backbone, r.tune), []).append(r)
+    rows = []
+    for (det, bb, tune), rs in groups.items():
+        if len(rs) < 2:
+            continue
+        vals = [float(np.mean([r.metrics[c] for r in rs])) if all(c in r.metrics for r in rs) else None
+                for c in columns]
+        rows.append([det, bb, "mean", f"{len(rs)} sets", tune, *vals])
+    return rows
+
+
+def over_seeds(records: list[Record], metrics: Iterable[str]) -> list[tuple[dict, list[Record], dict, dict]]:
+    """Group records by (detector, backbone, ID, OOD, tune) and :func:`variant` — runs that differ in anything
+    but the seed are never averaged together: (key, group, mean, std) per metric every record of the group has."""
+    groups: dict[tuple, list[Record]] = {}
+    for r in records:
+        groups.setdefault((*(getattr(r, k) for k in RUN_KEY), variant(r)), []).append(r)
+    out = []
+    for key, grp in groups.items():
+        vals = {m: [g.metrics[m] for g in grp] for m in metrics if all(m in g.metrics for g in grp)}
+        out.append((dict(zip((*RUN_KEY, "variant"), key)), grp, {m: float(np.mean(v)) for m, v in vals.items()},
+                    {m: float(np.std(v)) for m, v in vals.items()}))
+    return out
+
+
+def mean_std(mean: dict, std: dict, m: str, spread: bool) -> str:
+    return "" if m not in mean else f"{mean[m]:.1f}" + (f" ± {std[m]:.1f}" if spread else "")
+
+
+def seed_table(records: list[Record], fmt: str = "github", columns: Sequence[str] = DEFAULT_COLUMNS) -> str:
+    """mean ± std over seeds for each (detector, backbone, ID, OOD, tune) (SPEC.md "repeats")."""
+    rows = [[key["detector"] + key["variant"], *(key[k] for k in RUN_KEY[1:]), ",".join(str(r.seed) for r in grp),
+             *(mean_std(mean, std, c, True) for c in columns)] for key, grp, mean, std in over_seeds(records, columns)]
+    return tabulate_rows(headers_for(columns, "Detector", "Backbone", "ID", "OOD", "Tune", "Seeds"), rows, fmt)
+
+
+def render(records: list[Record], fmt: str = "github", columns: Sequence[str] | None = None) -> str:
+    """The table that fits the records' protocol (and repeats), from records only.
+    ``columns``: metric keys to show (default: AUROC, AUPR-In/Out, FPR95, FPR80, ID accuracy)."""
+    from . import protocols
+
+    if fmt == "json":
+        return json.dumps([r.to_dict() for r in records], indent=2, sort_keys=True, default=str, ensure_ascii=False)
+    if not records:
+        return "(no records)"
+    return protocols.get(records[0].protocol).table(records, fmt, list(columns or DEFAULT_COLUMNS))
