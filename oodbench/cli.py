@@ -120,7 +120,7 @@ def run(
 ) -> None:
     """Fit detectors on ID training data and score ID vs OOD test sets under a protocol."""
     from .errors import UsageError
-    from .results import render
+    from .report import render
     from .runner import RunRequest, run_many
 
     seed_list = list(seeds or [])
@@ -270,7 +270,7 @@ def plot_cmd(
     """Draw pictures from result records (needs matplotlib: pip install 'oodbench[plot]')."""
     from .errors import UsageError
     from .plots import corruption_curves, embedding_panels, score_histograms
-    from .results import record_files, results_dir
+    from .store import record_files, results_dir
 
     root = results_dir(results)
     found = [(p, r) for p, r in record_files(root)

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import UsageError
-from .results import scores_of
+from .store import scores_of
 
 
 def _pyplot():

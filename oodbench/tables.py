@@ -1,12 +1,11 @@
 """Tables from records only: plain rows, means over held-out sets, mean ± std over seeds.
 
 Protocol-specific tables (the corruption pivot, the misclassification columns) belong to the protocol
-objects (:mod:`oodbench.protocols`); :func:`render` asks the records' protocol for its table.
+objects (:mod:`oodbench.protocols`); :func:`oodbench.report.render` asks the records' protocol for its table.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -92,15 +91,3 @@ def seed_table(records: list[Record], fmt: str = "github", columns: Sequence[str
     rows = [[key["detector"] + key["variant"], *(key[k] for k in RUN_KEY[1:]), ",".join(str(r.seed) for r in grp),
              *(mean_std(mean, std, c, True) for c in columns)] for key, grp, mean, std in over_seeds(records, columns)]
     return tabulate_rows(headers_for(columns, "Detector", "Backbone", "ID", "OOD", "Tune", "Seeds"), rows, fmt)
-
-
-def render(records: list[Record], fmt: str = "github", columns: Sequence[str] | None = None) -> str:
-    """The table that fits the records' protocol (and repeats), from records only.
-    ``columns``: metric keys to show (default: AUROC, AUPR-In/Out, FPR95, FPR80, ID accuracy)."""
-    from . import protocols
-
-    if fmt == "json":
-        return json.dumps([r.to_dict() for r in records], indent=2, sort_keys=True, default=str, ensure_ascii=False)
-    if not records:
-        return "(no records)"
-    return protocols.get(records[0].protocol).table(records, fmt, list(columns or DEFAULT_COLUMNS))

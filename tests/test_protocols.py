@@ -9,7 +9,7 @@ from oodbench import corruptions
 from oodbench.data import ImageSet
 from oodbench.errors import UsageError
 from oodbench.protocols import parse_holdout
-from oodbench.results import render
+from oodbench.report import render
 from oodbench.runner import RunRequest, run, run_many
 
 SMALL = dict(epochs=3, train_limit=5000, test_limit=1000, n_tune=100)
