@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -118,8 +119,14 @@ class BackboneFactory(ABC):
     #: build options this factory understands (e.g. {"dropout"}); they are part of the cache key
     options: frozenset[str] = frozenset()
 
+    #: how this architecture trains by default: keys are :class:`~oodbench.train.TrainConfig` fields
+    #: (e.g. {"optimizer": "sgd", "lr": 0.1}); unset fields keep TrainConfig's defaults
+    train_defaults: ClassVar[dict[str, Any]] = {}
+
     @abstractmethod
-    def build(self, input_shape: tuple[int, int, int], num_classes: int, pretrained: bool = False, **options) -> Backbone: ...
+    def build(
+        self, input_shape: tuple[int, int, int], num_classes: int, pretrained: bool = False, **options
+    ) -> Backbone: ...
 
     def suits(self, input_shape: tuple[int, int, int]) -> bool:
         """Whether this backbone is a sensible default for inputs of this shape."""
