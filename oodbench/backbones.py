@@ -121,8 +121,14 @@ class BackboneFactory(ABC):
     #: training defaults (``oodbench.train.TrainConfig`` fields, e.g. {"optimizer": "sgd", "lr": 0.1})
     train_defaults: ClassVar[dict[str, Any]] = {}
 
+    #: how this architecture trains by default: keys are :class:`~oodbench.train.TrainConfig` fields
+    #: (e.g. {"optimizer": "sgd", "lr": 0.1}); unset fields keep TrainConfig's defaults
+    train_defaults: ClassVar[dict[str, Any]] = {}
+
     @abstractmethod
-    def build(self, input_shape: tuple[int, int, int], num_classes: int, pretrained: bool = False, **options) -> Backbone: ...
+    def build(
+        self, input_shape: tuple[int, int, int], num_classes: int, pretrained: bool = False, **options
+    ) -> Backbone: ...
 
     def suits(self, input_shape: tuple[int, int, int]) -> bool:
         """Whether this backbone is a sensible default for inputs of this shape."""

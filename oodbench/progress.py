@@ -15,21 +15,13 @@ def enabled() -> bool:
 
 
 def track(items: Iterable[T], description: str | None, total: int | None = None) -> Iterator[T]:
-    """Iterate with a transient rich progress bar on stderr."""
+    """Iterate with a transient rich progress bar on stderr (:func:`rich.progress.track`)."""
     if not enabled():
-        yield from items
-        return
+        return iter(items)
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.progress import track as rich_track
 
-    with Progress(
-        TextColumn("[bold blue]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-        console=Console(stderr=True), transient=True,
-    ) as bar:
-        task = bar.add_task(description or "", total=total)
-        for item in items:
-            yield item
-            bar.advance(task)
+    return iter(rich_track(items, description or "", total=total, console=Console(stderr=True), transient=True))
 
 
 def say(message: str) -> None:

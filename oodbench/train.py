@@ -1,10 +1,9 @@
 """The one trainer. Every model oodbench trains goes through :func:`fit_model`.
 
-Methods that train (classifiers, later autoencoders, Outlier Exposure, …) supply a
-:class:`TrainTask` (their loss, and optionally extra data) — never their own loop. Data
-stays as one uint8 tensor, on the GPU when training there (no DataLoader workers);
-batches are shuffled with a seeded generator; CUDA runs use bf16 autocast and
-channels_last.
+Methods that train (classifiers, autoencoders, Outlier Exposure, …) supply a :class:`TrainTask`
+(their loss, and optionally extra data) — never their own loop. Data stays as one uint8 tensor,
+on the GPU when training there (no DataLoader workers); batches are shuffled with a seeded
+generator; CUDA runs use bf16 autocast and channels_last. Learning-rate schedules are torch's.
 """
 
 from __future__ import annotations
@@ -12,17 +11,22 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+import warnings
+from collections.abc import Mapping
 from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.optim.lr_scheduler import CosineAnnealingLR, LRScheduler, OneCycleLR
 
 from .data import ImageSet
 from .features import to_float
 from .progress import say, track
+
+SCHEDULES = ("cosine", "onecycle", "none")
 
 
 @dataclass(frozen=True)
@@ -35,7 +39,7 @@ class TrainConfig:
     lr: float = 1e-3
     momentum: float = 0.9
     weight_decay: float = 0.0
-    schedule: str = "cosine"  # cosine | none
+    schedule: str = "cosine"  # cosine | onecycle | none (per step; see make_scheduler)
     augment: str = "none"  # none | crop-flip (pad-4 random crop + horizontal flip)
     seed: int = 0
 
@@ -43,26 +47,70 @@ class TrainConfig:
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
 
 
-class TrainTask(Protocol):
-    """What a training method supplies: its loss on one batch (``x`` float in [0, 1]).
+def default_config(factory_defaults: Mapping[str, Any], **overrides: Any) -> TrainConfig:
+    """A backbone factory's training configuration: :class:`TrainConfig`'s defaults, then the
+    factory's ``train_defaults``, then ``overrides`` (None = keep). Unknown keys raise ValueError."""
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    for source, keys in (("train_defaults", factory_defaults), ("overrides", overrides)):
+        unknown = sorted(set(keys) - known)
+        if unknown:
+            raise ValueError(f"unknown TrainConfig field(s) in {source}: {', '.join(unknown)} (known: {sorted(known)})")
+    return TrainConfig(**factory_defaults).replace(**overrides)
 
-    Optional extensions, each read with ``getattr`` by :func:`fit_model`:
 
-    - ``aux: ImageSet`` and ``aux_batch_size: int`` — auxiliary (outlier) data; every step draws
-      ``aux_batch_size`` of its samples (seeded, with replacement) and passes them as ``aux=``
-      (Outlier Exposure, ODM's seen out-of-distribution samples).
-    - ``uses_index = True`` — the batch's indices into the training set are passed as ``index=``
+class TrainTask:
+    """What a training method supplies: its loss on one batch (``x`` float in [0, 1]); subclasses
+    override what they need, and :func:`fit_model` reads these attributes directly:
+
+    - ``aux`` and ``aux_batch_size`` — auxiliary (outlier) data; every step draws ``aux_batch_size``
+      (None: the batch size) of its samples (seeded, with replacement) and passes them to ``loss`` as
+      ``aux=`` (Outlier Exposure, ODM's seen out-of-distribution samples).
+    - ``uses_index`` — the batch's indices into the training set are passed to ``loss`` as ``index=``
       (per-sample targets such as DEC's target distribution P).
-    - ``refresh_every: int`` and ``refresh(model, images, labels)`` — called before the first step
-      and then every ``refresh_every`` steps with the whole training set (uint8, on the device);
-      the task recomputes whatever it keeps per sample (paper 000 Algorithm 1's update interval T).
+    - ``refresh_every`` and ``refresh(model, images, labels)`` — called before the first step and then
+      every ``refresh_every`` steps (0: never) with the whole training set (uint8, on the device); the
+      task recomputes whatever it keeps per sample (paper 000 Algorithm 1's update interval T).
     - ``eval_loss(model, x, y)`` — the loss early stopping evaluates (default: ``loss``).
     """
 
-    def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor: ...
+    aux: ImageSet | None = None
+    aux_batch_size: int | None = None
+    uses_index: bool = False
+    refresh_every: int = 0
+
+    def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError(f"{type(self).__name__} must define loss(model, x, y)")
+
+    def eval_loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self.loss(model, x, y)
+
+    def refresh(self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> None:
+        pass
+
+    @staticmethod
+    def adapt(task: Any) -> TrainTask:
+        """``task`` itself if it is a :class:`TrainTask`; any other object with a ``loss`` is wrapped
+        (deprecated: its optional attributes are looked up once, here)."""
+        if isinstance(task, TrainTask):
+            return task
+        warnings.warn(f"{type(task).__name__} is not a TrainTask; subclass oodbench.train.TrainTask "
+                      "(duck-typed training tasks are deprecated)", DeprecationWarning, stacklevel=3)
+        return _DuckTypedTask(task)
 
 
-class Classification:
+class _DuckTypedTask(TrainTask):
+    """A task object that does not subclass :class:`TrainTask`, behind its interface (looked up once)."""
+
+    def __init__(self, task: Any):
+        for name in ("aux", "aux_batch_size", "uses_index", "refresh_every"):
+            setattr(self, name, getattr(task, name, getattr(TrainTask, name)))
+        self.refresh_every = int(self.refresh_every or 0)
+        self.loss = task.loss  # type: ignore[method-assign]
+        self.eval_loss = getattr(task, "eval_loss", task.loss)  # type: ignore[method-assign]
+        self.refresh = getattr(task, "refresh", super().refresh)  # type: ignore[method-assign]
+
+
+class Classification(TrainTask):
     """Cross-entropy on the backbone's logits (the default task)."""
 
     def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -83,7 +131,7 @@ def augment_crop_flip(x: torch.Tensor, generator: torch.Generator, pad: int = 4)
     return torch.where(flip, out.flip(3), out)
 
 
-def _optimizer(params, cfg: TrainConfig) -> torch.optim.Optimizer:
+def make_optimizer(params, cfg: TrainConfig) -> torch.optim.Optimizer:
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, nesterov=True)
     if cfg.optimizer == "adam":
@@ -91,14 +139,27 @@ def _optimizer(params, cfg: TrainConfig) -> torch.optim.Optimizer:
     raise ValueError(f"unknown optimizer {cfg.optimizer!r} (adam | sgd)")
 
 
+def make_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig, total_steps: int) -> LRScheduler | None:
+    """torch's learning-rate schedule for ``cfg.schedule``, stepped once per batch: ``cosine`` anneals
+    ``lr`` to 0 over ``total_steps`` (CosineAnnealingLR), ``onecycle`` is OneCycleLR with peak ``lr``
+    (torch's defaults otherwise, momentum cycled too), ``none`` keeps ``lr`` (no scheduler)."""
+    if cfg.schedule == "cosine":
+        return CosineAnnealingLR(opt, T_max=total_steps)
+    if cfg.schedule == "onecycle":
+        return OneCycleLR(opt, max_lr=cfg.lr, total_steps=total_steps)
+    if cfg.schedule == "none":
+        return None
+    raise ValueError(f"unknown schedule {cfg.schedule!r} ({' | '.join(SCHEDULES)})")
+
+
 @torch.no_grad()
 def task_loss(model: nn.Module, data: ImageSet, task: TrainTask, device: torch.device, batch_size: int = 1024) -> float:
-    """Mean task loss over ``data`` in eval mode (early-stopping criterion)."""
+    """Mean task loss (``task.eval_loss``) over ``data`` in eval mode (early-stopping criterion)."""
+    task = TrainTask.adapt(task)
     model.eval()
     total = 0.0
-    loss = getattr(task, "eval_loss", task.loss)
     for xb, yb in zip(data.images.split(batch_size), data.labels.split(batch_size)):
-        total += loss(model, to_float(xb, device), yb.to(device)).item() * len(xb)
+        total += task.eval_loss(model, to_float(xb, device), yb.to(device)).item() * len(xb)
     model.train()
     return total / max(1, len(data))
 
@@ -112,100 +173,128 @@ def evaluate_accuracy(model: nn.Module, data: ImageSet, device: torch.device, ba
     return 100.0 * correct / max(1, len(data))
 
 
-def fit_model(
-    model: nn.Module,
-    data: ImageSet,
-    cfg: TrainConfig,
-    device: torch.device | str = "cpu",
-    task: TrainTask | None = None,
-    val: ImageSet | None = None,
-    val_name: str = "validation",
-    select_on: ImageSet | None = None,
-    patience: int | None = None,
-) -> dict:
+class _Trainer:
+    """One :func:`fit_model` run: data on the device, optimiser, schedule, seeded generator, and the
+    training window (start of the first step to end of the last; 0 if none ran)."""
+
+    def __init__(self, model: nn.Module, data: ImageSet, cfg: TrainConfig, device: torch.device, task: TrainTask):
+        self.model, self.cfg, self.device, self.task = model, cfg, device, task
+        self.cuda = device.type == "cuda"
+        self.generator = torch.Generator().manual_seed(cfg.seed)
+        model.to(device)
+        if self.cuda:
+            model.to(memory_format=torch.channels_last)
+        self.images, self.labels = data.images.to(device), data.labels.to(device)
+        self.aux_images = task.aux.images.to(device) if task.aux is not None and len(task.aux) else None
+        self.aux_batch = cfg.batch_size if task.aux_batch_size is None else int(task.aux_batch_size)
+        self.opt = make_optimizer(model.parameters(), cfg)
+        self.steps_per_epoch = math.ceil(len(data) / cfg.batch_size)
+        self.scheduler = make_scheduler(self.opt, cfg, max(1, cfg.epochs * self.steps_per_epoch))
+        self.step, self.images_seen = 0, 0
+        self.first_step_at = self.last_step_at = 0.0  # the training window (perf_counter)
+
+    def epoch(self, epoch: int) -> float:
+        """One shuffled pass over the training set; returns the mean batch loss."""
+        self.model.train()
+        order = torch.randperm(len(self.images), generator=self.generator).to(self.device)
+        running, seen_before = 0.0, self.images_seen
+        for idx in track(order.split(self.cfg.batch_size), f"epoch {epoch + 1}/{self.cfg.epochs}",
+                         total=self.steps_per_epoch):
+            running += self.train_step(idx) * len(idx)
+        return running / max(1, self.images_seen - seen_before)
+
+    def train_step(self, idx: torch.Tensor) -> float:
+        if self.step == 0:
+            self.first_step_at = time.perf_counter()
+        if self.task.refresh_every and self.step % self.task.refresh_every == 0:
+            self.task.refresh(self.model, self.images, self.labels)
+            self.model.train()
+        self.step += 1
+        x, y, extra = self.batch(idx)
+        with torch.autocast("cuda", dtype=torch.bfloat16) if self.cuda else nullcontext():
+            loss = self.task.loss(self.model, x, y, **extra)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        if self.scheduler is not None:
+            self.scheduler.step()
+        value = loss.item()  # waits for the device: the step is done
+        self.images_seen += len(idx)
+        self.last_step_at = time.perf_counter()
+        return value
+
+    def batch(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+        """(x, y, keyword arguments of the task's loss) for the training samples at ``idx``."""
+        x = self.images[idx].float().div_(255.0)
+        extra: dict[str, torch.Tensor] = {}
+        if self.task.uses_index:
+            extra["index"] = idx
+        if self.aux_images is not None:
+            pick = torch.randint(0, len(self.aux_images), (self.aux_batch,), generator=self.generator).to(self.device)
+            extra["aux"] = self.aux_images[pick].float().div_(255.0)
+        if self.cfg.augment == "crop-flip":
+            x = augment_crop_flip(x, self.generator)
+            if "aux" in extra:
+                extra["aux"] = augment_crop_flip(extra["aux"], self.generator)
+        if self.cuda:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x, self.labels[idx], extra
+
+
+class _EarlyStopping:
+    """Keeps the weights of the epoch with the lowest selection loss; says when ``patience`` ran out."""
+
+    def __init__(self, patience: int | None):
+        self.patience, self.best_loss, self.best_epoch = patience, float("inf"), -1
+        self.best_state: dict[str, torch.Tensor] | None = None
+
+    def should_stop(self, model: nn.Module, epoch: int, loss: float) -> bool:
+        if loss < self.best_loss:
+            self.best_loss, self.best_epoch = loss, epoch
+            self.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            return False
+        return self.patience is not None and epoch - self.best_epoch >= self.patience
+
+    def restore_best(self, model: nn.Module, log: dict) -> None:
+        if self.best_state is not None:
+            model.load_state_dict(self.best_state)
+            log["best_epoch"] = self.best_epoch + 1
+
+
+def fit_model(model: nn.Module, data: ImageSet, cfg: TrainConfig, device: torch.device | str = "cpu",
+              task: TrainTask | None = None, val: ImageSet | None = None, val_name: str = "validation",
+              select_on: ImageSet | None = None, patience: int | None = None) -> dict:
     """Train ``model`` on ``data`` with ``task`` (default: classification). Returns a log dict
-    (seconds, images/s, loss per epoch, accuracy on ``val`` if given).
+    (``seconds`` of the training window — first step to last step, data already on the device —,
+    ``images_per_second``, loss per epoch, accuracy on ``val`` if given).
 
     ``select_on``: early stopping — the task's loss on these (ID) samples after every epoch; the
     weights of the best epoch are kept, and training stops after ``patience`` epochs without
     improvement (paper 002's 10 % ID validation split).
     """
     device = torch.device(device)
-    task = task or Classification()
+    task = Classification() if task is None else TrainTask.adapt(task)
     torch.manual_seed(cfg.seed)
-    g = torch.Generator().manual_seed(cfg.seed)
-    cuda = device.type == "cuda"
-    model.to(device)
-    if cuda:
-        model.to(memory_format=torch.channels_last)
-    images = data.images.to(device)
-    labels = data.labels.to(device)
-    opt = _optimizer(model.parameters(), cfg)
-    steps_per_epoch = math.ceil(len(data) / cfg.batch_size)
-    total = max(1, cfg.epochs * steps_per_epoch)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, (lambda s: 0.5 * (1 + math.cos(math.pi * s / total))) if cfg.schedule == "cosine" else (lambda s: 1.0)
-    )
-    aux = getattr(task, "aux", None)
-    aux_images = aux.images.to(device) if aux is not None and len(aux) else None
-    aux_batch = int(getattr(task, "aux_batch_size", cfg.batch_size))
-    uses_index = bool(getattr(task, "uses_index", False))
-    refresh_every = int(getattr(task, "refresh_every", 0) or 0)
+    trainer = _Trainer(model, data, cfg, device, task)
+    stopping = _EarlyStopping(patience)
     log: dict = {"epoch_loss": []}
-    best: tuple[float, int, dict | None] = (float("inf"), -1, None)
-    start = time.perf_counter()
-    step = 0
     for epoch in range(cfg.epochs):
-        model.train()
-        order = torch.randperm(len(data), generator=g).to(device)
-        running, seen = 0.0, 0
-        for idx in track(order.split(cfg.batch_size), f"epoch {epoch + 1}/{cfg.epochs}", total=steps_per_epoch):
-            if refresh_every and step % refresh_every == 0:
-                task.refresh(model, images, labels)  # type: ignore[attr-defined]
-                model.train()
-            step += 1
-            x = images[idx].float().div_(255.0)
-            y = labels[idx]
-            extra: dict = {}
-            if uses_index:
-                extra["index"] = idx
-            if aux_images is not None:
-                pick = torch.randint(0, len(aux_images), (aux_batch,), generator=g).to(device)
-                extra["aux"] = aux_images[pick].float().div_(255.0)
-            if cfg.augment == "crop-flip":
-                x = augment_crop_flip(x, g)
-                if "aux" in extra:
-                    extra["aux"] = augment_crop_flip(extra["aux"], g)
-            if cuda:
-                x = x.contiguous(memory_format=torch.channels_last)
-            with torch.autocast("cuda", dtype=torch.bfloat16) if cuda else nullcontext():
-                loss = task.loss(model, x, y, **extra)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            running += loss.item() * len(idx)
-            seen += len(idx)
-        log["epoch_loss"].append(running / max(1, seen))
+        log["epoch_loss"].append(trainer.epoch(epoch))
         msg = f"  epoch {epoch + 1}/{cfg.epochs}: loss {log['epoch_loss'][-1]:.4f}"
         if select_on is not None:
             vl = task_loss(model, select_on, task, device)
             log.setdefault("select_loss", []).append(vl)
             msg += f", validation loss {vl:.4f}"
-            if vl < best[0]:
-                best = (vl, epoch, {k: v.detach().clone() for k, v in model.state_dict().items()})
-            elif patience is not None and epoch - best[1] >= patience:
+            if stopping.should_stop(model, epoch, vl):
                 say(msg + " (early stop)")
                 break
         say(msg)
-    if select_on is not None and best[2] is not None:
-        model.load_state_dict(best[2])
-        log["best_epoch"] = best[1] + 1
-    seconds = time.perf_counter() - start
-    log["seconds"] = seconds
-    log["images_per_second"] = cfg.epochs * len(data) / max(seconds, 1e-9)
+    stopping.restore_best(model, log)
+    log["seconds"] = seconds = trainer.last_step_at - trainer.first_step_at
+    log["images_per_second"] = trainer.images_seen / max(seconds, 1e-9)
+    timing = f"{seconds:.1f}s training, {log['images_per_second']:.0f} img/s"
     if val is not None:
         log["val_acc"] = evaluate_accuracy(model, val, device)
-        say(f"  {val_name} accuracy: {log['val_acc']:.2f}% ({seconds:.1f}s, {log['images_per_second']:.0f} img/s)")
+    say(f"  {val_name} accuracy: {log['val_acc']:.2f}% ({timing})" if val is not None else f"  {timing}")
     model.eval()
     return log

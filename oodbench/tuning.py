@@ -9,13 +9,15 @@ point reuses the features cached in the views (no re-extraction).
 
 from __future__ import annotations
 
-import itertools
+import math
+import numbers
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 from sklearn.base import clone
+from sklearn.model_selection import ParameterGrid
 
 from .detector import Detector, LayerwiseDetector, Supplies, fit_detector, validate_scores
 from .features import FeatureView
@@ -33,8 +35,38 @@ class TuneResult:
 
 
 def grid_points(space: dict[str, list[Any]]) -> list[dict[str, Any]]:
-    keys = list(space)
-    return [dict(zip(keys, values)) for values in itertools.product(*(space[k] for k in keys))] or [{}]
+    """Every combination of ``space``'s values (scikit-learn's ParameterGrid: parameters in sorted
+    order); ``[{}]`` for an empty space. A parameter with no values is an error."""
+    return list(ParameterGrid(space))
+
+
+def _value_order(value: Any) -> tuple[int, float, str]:
+    """A total order over grid values of mixed types: None, numbers (ascending, NaN last), strings,
+    then anything else by type name and repr."""
+    if value is None:
+        return (0, 0.0, "")
+    if isinstance(value, numbers.Real):
+        number = float(value)
+        return (1, math.inf if math.isnan(number) else number, type(value).__name__)
+    if isinstance(value, str):
+        return (2, 0.0, value)
+    return (3, 0.0, f"{type(value).__name__}:{value!r}")
+
+
+def canonical_key(point: dict[str, Any]) -> tuple:
+    """Orders grid points independently of how the grid lists them: values by parameter name."""
+    return tuple((name, _value_order(point[name])) for name in sorted(point))
+
+
+def best_point(points: list[dict[str, Any]], scores: list[tuple[float, float]]) -> int:
+    """Index of the point with the highest (criterion, AUROC); among equal ones the smallest
+    :func:`canonical_key` (for an ascending one-parameter grid: the first). NaN ranks lowest."""
+
+    def rank(i: int) -> tuple:
+        value, tie_break = (-math.inf if math.isnan(v) else v for v in scores[i])
+        return (-value, -tie_break, canonical_key(points[i]))
+
+    return min(range(len(points)), key=rank)
 
 
 def criterion_value(name: str, id_scores: np.ndarray, ood_scores: np.ndarray) -> float:
@@ -98,21 +130,17 @@ def tune(
         reg_ood, sel_ood = halves(ood_tune, seed + 1)
     else:
         sel_id, sel_ood = id_tune, ood_tune
-    trials = []
-    best: tuple[float, float, int] | None = None
-    for i, point in enumerate(points):
+    trials, scores = [], []
+    for point in points:
         cand = candidate(point)
         if layerwise:
             cand.fit_ensemble(reg_id, reg_ood, seed=seed)
         s_id = validate_scores(cand, cand.score_samples(sel_id), len(sel_id))
         s_ood = validate_scores(cand, cand.score_samples(sel_ood), len(sel_ood))
-        value, tie_break = criterion_value(crit, s_id, s_ood), auroc(s_id, s_ood)
-        trials.append({**point, crit: value, "auroc": tie_break})
-        if best is None or (value, tie_break) > best[:2]:
-            best = (value, tie_break, i)
-    assert best is not None
-    chosen = points[best[2]]
-    final = candidate(chosen)
+        scores.append((criterion_value(crit, s_id, s_ood), auroc(s_id, s_ood)))
+        trials.append({**point, crit: scores[-1][0], "auroc": scores[-1][1]})
+    best = best_point(points, scores)
+    final = candidate(points[best])
     if layerwise:
         final.fit_ensemble(id_tune, ood_tune, seed=seed)
-    return final, TuneResult(chosen, crit, best[0], len(points), ood_source, trials)
+    return final, TuneResult(points[best], crit, scores[best][0], len(points), ood_source, trials)

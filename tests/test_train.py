@@ -1,8 +1,9 @@
 """The one trainer on real data: loss falls, accuracy rises; augmentation is per-sample and shape-preserving."""
 
+import pytest
 import torch
 
-from oodbench.train import TrainConfig, augment_crop_flip, evaluate_accuracy, fit_model
+from oodbench.train import TrainConfig, TrainTask, augment_crop_flip, evaluate_accuracy, fit_model
 
 
 def test_trainer_learns_fashionmnist_subset(lenet_fmnist, data_root):
@@ -46,3 +47,124 @@ def test_same_spec_trains_the_same_weights(data_root, tmp_path, monkeypatch):
         assert info["source"] == "trained"
         weights.append(model.net.fc3.weight.detach().clone())
     assert torch.equal(weights[0], weights[1])
+
+
+def _lrs(cfg, total_steps):
+    """The learning rate before each of ``total_steps`` steps, and after the last one."""
+    from oodbench.train import make_optimizer, make_scheduler
+
+    opt = make_optimizer(torch.nn.Linear(2, 1).parameters(), cfg)
+    sched = make_scheduler(opt, cfg, total_steps)
+    lrs = [opt.param_groups[0]["lr"]]
+    for _ in range(total_steps):
+        opt.step()
+        if sched is not None:
+            sched.step()
+        lrs.append(opt.param_groups[0]["lr"])
+    return lrs
+
+
+def test_cosine_schedule_is_the_closed_form_curve():
+    import math
+
+    total = 500
+    lrs = _lrs(TrainConfig(lr=0.1, schedule="cosine"), total)
+    expected = [0.1 * 0.5 * (1 + math.cos(math.pi * k / total)) for k in range(total + 1)]
+    assert torch.allclose(torch.tensor(lrs, dtype=torch.float64), torch.tensor(expected, dtype=torch.float64),
+                          rtol=1e-6, atol=1e-12)
+    assert lrs[-1] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_onecycle_peaks_at_lr_and_ends_near_zero():
+    total = 200
+    lrs = _lrs(TrainConfig(lr=0.1, optimizer="sgd", schedule="onecycle"), total)
+    assert max(lrs) == pytest.approx(0.1, rel=1e-9)
+    assert lrs[0] == pytest.approx(0.1 / 25)  # OneCycleLR's default div_factor
+    assert 0 < lrs.index(max(lrs)) < total // 2  # warm-up over the first 30 %
+    assert lrs[total - 1] < 1e-5
+
+
+def test_constant_schedule_and_unknown_schedule():
+    assert set(_lrs(TrainConfig(lr=0.01, schedule="none"), 20)) == {0.01}
+    with pytest.raises(ValueError, match="cosine.*onecycle.*none"):
+        _lrs(TrainConfig(schedule="linear"), 5)
+
+
+def test_default_config_layers_factory_defaults_and_overrides():
+    from oodbench.train import default_config
+
+    cfg = default_config({"optimizer": "sgd", "lr": 0.1, "epochs": 10}, epochs=3, seed=None, lr=None)
+    assert cfg == TrainConfig(optimizer="sgd", lr=0.1, epochs=3)
+    assert default_config({}) == TrainConfig()
+    with pytest.raises(ValueError, match="lr_max"):
+        default_config({"lr_max": 1.0})
+    with pytest.raises(ValueError, match="epoch\\b"):
+        default_config({}, epoch=3)
+
+
+def test_builtin_backbones_declare_valid_train_defaults():
+    from oodbench.backbones import BackboneFactory
+    from oodbench.plugins import registries
+    from oodbench.train import default_config
+
+    assert BackboneFactory.train_defaults == {}
+    for entry in registries().backbones:
+        default_config(entry.obj.train_defaults)  # every key is a TrainConfig field
+
+
+def _toy_data(n=24):
+    from oodbench.data import ImageSet
+
+    g = torch.Generator().manual_seed(0)
+    return ImageSet(torch.randint(0, 255, (n, 1, 4, 4), dtype=torch.uint8, generator=g),
+                    torch.randint(0, 2, (n,), generator=g), "toy")
+
+
+class _Squares(TrainTask):
+    uses_index = True
+
+    def __init__(self):
+        self.indices = []
+
+    def loss(self, model, x, y, index):
+        self.indices.append(index)
+        return model(x).pow(2).mean()
+
+    def eval_loss(self, model, x, y):
+        return model(x).pow(2).mean() * 0
+
+
+def test_subclassed_task_gets_its_declared_extras_without_warnings():
+    import warnings
+
+    task = _Squares()
+    assert (TrainTask.aux, TrainTask.aux_batch_size, TrainTask.refresh_every) == (None, None, 0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeprecationWarning)
+        log = fit_model(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 2)), _toy_data(),
+                        TrainConfig(epochs=2, batch_size=8), task=task, select_on=_toy_data(8))
+    assert len(task.indices) == 6
+    assert log["select_loss"] == [0.0, 0.0] and log["best_epoch"] == 1
+    assert log["seconds"] > 0 and log["images_per_second"] == pytest.approx(48 / log["seconds"])
+
+
+def test_duck_typed_task_is_adapted_once_with_a_deprecation_warning():
+    class Legacy:  # no TrainTask base, no optional attributes
+        def loss(self, model, x, y):
+            return torch.nn.functional.cross_entropy(model(x), y)
+
+    with pytest.warns(DeprecationWarning, match="subclass oodbench.train.TrainTask"):
+        adapted = TrainTask.adapt(Legacy())
+    assert isinstance(adapted, TrainTask)
+    assert (adapted.aux, adapted.aux_batch_size, adapted.uses_index, adapted.refresh_every) == (None, None, False, 0)
+    assert TrainTask.adapt(adapted) is adapted
+    with pytest.warns(DeprecationWarning):
+        log = fit_model(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 2)), _toy_data(),
+                        TrainConfig(epochs=1, batch_size=8), task=Legacy())
+    assert len(log["epoch_loss"]) == 1
+
+
+def test_base_task_without_loss_says_what_is_missing():
+    with pytest.raises(NotImplementedError, match="must define loss"):
+        fit_model(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 2)), _toy_data(),
+                  TrainConfig(epochs=1), task=TrainTask())

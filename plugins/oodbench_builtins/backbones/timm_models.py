@@ -14,17 +14,19 @@ def module_path(net, target) -> str:
 
 
 class TimmModel(BackboneFactory):
+    train_defaults = {"optimizer": "sgd", "lr": 0.05, "weight_decay": 5e-4, "epochs": 10}
+
     def __init__(self, model_name: str):
         self.model_name = model_name
         self.name = f"timm:{model_name}"
         self.description = f"timm model {model_name}"
-        self.train_defaults = {"optimizer": "sgd", "lr": 0.05, "weight_decay": 5e-4, "epochs": 10}
 
     def build(self, input_shape, num_classes, pretrained=False, **options):
         import timm
 
         try:
-            net = timm.create_model(self.model_name, pretrained=pretrained, num_classes=num_classes, in_chans=input_shape[0])
+            net = timm.create_model(self.model_name, pretrained=pretrained, num_classes=num_classes,
+                                    in_chans=input_shape[0])
         except RuntimeError as exc:
             raise UsageError(f"timm cannot create {self.model_name!r}: {str(exc).splitlines()[0]}") from None
         info = getattr(net, "feature_info", None) or []

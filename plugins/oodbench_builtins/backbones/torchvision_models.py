@@ -31,11 +31,12 @@ def stage_layers(net: nn.Module, head: str) -> dict[str, str]:
 
 
 class TorchvisionModel(BackboneFactory):
+    train_defaults = {"optimizer": "sgd", "lr": 0.05, "weight_decay": 5e-4, "epochs": 10}
+
     def __init__(self, model_name: str):
         self.model_name = model_name
         self.name = f"torchvision:{model_name}"
         self.description = f"torchvision model {model_name}"
-        self.train_defaults = {"optimizer": "sgd", "lr": 0.05, "weight_decay": 5e-4, "epochs": 10}
 
     def build(self, input_shape, num_classes, pretrained=False, **options):
         import torchvision

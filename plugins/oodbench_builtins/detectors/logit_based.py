@@ -8,7 +8,7 @@ import torch
 from oodbench import Detector
 from oodbench.features import FeatureView
 
-from ._common import T_GRID, energy
+from ._common import T_GRID, class_means, energy
 
 
 class Energy(Detector):
@@ -130,12 +130,9 @@ class KLMatching(Detector):
 
     def fit(self, train: FeatureView) -> KLMatching:
         p = torch.softmax(train.logits(), dim=1)
-        pred = p.argmax(dim=1)
         k = p.shape[1]
-        sums = torch.zeros(k, k).index_add_(0, pred, p)
-        counts = torch.bincount(pred, minlength=k).float()
-        uniform = torch.full((k,), 1.0 / k)
-        self.templates_ = torch.where(counts[:, None] > 0, sums / counts.clamp_min(1)[:, None], uniform)
+        means, counts = class_means(p, p.argmax(dim=1), k)
+        self.templates_ = torch.where(counts[:, None] > 0, means, torch.full((k,), 1.0 / k))  # no sample: uniform
         return self
 
     def score_samples(self, data: FeatureView) -> np.ndarray:

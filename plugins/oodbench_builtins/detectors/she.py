@@ -5,10 +5,11 @@ S(x) = h(x) · m_ŷ(x), the inner product with the pattern of the predicted clas
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 from oodbench import Detector
 from oodbench.features import FeatureView
+
+from ._common import class_means
 
 
 class SHE(Detector):
@@ -24,10 +25,7 @@ class SHE(Detector):
         feats = train.features(["penultimate", "logits"])
         h, pred = feats["penultimate"], feats["logits"].argmax(dim=1)
         correct = pred == train.labels
-        k = feats["logits"].shape[1]
-        sums = torch.zeros(k, h.shape[1]).index_add_(0, pred[correct], h[correct])
-        counts = torch.bincount(pred[correct], minlength=k).clamp_min(1).float()
-        self.patterns_ = sums / counts[:, None]
+        self.patterns_ = class_means(h[correct], pred[correct], feats["logits"].shape[1])[0]  # no sample: zeros
         return self
 
     def score_samples(self, data: FeatureView) -> np.ndarray:
