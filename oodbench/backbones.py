@@ -118,9 +118,6 @@ class BackboneFactory(ABC):
 
     #: build options this factory understands (e.g. {"dropout"}); they are part of the cache key
     options: frozenset[str] = frozenset()
-    #: training defaults (``oodbench.train.TrainConfig`` fields, e.g. {"optimizer": "sgd", "lr": 0.1})
-    train_defaults: ClassVar[dict[str, Any]] = {}
-
     #: how this architecture trains by default: keys are :class:`~oodbench.train.TrainConfig` fields
     #: (e.g. {"optimizer": "sgd", "lr": 0.1}); unset fields keep TrainConfig's defaults
     train_defaults: ClassVar[dict[str, Any]] = {}

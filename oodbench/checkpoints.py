@@ -68,7 +68,10 @@ def load_or_train(
     unknown = [k for k, _ in spec.options if k not in factory.options]
     if unknown:
         raise UsageError(f"backbone {spec.backbone!r} has no option(s) {unknown}")
-    model = factory.build(spec.input_shape, spec.num_classes, pretrained=spec.pretrained, **dict(spec.options))
+    from .plugins import registries
+
+    model = registries().backbones.call(factory, "build", spec.input_shape, spec.num_classes,
+                                        pretrained=spec.pretrained, **dict(spec.options))
     if checkpoint is not None:
         if not checkpoint.is_file():
             raise UsageError(f"checkpoint {str(checkpoint)!r} does not exist")

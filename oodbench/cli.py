@@ -195,7 +195,7 @@ def train(
     from .plugins import registries
     from .request import resolve_device
     from .supply import default_backbone
-    from .train import TrainConfig
+    from .train import default_config
 
     regs = registries()
     ds = regs.datasets.get(dataset)
@@ -208,7 +208,7 @@ def train(
     name = backbone or default_backbone(tr.shape)
     factory = regs.backbones.get(name)
     spec = ModelSpec(name, dataset, tr.shape, tr.num_classes,
-                     TrainConfig(**factory.train_defaults).replace(epochs=epochs, seed=seed),
+                     default_config(factory.train_defaults, epochs=epochs, seed=seed),
                      train_limit=train_limit, pretrained=pretrained)
     _, info = load_or_train(spec, factory, tr, te, dev)
     typer.echo(f"checkpoint: {info['path']} ({info['source']})")

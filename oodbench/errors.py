@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 
 
 class OodbenchError(Exception):
@@ -72,3 +73,25 @@ class DetectorError(OodbenchError):
 
 class RunFailed(OodbenchError):
     """Some detectors of a run failed; the others' records were written and printed (exit code 1)."""
+
+
+def describe(exc: BaseException) -> str:
+    """``ExcType: message`` on one line (only the message's first line)."""
+    lines = str(exc).strip().splitlines()
+    if not lines:
+        return type(exc).__name__
+    return f"{type(exc).__name__}: {lines[0]}" + (" …" if len(lines) > 1 else "")
+
+
+@contextmanager
+def plugin_code(kind: str, name: str, owner: str) -> Iterator[None]:
+    """Run plugin code: an ordinary exception becomes a one-line :class:`PluginFault` (chained).
+
+    ``OodbenchError`` (a plugin's own one-line error) and ``KeyboardInterrupt`` pass through.
+    """
+    try:
+        yield
+    except OodbenchError:
+        raise
+    except Exception as exc:
+        raise PluginFault(f"{kind} {name!r} (plugin {owner}) failed: {describe(exc)}", kind, name, owner) from exc

@@ -23,7 +23,7 @@ from torch import nn
 from .backbones import Backbone, BackboneFactory
 from .checkpoints import ModelSpec, cached_model_path, load_or_train, state_hash, train_cached
 from .data import ImageSet
-from .train import TrainConfig, TrainTask
+from .train import TrainConfig, TrainTask, default_config
 
 
 @dataclass
@@ -66,7 +66,7 @@ class ModelProvider:
 
     def config(self, **changes: Any) -> TrainConfig:
         """The backbone's training defaults with ``changes`` (None keeps a default)."""
-        return TrainConfig(**self.factory.train_defaults).replace(**changes)
+        return default_config(self.factory.train_defaults, **changes)
 
     def train_with(self, kind: str, task: TrainTask, data: ImageSet, *, identity: dict[str, Any],
                    outputs: int | None = None, init: nn.Module | None = None, **train_changes: Any) -> TrainedModel:

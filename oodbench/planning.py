@@ -18,9 +18,16 @@ from .protocols import Plan, Split
 from .request import Resolved, RunRequest
 
 
+def load_split(ds, split: str, ctx: LoadContext) -> ImageSet:
+    """``ds.load(split, ctx)`` as plugin code: an ordinary exception inside it is one line naming the plugin."""
+    from .plugins import registries
+
+    return registries().datasets.call(ds, "load", split, ctx)
+
+
 def load_ood(ds, ctx: LoadContext, id_shape, limit: int | None, seed: int) -> ImageSet:
     """A test split converted to the ID format (a seeded ``limit`` subset)."""
-    data = ds.load("test", dataclasses.replace(ctx, shape=id_shape, size=limit or ctx.size))
+    data = load_split(ds, "test", dataclasses.replace(ctx, shape=id_shape, size=limit or ctx.size))
     return data.head(limit, seed).to_format(id_shape)
 
 
@@ -28,11 +35,11 @@ def outlier_split(ds, ctx: LoadContext, shape, test_oods: list[str], what: str) 
     """Training-time outliers from ``ds``: its train split, or its test split when it has no train split
     and is not also evaluated (a test sample must never be trained on)."""
     if "train" in ds.splits:
-        data = ds.load("train", dataclasses.replace(ctx, shape=shape))
+        data = load_split(ds, "train", dataclasses.replace(ctx, shape=shape))
     elif ds.name in test_oods:
         raise UsageError(f"{what} {ds.name!r} has no train split and is also an --out set; pick another dataset")
     else:
-        data = ds.load("test", dataclasses.replace(ctx, shape=shape, seed=ctx.seed + 7919))
+        data = load_split(ds, "test", dataclasses.replace(ctx, shape=shape, seed=ctx.seed + 7919))
     return data.to_format(shape)
 
 
@@ -93,8 +100,8 @@ def contaminated(req: RunRequest, plan: Plan, ctx: LoadContext) -> dict:
 def make_plan(req: RunRequest, resolved: Resolved) -> Plan:
     """The complete plan of one run."""
     ctx = LoadContext(root=resolve_data_root(req.data_root), download=req.download, seed=req.seed, id_name=req.id)
-    train = resolved.id_dataset.load("train", ctx).head(req.train_limit, req.seed)
-    test = resolved.id_dataset.load("test", ctx).head(req.test_limit, req.seed)
+    train = load_split(resolved.id_dataset, "train", ctx).head(req.train_limit, req.seed)
+    test = load_split(resolved.id_dataset, "test", ctx).head(req.test_limit, req.seed)
     plan = protocols.get(req.protocol).design(
         req, train, test, lambda ds, shape: load_ood(ds, ctx, shape, req.test_limit, req.seed), resolved.ood_datasets)
     plan = dataclasses.replace(plan, train_out=training_outliers(req, plan, resolved, ctx), trained_on=req.id)

@@ -16,14 +16,13 @@ import os
 import re
 import warnings
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 import pluggy
 
 from . import hookspecs
-from .errors import NameConflictError, OodbenchError, PluginError, PluginFault, UnknownNameError
+from .errors import NameConflictError, PluginError, UnknownNameError, describe, plugin_code
 
 ENTRY_POINT_GROUP = "oodbench"
 DISABLE_ENV = "OODBENCH_DISABLE_PLUGINS"
@@ -32,28 +31,6 @@ T = TypeVar("T")
 
 class PluginLoadWarning(UserWarning):
     """A plugin raised while being imported or registering; it was skipped."""
-
-
-def describe(exc: BaseException) -> str:
-    """``ExcType: message`` on one line (only the message's first line)."""
-    lines = str(exc).strip().splitlines()
-    if not lines:
-        return type(exc).__name__
-    return f"{type(exc).__name__}: {lines[0]}" + (" …" if len(lines) > 1 else "")
-
-
-@contextmanager
-def plugin_code(kind: str, name: str, owner: str) -> Iterator[None]:
-    """Run plugin code: an ordinary exception becomes a one-line :class:`PluginFault` (chained).
-
-    ``OodbenchError`` (a plugin's own one-line error) and ``KeyboardInterrupt`` pass through.
-    """
-    try:
-        yield
-    except OodbenchError:
-        raise
-    except Exception as exc:
-        raise PluginFault(f"{kind} {name!r} (plugin {owner}) failed: {describe(exc)}", kind, name, owner) from exc
 
 
 @dataclass(frozen=True)
@@ -113,6 +90,15 @@ class Registry(Generic[T]):
     def owner(self, name: str) -> str:
         """The plugin that provides ``name`` (a prefix name: the plugin of its prefix)."""
         return self.entry(name).plugin
+
+    def call(self, obj: Any, method: str, *args: Any, **kwargs: Any) -> Any:
+        """``obj.method(*args, **kwargs)`` for a registered object, as plugin code (:func:`plugin_code`)."""
+        name = getattr(obj, "name", "?")
+        owner = self.entries[name].plugin if name in self.entries else "?"
+        if owner == "?" and ":" in name and name.split(":")[0] + ":" in self.entries:
+            owner = self.entries[name.split(":")[0] + ":"].plugin
+        with plugin_code(self.kind, name, owner):
+            return getattr(obj, method)(*args, **kwargs)
 
     def get(self, name: str) -> T:
         """The object for ``name``; a prefix entry resolves ``prefix:ARG`` via ``obj.resolve(ARG)``."""

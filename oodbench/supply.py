@@ -25,7 +25,7 @@ from .models import ModelProvider
 from .plugins import registries
 from .protocols import Plan
 from .request import Resolved, RunRequest
-from .train import TrainConfig
+from .train import default_config
 
 
 @dataclass(frozen=True)
@@ -64,7 +64,7 @@ def default_backbone(shape: tuple[int, int, int]) -> str:
 def backbone_spec(req: RunRequest, plan: Plan) -> tuple[str, ModelSpec]:
     name = req.backbone or default_backbone(plan.id_train.shape)
     factory = registries().backbones.get(name)
-    cfg = TrainConfig(**factory.train_defaults).replace(epochs=req.epochs, seed=req.seed)
+    cfg = default_config(factory.train_defaults, epochs=req.epochs, seed=req.seed)
     return name, ModelSpec(name, plan.trained_on, plan.id_train.shape, plan.id_train.num_classes, cfg,
                            classes=plan.classes, train_limit=req.train_limit, pretrained=req.pretrained)
 

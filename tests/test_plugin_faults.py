@@ -187,7 +187,6 @@ def _broken_detector_run(sites, tmp_path, name: str) -> subprocess.CompletedProc
                     "--out", "mnist", "--out", "gaussian", *SMALL, "--results", str(tmp_path))
 
 
-@pytest.mark.xfail(reason="detector isolation lands with the pipeline restructure", strict=False)
 @pytest.mark.parametrize("name, dist", [("raises-keyerror", "raise-plugin"), ("returns-nan", "nan-plugin")])
 def test_broken_detector_fails_alone(sites, tmp_path, name, dist):
     done = _broken_detector_run(sites, tmp_path, name)

@@ -23,6 +23,7 @@ from torch import nn
 from oodbench import Detector, Needs, Supplies
 from oodbench.checkpoints import state_hash
 from oodbench.features import FeatureView
+from oodbench.train import TrainTask
 
 from ._common import own_net_outputs
 
@@ -60,12 +61,12 @@ class AbnormalityNet(nn.Module):
         return self.abnormality(torch.cat([logits.softmax(dim=1), pen, err], dim=1)).squeeze(1)
 
 
-class DecoderTask:
+class DecoderTask(TrainTask):
     def loss(self, model: AbnormalityNet, x, y):
         return F.mse_loss(model.parts(x)[2], x)
 
 
-class NoisedTask:
+class NoisedTask(TrainTask):
     """Clean ID (1) vs Gaussian-noised ID (0), binary cross-entropy on the abnormality logit."""
 
     def __init__(self, low: float = 0.1, high: float = 1.0):

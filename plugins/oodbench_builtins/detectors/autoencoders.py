@@ -28,6 +28,7 @@ from torch import nn
 
 from oodbench import Detector, Needs, Supplies
 from oodbench.features import FeatureView
+from oodbench.train import TrainTask
 
 from ._common import own_net_outputs
 
@@ -100,7 +101,7 @@ class ConvAutoencoder(nn.Module):
         return self.forward_train(x)["recon"]
 
 
-class ReconstructionTask:
+class ReconstructionTask(TrainTask):
     """Loss = mean squared reconstruction error + β·cross-entropy (LAMAE) + α·addressing entropy (MemAE)."""
 
     def __init__(self, beta: float = 1.0, entropy_weight: float = 0.0002):

@@ -35,6 +35,7 @@ from torch import nn
 
 from oodbench import Detector, Needs, Supplies
 from oodbench.features import FeatureView, to_float
+from oodbench.train import TrainTask
 
 from ._common import class_means, euclidean, own_net_outputs
 from .autoencoders import _sizes
@@ -91,12 +92,12 @@ def target_distribution(q: torch.Tensor) -> torch.Tensor:
     return w / w.sum(dim=1, keepdim=True)
 
 
-class Reconstruction:
+class Reconstruction(TrainTask):
     def loss(self, model: DECNet, x, y):
         return F.mse_loss(model(x), x)
 
 
-class JointTask:
+class JointTask(TrainTask):
     """J = Jr + λ1·Je + λ2·Jc on the kept samples; P, μ' and the kept set refresh every T steps."""
 
     uses_index = True

@@ -23,11 +23,12 @@ from torch import nn
 
 from oodbench import Detector, Needs, Supplies
 from oodbench.features import FeatureView
+from oodbench.train import TrainTask
 
 from ._common import class_means, euclidean, own_backbone_logits
 
 
-class ContrastiveTask:
+class ContrastiveTask(TrainTask):
     """Paper 001 eq. 1 over all pairs of a minibatch; with ``aux`` outliers, eq. 2 (no outlier pairs)."""
 
     def __init__(self, margin: float, aux=None, aux_batch_size: int = 0):

@@ -18,11 +18,12 @@ from torch import nn
 from oodbench import Detector, Needs, Supplies
 from oodbench.errors import UsageError
 from oodbench.features import FeatureView
+from oodbench.train import TrainTask
 
 from ._common import own_backbone_logits
 
 
-class OutlierExposureTask:
+class OutlierExposureTask(TrainTask):
     """Cross-entropy on ID batches + λ · cross-entropy to the uniform posterior on outlier batches."""
 
     def __init__(self, aux, aux_batch_size: int, weight: float = 0.5):
