@@ -27,7 +27,7 @@ def main() -> None:
     from oodbench.data import LoadContext, resolve_data_root
     from oodbench.features import FeatureView
     from oodbench.plugins import registries
-    from oodbench.runner import split_tuning
+    from oodbench.protocols import Split
     from oodbench.train import TrainConfig, fit_model
     from oodbench.tuning import tune
 
@@ -50,13 +50,15 @@ def main() -> None:
         v.features(model.feature_layers)
     sec = time.perf_counter() - t
     n = sum(len(v) for v in views)
-    print(f"extract all layers   {sec:7.2f} s   {n / sec:9.0f} img/s ({n} images, {len(model.feature_layers)} layers, one pass)")
+    layers = len(model.feature_layers)
+    print(f"extract all layers   {sec:7.2f} s   {n / sec:9.0f} img/s ({n} images, {layers} layers, one pass)")
     det = regs.detectors.get("fssd")()
     t = time.perf_counter()
     det.fit(views[0])
     print(f"fssd fit             {time.perf_counter() - t:7.2f} s")
-    id_tune, id_eval = split_tuning(len(test), 1000, 0)
-    ood_tune, ood_eval = split_tuning(len(ood), 1000, 1)
+    id_split, ood_split = Split.of(len(test), 1000, 0), Split.of(len(ood), 1000, 1)
+    id_tune, id_eval = id_split.tune, id_split.eval
+    ood_tune, ood_eval = ood_split.tune, ood_split.eval
     t = time.perf_counter()
     tuned, info = tune(det, views[1].subset(id_tune), views[2].subset(ood_tune), "mnist")
     print(f"fssd tune (21 eps)   {time.perf_counter() - t:7.2f} s   chose epsilon={info.params['epsilon']}")
@@ -68,6 +70,7 @@ def main() -> None:
         sec = time.perf_counter() - t
         how = "cached features" if eps == 0 else "pre-processing: per layer 1 backward + 1 forward"
         print(f"fssd score 18k e={eps:<4} {sec:6.2f} s   {18000 / sec:9.0f} img/s ({how})")
+
 
 if __name__ == "__main__":
     main()

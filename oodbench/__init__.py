@@ -2,7 +2,8 @@
 
 What a plugin author imports::
 
-    from oodbench import hookimpl, Detector, LayerwiseDetector, Needs, Supplies, Dataset, ImageSet, Backbone, BackboneFactory
+    from oodbench import hookimpl, Detector, LayerwiseDetector, Needs, Supplies
+    from oodbench import Dataset, ImageSet, Backbone, BackboneFactory
 
 Heavy modules (torch) load on first use of these names, so ``oodbench --help`` stays instant.
 """
@@ -43,12 +44,11 @@ if TYPE_CHECKING:  # pragma: no cover
     from .backbones import Backbone, BackboneFactory
     from .data import Dataset, ImageSet, LoadContext
     from .detector import Detector, LayerwiseDetector, Needs, Supplies
+    from .features import FeatureView
     from .models import ModelProvider
     from .record import Record
-    from .train import TrainTask
-    from .features import FeatureView
     from .runner import RunRequest, run
-    from .train import TrainConfig
+    from .train import TrainConfig, TrainTask
 
 
 def __getattr__(name: str):

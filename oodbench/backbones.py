@@ -94,11 +94,15 @@ class Backbone(nn.Module):
         handles = []
         for name in wanted:
             if name in self.layer_paths:
-                handles.append(modules[self.layer_paths[name]].register_forward_hook(
-                    lambda m, i, o, name=name: captured.__setitem__(name, o)))
+                handles.append(
+                    modules[self.layer_paths[name]].register_forward_hook(
+                        lambda m, i, o, name=name: captured.__setitem__(name, o)
+                    )
+                )
         if PENULTIMATE in wanted:
-            handles.append(modules[self.head_path].register_forward_hook(
-                lambda m, i, o: captured.__setitem__(PENULTIMATE, i[0])))
+            handles.append(
+                modules[self.head_path].register_forward_hook(lambda m, i, o: captured.__setitem__(PENULTIMATE, i[0]))
+            )
         try:
             logits = self(x)
         finally:

@@ -70,8 +70,9 @@ def load_or_train(
         raise UsageError(f"backbone {spec.backbone!r} has no option(s) {unknown}")
     from .plugins import registries
 
-    model = registries().backbones.call(factory, "build", spec.input_shape, spec.num_classes,
-                                        pretrained=spec.pretrained, **dict(spec.options))
+    model = registries().backbones.call(
+        factory, "build", spec.input_shape, spec.num_classes, pretrained=spec.pretrained, **dict(spec.options)
+    )
     if checkpoint is not None:
         if not checkpoint.is_file():
             raise UsageError(f"checkpoint {str(checkpoint)!r} does not exist")
@@ -81,13 +82,25 @@ def load_or_train(
             model.load_state_dict(state)
         except RuntimeError as exc:
             first = str(exc).strip().splitlines()[0]
-            raise UsageError(f"checkpoint {str(checkpoint)!r} does not fit backbone {spec.backbone!r}: {first}") from None
+            raise UsageError(
+                f"checkpoint {str(checkpoint)!r} does not fit backbone {spec.backbone!r}: {first}"
+            ) from None
         say(f"loaded checkpoint {checkpoint}")
         return model.to(device).eval(), {"source": "file", "path": str(checkpoint), "hash": file_hash(checkpoint)}
     what = f"{spec.backbone} on {spec.dataset}"
     identity = json.loads(json.dumps(dataclasses.asdict(spec), default=str))
-    return train_cached(spec.path(), spec.key(), identity, model, train_set, spec.train, device, what,
-                        val=val_set, val_name=f"{spec.dataset} test")
+    return train_cached(
+        spec.path(),
+        spec.key(),
+        identity,
+        model,
+        train_set,
+        spec.train,
+        device,
+        what,
+        val=val_set,
+        val_name=f"{spec.dataset} test",
+    )
 
 
 def train_cached(
@@ -108,7 +121,12 @@ def train_cached(
         blob = torch.load(path, map_location="cpu", weights_only=True)
         model.load_state_dict(blob["state_dict"])
         say(f"reusing cached checkpoint {path} (no training)")
-        return model.to(device).eval(), {"source": "cache", "path": str(path), "hash": key, "train": blob.get("log", {})}
+        return model.to(device).eval(), {
+            "source": "cache",
+            "path": str(path),
+            "hash": key,
+            "train": blob.get("log", {}),
+        }
     say(f"training {what} ({len(train_set)} images, {cfg.epochs} epochs, {device})")
     start = time.perf_counter()
     log = fit_model(model, train_set, cfg, device, **fit_kwargs)

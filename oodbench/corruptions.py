@@ -127,7 +127,8 @@ def elastic_transform(x, s, g):
     field = _blur(field, sigma) * alpha  # pixels
     yy, xx = torch.meshgrid(torch.linspace(-1, 1, h), torch.linspace(-1, 1, w), indexing="ij")
     grid = torch.stack([xx, yy], dim=-1)[None] + torch.stack(
-        [field[:, 0] * 2 / max(1, w - 1), field[:, 1] * 2 / max(1, h - 1)], dim=-1)
+        [field[:, 0] * 2 / max(1, w - 1), field[:, 1] * 2 / max(1, h - 1)], dim=-1
+    )
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=True)
 
 
@@ -148,5 +149,9 @@ def corrupt(data: ImageSet, kind: str, severity: int, seed: int = 0, chunk: int 
         parts.append((y.clamp(0, 1) * 255).round().to(torch.uint8))
     from dataclasses import replace
 
-    return replace(data, images=torch.cat(parts), name=f"{kind}@{severity}",
-                   notes=data.notes + (f"{kind} severity {severity} (seed {seed})",))
+    return replace(
+        data,
+        images=torch.cat(parts),
+        name=f"{kind}@{severity}",
+        notes=data.notes + (f"{kind} severity {severity} (seed {seed})",),
+    )

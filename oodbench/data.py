@@ -58,7 +58,9 @@ class ImageSet:
 
     def __post_init__(self) -> None:
         if self.images.dtype != torch.uint8 or self.images.ndim != 4:
-            raise ValueError(f"{self.name}: images must be uint8 N×C×H×W, got {self.images.dtype} {tuple(self.images.shape)}")
+            raise ValueError(
+                f"{self.name}: images must be uint8 N×C×H×W, got {self.images.dtype} {tuple(self.images.shape)}"
+            )
         if len(self.labels) != len(self.images):
             raise ValueError(f"{self.name}: {len(self.images)} images but {len(self.labels)} labels")
 

@@ -92,8 +92,12 @@ def _legacy_needs(cls: type) -> Needs | None:
     found = {k: cls.__dict__[k] for k in _LEGACY if k in cls.__dict__}
     if not found or "needs" in cls.__dict__:
         return None
-    warnings.warn(f"detector {cls.__name__}: class attributes {sorted(found)} are deprecated; declare "
-                  "`needs = oodbench.Needs(...)` instead (removed in 0.3)", DeprecationWarning, stacklevel=3)
+    warnings.warn(
+        f"detector {cls.__name__}: class attributes {sorted(found)} are deprecated; declare "
+        "`needs = oodbench.Needs(...)` instead (removed in 0.3)",
+        DeprecationWarning,
+        stacklevel=3,
+    )
     base: Needs = cls.needs  # type: ignore[attr-defined]
     outliers = base.outliers
     if found.get("needs_outliers"):

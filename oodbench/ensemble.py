@@ -23,8 +23,15 @@ class LayerEnsemble:
     def fit(self, scores: np.ndarray, y: np.ndarray) -> LayerEnsemble:
         self.scaler_ = StandardScaler().fit(scores)
         # L2 penalty, C chosen by CV accuracy: the defaults of Lee et al.'s code, spelled out.
-        self.lr_ = LogisticRegressionCV(cv=self.cv, Cs=10, l1_ratios=(0.0,), scoring="accuracy",
-                                        use_legacy_attributes=False, random_state=self.seed, max_iter=2000)
+        self.lr_ = LogisticRegressionCV(
+            cv=self.cv,
+            Cs=10,
+            l1_ratios=(0.0,),
+            scoring="accuracy",
+            use_legacy_attributes=False,
+            random_state=self.seed,
+            max_iter=2000,
+        )
         self.lr_.fit(self.scaler_.transform(scores), y)
         return self
 

@@ -28,10 +28,7 @@ class UnknownNameError(UsageError):
         hint = close or choices[:8]
         more = "" if close or len(choices) <= 8 else ", …"
         lead = "did you mean" if close else "choose from"
-        super().__init__(
-            f"unknown {kind} {name!r}; {lead}: {', '.join(hint)}{more} "
-            f"(see `oodbench list {kind}s`)"
-        )
+        super().__init__(f"unknown {kind} {name!r}; {lead}: {', '.join(hint)}{more} (see `oodbench list {kind}s`)")
         self.kind, self.name, self.choices = kind, name, choices
 
 

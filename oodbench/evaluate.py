@@ -47,8 +47,9 @@ def failure_lines(failures: list[Failure]) -> list[str]:
     by_det: dict[str, list[Failure]] = {}
     for f in failures:
         by_det.setdefault(f.detector, []).append(f)
-    return [f"{fs[0].line()} — no record for {', '.join(dict.fromkeys(f.target for f in fs))}"
-            for fs in by_det.values()]
+    return [
+        f"{fs[0].line()} — no record for {', '.join(dict.fromkeys(f.target for f in fs))}" for fs in by_det.values()
+    ]
 
 
 @dataclass(frozen=True)
@@ -123,16 +124,38 @@ def _evaluate(det: Detector, plan: Plan, got: Supplied, ctx: Context, found: dic
             continue
         stage.name = "tune"
         t0 = time.perf_counter()
-        tuned, info, tune_seconds = shared or (*tune(det, id_tune, views.clean.subset(split.tune), target.name,
-                                                      seed=ctx.seed, train=got.train, supplies=got.supplies),
-                                               time.perf_counter() - t0)
+        tuned, info, tune_seconds = shared or (
+            *tune(
+                det,
+                id_tune,
+                views.clean.subset(split.tune),
+                target.name,
+                seed=ctx.seed,
+                train=got.train,
+                supplies=got.supplies,
+            ),
+            time.perf_counter() - t0,
+        )
         stage.name = "score"
-        yield _ood_row(tuned, info, target, views, split, id_eval, got, ctx,
-                       {**times, "tune": tune_seconds}, mark, det, len(id_tune))
+        yield _ood_row(
+            tuned,
+            info,
+            target,
+            views,
+            split,
+            id_eval,
+            got,
+            ctx,
+            {**times, "tune": tune_seconds},
+            mark,
+            det,
+            len(id_tune),
+        )
 
 
-def _shared_tuning(det: Detector, ctx: Context, got: Supplied, id_tune: FeatureView,
-                   stage: _Stage) -> tuple[Detector, TuneResult | None, float] | None:
+def _shared_tuning(
+    det: Detector, ctx: Context, got: Supplied, id_tune: FeatureView, stage: _Stage
+) -> tuple[Detector, TuneResult | None, float] | None:
     """(tuned, result, seconds) shared by every target — heldout tuning, or none for ``--tune none`` —, or None:
     tune per target (oracle)."""
     if ctx.tune == "none":
@@ -142,8 +165,9 @@ def _shared_tuning(det: Detector, ctx: Context, got: Supplied, id_tune: FeatureV
     stage.name = "tune"
     assert got.heldout is not None
     t0 = time.perf_counter()
-    tuned, info = tune(det, id_tune, got.heldout, got.heldout.name, seed=ctx.seed, train=got.train,
-                       supplies=got.supplies)
+    tuned, info = tune(
+        det, id_tune, got.heldout, got.heldout.name, seed=ctx.seed, train=got.train, supplies=got.supplies
+    )
     return tuned, info, time.perf_counter() - t0
 
 
@@ -151,23 +175,51 @@ def _scores(det: Detector, view: FeatureView) -> np.ndarray:
     return validate_scores(det, det.score_samples(view), len(view))
 
 
-def _ood_row(tuned: Detector, info: TuneResult | None, target: Target, views: TargetViews, split: Split,
-             id_eval: FeatureView, got: Supplied, ctx: Context, seconds: dict, mark: int, det: Detector,
-             n_id_tune: int) -> Outcome:
+def _ood_row(
+    tuned: Detector,
+    info: TuneResult | None,
+    target: Target,
+    views: TargetViews,
+    split: Split,
+    id_eval: FeatureView,
+    got: Supplied,
+    ctx: Context,
+    seconds: dict,
+    mark: int,
+    det: Detector,
+    n_id_tune: int,
+) -> Outcome:
     t0 = time.perf_counter()
     ood_eval = views.scored.subset(split.eval)
     s_id, s_ood = _scores(tuned, id_eval), _scores(tuned, ood_eval)
     seconds = {**seconds, "score": time.perf_counter() - t0}
-    tuning = None if info is None else {
-        "criterion": info.criterion, "value": info.value, "grid_size": info.grid_size, "ood_source": info.ood_source,
-        "n_id": n_id_tune, "n_ood": len(split.tune) if ctx.tune == "oracle" else len(got.heldout or []),
-        "protocol": "regression half / selection half, then refit on the whole tuning set", "trials": info.trials}
-    record = Record(**ctx.identity(det, target), metrics={**ood_metrics(s_id, s_ood), "id_acc": got.id_acc},
-                    target=dict(target.facts), plugin=ctx.plugin_of(det.name),
-                    params={**det.get_params(), **(info.params if info else {})}, tuning=tuning,
-                    fit=tuned.describe_fit(), extra_models=_extra_models(got, mark),
-                    n_eval={"id": len(id_eval), "ood": len(ood_eval)}, seconds=seconds,
-                    **_facts(ctx, ood_notes=list(target.evaluated.notes)))
+    tuning = (
+        None
+        if info is None
+        else {
+            "criterion": info.criterion,
+            "value": info.value,
+            "grid_size": info.grid_size,
+            "ood_source": info.ood_source,
+            "n_id": n_id_tune,
+            "n_ood": len(split.tune) if ctx.tune == "oracle" else len(got.heldout or []),
+            "protocol": "regression half / selection half, then refit on the whole tuning set",
+            "trials": info.trials,
+        }
+    )
+    record = Record(
+        **ctx.identity(det, target),
+        metrics={**ood_metrics(s_id, s_ood), "id_acc": got.id_acc},
+        target=dict(target.facts),
+        plugin=ctx.plugin_of(det.name),
+        params={**det.get_params(), **(info.params if info else {})},
+        tuning=tuning,
+        fit=tuned.describe_fit(),
+        extra_models=_extra_models(got, mark),
+        n_eval={"id": len(id_eval), "ood": len(ood_eval)},
+        seconds=seconds,
+        **_facts(ctx, ood_notes=list(target.evaluated.notes)),
+    )
     return Outcome(record=record, scores={"id": s_id, "ood": s_ood, **embeddings(tuned, id_eval, ood_eval, ctx.seed)})
 
 
@@ -179,13 +231,23 @@ def _errors_row(det: Detector, target: Target, got: Supplied, ctx: Context, seco
     logits = view.logits()
     correct = (logits.argmax(1) == target.clean.labels).numpy()
     msp = torch.softmax(logits, 1).max(1).values.numpy()
-    metrics = {**misclassification_metrics(s, correct), "id_acc": got.id_acc,
-               "mean_msp_wrong": 100.0 * float(msp[~correct].mean()),
-               "mean_msp_right": 100.0 * float(msp[correct].mean())}
-    record = Record(**ctx.identity(det, target), metrics=metrics, plugin=ctx.plugin_of(det.name),
-                    params=det.get_params(), fit=det.describe_fit(), extra_models=_extra_models(got, mark),
-                    n_eval={"id": len(view), "errors": int((~correct).sum())},
-                    seconds={**seconds, "score": time.perf_counter() - t0}, **_facts(ctx))
+    metrics = {
+        **misclassification_metrics(s, correct),
+        "id_acc": got.id_acc,
+        "mean_msp_wrong": 100.0 * float(msp[~correct].mean()),
+        "mean_msp_right": 100.0 * float(msp[correct].mean()),
+    }
+    record = Record(
+        **ctx.identity(det, target),
+        metrics=metrics,
+        plugin=ctx.plugin_of(det.name),
+        params=det.get_params(),
+        fit=det.describe_fit(),
+        extra_models=_extra_models(got, mark),
+        n_eval={"id": len(view), "errors": int((~correct).sum())},
+        seconds={**seconds, "score": time.perf_counter() - t0},
+        **_facts(ctx),
+    )
     return Outcome(record=record, scores={"id": s, "correct": correct})
 
 
@@ -209,5 +271,8 @@ def embeddings(det: Detector, id_eval: FeatureView, ood_eval: FeatureView, seed:
     g = torch.Generator().manual_seed(seed)
     pick_id = torch.randperm(len(id_eval), generator=g)[:n].sort().values
     pick_ood = torch.randperm(len(ood_eval), generator=g)[:n].sort().values
-    return {"emb_id": det.embed(id_eval)[pick_id.numpy()], "emb_ood": det.embed(ood_eval)[pick_ood.numpy()],
-            "emb_id_labels": id_eval.labels[pick_id].numpy()}
+    return {
+        "emb_id": det.embed(id_eval)[pick_id.numpy()],
+        "emb_ood": det.embed(ood_eval)[pick_ood.numpy()],
+        "emb_id_labels": id_eval.labels[pick_id].numpy(),
+    }

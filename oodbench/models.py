@@ -38,29 +38,56 @@ class TrainedModel:
 class ModelProvider:
     """Trains (or loads from the cache) the networks of one run's detectors, on the run's device."""
 
-    def __init__(self, spec: ModelSpec, factory: BackboneFactory, train_set: ImageSet, val_set: ImageSet | None,
-                 device: torch.device | str):
+    def __init__(
+        self,
+        spec: ModelSpec,
+        factory: BackboneFactory,
+        train_set: ImageSet,
+        val_set: ImageSet | None,
+        device: torch.device | str,
+    ):
         self.spec, self.factory, self.train_set, self.val_set = spec, factory, train_set, val_set
         self.device = torch.device(device)
         self.records: list[dict[str, Any]] = []  # every model handed out (for the result record)
 
-    def train(self, kind: str, net: nn.Module, data: ImageSet, config: TrainConfig, *, identity: dict[str, Any],
-              task: TrainTask | None = None, before_training: Callable[[nn.Module], None] | None = None,
-              **fit_kwargs: Any) -> TrainedModel:
+    def train(
+        self,
+        kind: str,
+        net: nn.Module,
+        data: ImageSet,
+        config: TrainConfig,
+        *,
+        identity: dict[str, Any],
+        task: TrainTask | None = None,
+        before_training: Callable[[nn.Module], None] | None = None,
+        **fit_kwargs: Any,
+    ) -> TrainedModel:
         """``net`` trained on ``data`` with ``task`` under ``config``, cached by (kind, data content, shape,
         config, ``identity``). ``identity`` must name everything else that changes the weights (the detector's
         parameters, outlier data, the weights it starts from). ``before_training(net)`` runs only when training
         happens (e.g. DEC's k-means initialisation); ``fit_kwargs`` go to the trainer (select_on, patience)."""
-        ident = {"kind": kind, "data": data.fingerprint(), "shape": list(data.shape),
-                 "train": dataclasses.asdict(config), **identity}
+        ident = {
+            "kind": kind,
+            "data": data.fingerprint(),
+            "shape": list(data.shape),
+            "train": dataclasses.asdict(config),
+            **identity,
+        }
         path, key = cached_model_path(f"{kind}-{data.name}", ident)
         if before_training is not None and not path.is_file():
             before_training(net)
-        net, info = train_cached(path, key, ident, net, data, config, self.device, f"{kind} on {data.name}",
-                                 task=task, **fit_kwargs)
+        net, info = train_cached(
+            path, key, ident, net, data, config, self.device, f"{kind} on {data.name}", task=task, **fit_kwargs
+        )
         log = info.get("train", {})
-        facts = {"source": info["source"], "hash": key, "epochs": config.epochs, "seconds": log.get("wall_seconds"),
-                 "epoch_loss": log.get("epoch_loss"), "best_epoch": log.get("best_epoch")}
+        facts = {
+            "source": info["source"],
+            "hash": key,
+            "epochs": config.epochs,
+            "seconds": log.get("wall_seconds"),
+            "epoch_loss": log.get("epoch_loss"),
+            "best_epoch": log.get("best_epoch"),
+        }
         self.records.append({"kind": kind, "hash": key, "source": info["source"]})
         return TrainedModel(net, key, facts)
 
@@ -68,8 +95,17 @@ class ModelProvider:
         """The backbone's training defaults with ``changes`` (None keeps a default)."""
         return default_config(self.factory.train_defaults, **changes)
 
-    def train_with(self, kind: str, task: TrainTask, data: ImageSet, *, identity: dict[str, Any],
-                   outputs: int | None = None, init: nn.Module | None = None, **train_changes: Any) -> TrainedModel:
+    def train_with(
+        self,
+        kind: str,
+        task: TrainTask,
+        data: ImageSet,
+        *,
+        identity: dict[str, Any],
+        outputs: int | None = None,
+        init: nn.Module | None = None,
+        **train_changes: Any,
+    ) -> TrainedModel:
         """A network of the run's backbone architecture trained on ``data`` with another objective.
         ``outputs``: width of the last layer (default: the number of classes); ``init``: start from these
         weights (fine-tuning, constant learning rate); ``train_changes``: overrides of the backbone's
@@ -79,10 +115,17 @@ class ModelProvider:
         if init is not None:
             cfg = cfg.replace(schedule="none")
         torch.manual_seed(cfg.seed)
-        net = copy.deepcopy(init).cpu() if init is not None else \
-            self.factory.build(data.shape, outputs, pretrained=self.spec.pretrained)
-        ident = {"backbone": self.spec.backbone, "outputs": outputs,
-                 "init": state_hash(init) if init is not None else None, **identity}
+        net = (
+            copy.deepcopy(init).cpu()
+            if init is not None
+            else self.factory.build(data.shape, outputs, pretrained=self.spec.pretrained)
+        )
+        ident = {
+            "backbone": self.spec.backbone,
+            "outputs": outputs,
+            "init": state_hash(init) if init is not None else None,
+            **identity,
+        }
         return self.train(f"{kind}-{self.spec.backbone}", net, data, cfg, identity=ident, task=task)
 
     def backbone(self, seed: int | None = None, **options: Any) -> TrainedModel:
@@ -92,14 +135,16 @@ class ModelProvider:
         merged = tuple(sorted({**dict(self.spec.options), **options}.items()))
         spec = dataclasses.replace(self.spec, train=train, options=merged)
         model, info = load_or_train(spec, self.factory, self.train_set, self.val_set, self.device)
-        self.records.append({"seed": train.seed, "options": dict(spec.options), "hash": info["hash"],
-                             "source": info["source"]})
+        self.records.append(
+            {"seed": train.seed, "options": dict(spec.options), "hash": info["hash"], "source": info["source"]}
+        )
         return TrainedModel(model, info["hash"], {"source": info["source"], "hash": info["hash"]})
 
     def get(self, seed: int | None = None, **options: Any) -> Backbone:
         """Deprecated: ``backbone(...).net``."""
         import warnings
 
-        warnings.warn("ModelProvider.get is deprecated; use ModelProvider.backbone(...).net", DeprecationWarning,
-                      stacklevel=2)
+        warnings.warn(
+            "ModelProvider.get is deprecated; use ModelProvider.backbone(...).net", DeprecationWarning, stacklevel=2
+        )
         return self.backbone(seed, **options).net  # type: ignore[return-value]

@@ -55,8 +55,12 @@ def contaminate(train: ImageSet, outliers: ImageSet, rate: float, seed: int) -> 
     pick = torch.randperm(len(outliers), generator=g)[:n]
     labels = torch.randint(0, train.num_classes, (n,), generator=g)
     note = f"contaminated: {n} {outliers.name} images ({100 * rate:g}% of training data) with random labels, appended"
-    return dataclasses.replace(train, images=torch.cat([train.images, outliers.images[pick]]),
-                               labels=torch.cat([train.labels, labels]), notes=train.notes + (note,))
+    return dataclasses.replace(
+        train,
+        images=torch.cat([train.images, outliers.images[pick]]),
+        labels=torch.cat([train.labels, labels]),
+        notes=train.notes + (note,),
+    )
 
 
 def training_outliers(req: RunRequest, plan: Plan, resolved: Resolved, ctx: LoadContext) -> ImageSet | None:
@@ -66,16 +70,19 @@ def training_outliers(req: RunRequest, plan: Plan, resolved: Resolved, ctx: Load
     shape = plan.id_train.shape
     if req.train_out:
         if plan.train_out is not None:
-            raise UsageError(f"--train-out {req.train_out!r} and the --holdout seen: classes both name training "
-                             "outliers; use one")
+            raise UsageError(
+                f"--train-out {req.train_out!r} and the --holdout seen: classes both name training outliers; use one"
+            )
         return outlier_split(registries().datasets.get(req.train_out), ctx, shape, req.oods, "--train-out")
     needy = [d for d in resolved.detectors if d.needs.outliers == "required"]
     if not needy or plan.train_out is not None:
         return plan.train_out
     default = needy[0].default_outliers(shape)
     if default is None:
-        raise UsageError(f"detector {needy[0].name!r} trains with outliers: name them with --train-out NAME "
-                         "(or the novelty seen: classes, --holdout in:…/seen:…/unseen:…)")
+        raise UsageError(
+            f"detector {needy[0].name!r} trains with outliers: name them with --train-out NAME "
+            "(or the novelty seen: classes, --holdout in:…/seen:…/unseen:…)"
+        )
     say(f"{needy[0].name}: training outliers default to {default!r} (override with --train-out)")
     return outlier_split(registries().datasets.get(default), ctx, shape, req.oods, "training-outlier set")
 
@@ -90,11 +97,14 @@ def contaminated(req: RunRequest, plan: Plan, ctx: LoadContext) -> dict:
         return {}
     if not req.contaminate_with:
         raise UsageError("--contaminate RATE needs --contaminate-with NAME")
-    pool = outlier_split(registries().datasets.get(req.contaminate_with), ctx, plan.id_train.shape, req.oods,
-                         "--contaminate-with")
-    return {"id_train": contaminate(plan.id_train, pool, req.contaminate, req.seed),
-            "config": {**plan.config, "contaminate": {"rate": req.contaminate, "with": req.contaminate_with}},
-            "trained_on": f"{req.id}+{req.contaminate:g}{req.contaminate_with}"}
+    pool = outlier_split(
+        registries().datasets.get(req.contaminate_with), ctx, plan.id_train.shape, req.oods, "--contaminate-with"
+    )
+    return {
+        "id_train": contaminate(plan.id_train, pool, req.contaminate, req.seed),
+        "config": {**plan.config, "contaminate": {"rate": req.contaminate, "with": req.contaminate_with}},
+        "trained_on": f"{req.id}+{req.contaminate:g}{req.contaminate_with}",
+    }
 
 
 def make_plan(req: RunRequest, resolved: Resolved) -> Plan:
@@ -103,12 +113,15 @@ def make_plan(req: RunRequest, resolved: Resolved) -> Plan:
     train = load_split(resolved.id_dataset, "train", ctx).head(req.train_limit, req.seed)
     test = load_split(resolved.id_dataset, "test", ctx).head(req.test_limit, req.seed)
     plan = protocols.get(req.protocol).design(
-        req, train, test, lambda ds, shape: load_ood(ds, ctx, shape, req.test_limit, req.seed), resolved.ood_datasets)
+        req, train, test, lambda ds, shape: load_ood(ds, ctx, shape, req.test_limit, req.seed), resolved.ood_datasets
+    )
     plan = dataclasses.replace(plan, train_out=training_outliers(req, plan, resolved, ctx), trained_on=req.id)
     plan = dataclasses.replace(plan, **contaminated(req, plan, ctx))
     shape = plan.id_train.shape
     tune_out = load_ood(resolved.tune_out, ctx, shape, req.n_tune, req.seed + 1) if resolved.tune_out else None
     id_split = Split.of(len(plan.id_test), req.n_tune, req.seed)
-    splits = tuple(id_split if t.paired or t.kind == "errors" else Split.of(len(t.clean), req.n_tune, req.seed + 1)
-                   for t in plan.targets)
+    splits = tuple(
+        id_split if t.paired or t.kind == "errors" else Split.of(len(t.clean), req.n_tune, req.seed + 1)
+        for t in plan.targets
+    )
     return dataclasses.replace(plan, tune_out=tune_out, id_split=id_split, target_splits=splits)

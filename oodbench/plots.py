@@ -113,13 +113,25 @@ def embedding_panels(found: list[tuple[Path, dict[str, Any]]], out: Path, method
         if s is not None and "emb_id" in s:
             groups.setdefault((r.detector, r.id, r.tune, r.seed), []).append((r, s))
     if not groups:
-        raise UsageError("no saved embeddings for these records (detectors with an embedding: msp, metric-learning, "
-                         "odm, dec-embedding)")
+        raise UsageError(
+            "no saved embeddings for these records (detectors with an embedding: msp, metric-learning, "
+            "odm, dec-embedding)"
+        )
     fig, axes = _grid(plt, len(groups), (4.8, 4.2))
-    id_colours = ["tab:blue", "tab:green", "tab:red", "tab:purple", "tab:cyan", "tab:pink", "tab:olive", "navy",
-                  "darkgreen", "maroon"]
+    id_colours = [
+        "tab:blue",
+        "tab:green",
+        "tab:red",
+        "tab:purple",
+        "tab:cyan",
+        "tab:pink",
+        "tab:olive",
+        "navy",
+        "darkgreen",
+        "maroon",
+    ]
     ood_colours = ["0.55", "gold", "tab:brown", "black", "tab:orange", "lightcoral", "khaki"]
-    for ax, ((det, id_name, tune, seed), items) in zip(axes.flat, sorted(groups.items())):
+    for ax, ((det, _id, _tune, seed), items) in zip(axes.flat, sorted(groups.items())):
         base = items[0][1]
         parts = [base["emb_id"]] + [s["emb_ood"] for _, s in items]
         flat = project_2d(np.concatenate(parts), method, seed)
@@ -127,13 +139,21 @@ def embedding_panels(found: list[tuple[Path, dict[str, Any]]], out: Path, method
         start = n_id
         for i, (r, s) in enumerate(items):  # OOD first, so the ID clusters stay visible on top
             end = start + len(s["emb_ood"])
-            ax.scatter(flat[start:end, 0], flat[start:end, 1], s=3, alpha=0.45, color=ood_colours[i % len(ood_colours)],
-                       label=f"OOD {r.ood} (AUROC {r.metrics['auroc']:.1f})")
+            ax.scatter(
+                flat[start:end, 0],
+                flat[start:end, 1],
+                s=3,
+                alpha=0.45,
+                color=ood_colours[i % len(ood_colours)],
+                label=f"OOD {r.ood} (AUROC {r.metrics['auroc']:.1f})",
+            )
             start = end
         labels = base["emb_id_labels"].astype(int)
         for k in np.unique(labels):
             pts = flat[:n_id][labels == k]
-            ax.scatter(pts[:, 0], pts[:, 1], s=3, alpha=0.7, color=id_colours[k % len(id_colours)], label=f"ID class {k}")
+            ax.scatter(
+                pts[:, 0], pts[:, 1], s=3, alpha=0.7, color=id_colours[k % len(id_colours)], label=f"ID class {k}"
+            )
         ax.set_title(f"{det} — {method.upper()} of the embedding", fontsize=9)
         ax.legend(fontsize=6, markerscale=3)
     return _save(plt, fig, out)

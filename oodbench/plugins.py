@@ -105,7 +105,7 @@ class Registry(Generic[T]):
         entry = self.entry(name)
         if entry.name.endswith(":") and name != entry.name:
             with plugin_code(self.kind, name, entry.plugin):
-                return entry.obj.resolve(name[len(entry.name):])  # type: ignore[attr-defined]
+                return entry.obj.resolve(name[len(entry.name) :])  # type: ignore[attr-defined]
         return entry.obj
 
     def __contains__(self, name: str) -> bool:
@@ -222,14 +222,20 @@ class Registries:
         """(plugin, version, status, hooks) for every plugin: ok / conflict: … / failed: … / disabled."""
         rows = []
         for name, version, hooks in self.plugins:
-            clashes = [f"{kind} {n!r} (also in {', '.join(o for o in owners if o != name)})"
-                       for kind, n, owners in self.conflicts() if name in owners]
+            clashes = [
+                f"{kind} {n!r} (also in {', '.join(o for o in owners if o != name)})"
+                for kind, n, owners in self.conflicts()
+                if name in owners
+            ]
             rows.append((name, version, "conflict: " + "; ".join(clashes) if clashes else "ok", hooks))
         return rows + [(name, version, status, []) for name, version, status in self.skipped]
 
 
-HOOKS = {"oodbench_register_detectors": "detectors", "oodbench_register_datasets": "datasets",
-         "oodbench_register_backbones": "backbones"}
+HOOKS = {
+    "oodbench_register_detectors": "detectors",
+    "oodbench_register_datasets": "datasets",
+    "oodbench_register_backbones": "backbones",
+}
 Staged = dict[str, list[tuple[Registry[Any], Any]]]  # plugin name → (registry, object) it registers
 
 

@@ -102,5 +102,11 @@ def resolve(req: RunRequest) -> Resolved:
     if req.backbone:
         regs.backbones.get(req.backbone)
     owners = {d.name: regs.detectors.entry(d.name).plugin for d in detectors}
-    return Resolved(detectors, owners, regs.datasets.get(req.id), tuple(regs.datasets.get(n) for n in req.oods),
-                    tune_out, resolve_device(req.device))
+    return Resolved(
+        detectors,
+        owners,
+        regs.datasets.get(req.id),
+        tuple(regs.datasets.get(n) for n in req.oods),
+        tune_out,
+        resolve_device(req.device),
+    )

@@ -7,13 +7,43 @@ from __future__ import annotations
 from .metrics import METRIC_LABELS
 from .protocols import corruption_table
 from .record import IDENTITY_KEYS, Record, identity_hash
-from .store import (RESULTS_ENV, read_record, read_records, record_files, record_path, results_dir, scores_of,
-                    write_record, write_scores)
 from .report import render
-from .tables import (DEFAULT_COLUMNS, RUN_KEY, label, mean_rows, mean_std, over_seeds, seed_table, tabulate_rows,
-                     variant)
+from .store import (
+    RESULTS_ENV,
+    read_record,
+    read_records,
+    record_files,
+    record_path,
+    results_dir,
+    scores_of,
+    write_record,
+    write_scores,
+)
+from .tables import DEFAULT_COLUMNS, RUN_KEY, label, mean_rows, mean_std, over_seeds, seed_table, tabulate_rows, variant
 
-__all__ = ["DEFAULT_COLUMNS", "IDENTITY_KEYS", "METRIC_LABELS", "RESULTS_ENV", "RUN_KEY", "Record",
-           "corruption_table", "identity_hash", "label", "mean_rows", "mean_std", "over_seeds", "read_record",
-           "read_records", "record_files", "record_path", "render", "results_dir", "scores_of", "seed_table",
-           "tabulate_rows", "variant", "write_record", "write_scores"]
+__all__ = [
+    "DEFAULT_COLUMNS",
+    "IDENTITY_KEYS",
+    "METRIC_LABELS",
+    "RESULTS_ENV",
+    "RUN_KEY",
+    "Record",
+    "corruption_table",
+    "identity_hash",
+    "label",
+    "mean_rows",
+    "mean_std",
+    "over_seeds",
+    "read_record",
+    "read_records",
+    "record_files",
+    "record_path",
+    "render",
+    "results_dir",
+    "scores_of",
+    "seed_table",
+    "tabulate_rows",
+    "variant",
+    "write_record",
+    "write_scores",
+]

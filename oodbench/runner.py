@@ -32,8 +32,7 @@ from .request import TUNE_MODES, RunRequest, resolve, resolve_device
 from .store import read_record, record_path, results_dir, write_record
 from .supply import Supplied, default_backbone, supply
 
-__all__ = ["TUNE_MODES", "RunOutcome", "RunRequest", "default_backbone", "expand", "resolve_device", "run",
-           "run_many"]
+__all__ = ["TUNE_MODES", "RunOutcome", "RunRequest", "default_backbone", "expand", "resolve_device", "run", "run_many"]
 
 
 @dataclass
@@ -63,33 +62,57 @@ def versions() -> dict[str, str]:
     import torch
     import torchvision
 
-    return {"oodbench": __version__, "torch": torch.__version__, "torchvision": torchvision.__version__,
-            "scikit-learn": sklearn.__version__, "python": platform.python_version()}
+    return {
+        "oodbench": __version__,
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "scikit-learn": sklearn.__version__,
+        "python": platform.python_version(),
+    }
 
 
 def run_facts(plan: Plan, got: Supplied) -> dict[str, Any]:
     """What every record of the run shares: data provenance, the model, the device, versions."""
     info = got.model_info
-    return {"data": {"id_train": list(plan.id_train.notes), "id_test": list(plan.id_test.notes)},
-            "model": {k: v for k, v in info.items() if k != "train"} | {
-                "train_config": dataclasses.asdict(got.spec.train), "train_log": info.get("train", {})},
-            "device": str(got.train.device), "versions": versions(),
-            "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    return {
+        "data": {"id_train": list(plan.id_train.notes), "id_test": list(plan.id_test.notes)},
+        "model": {k: v for k, v in info.items() if k != "train"}
+        | {"train_config": dataclasses.asdict(got.spec.train), "train_log": info.get("train", {})},
+        "device": str(got.train.device),
+        "versions": versions(),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
 
 
 def identity_of(req: RunRequest, plan: Plan, got: Supplied):
     """The record identity of (detector, target) in this run."""
-    base = {"train_limit": req.train_limit, "test_limit": req.test_limit, "n_tune": req.n_tune,
-            "epochs": got.spec.train.epochs, **plan.config}
+    base = {
+        "train_limit": req.train_limit,
+        "test_limit": req.test_limit,
+        "n_tune": req.n_tune,
+        "epochs": got.spec.train.epochs,
+        **plan.config,
+    }
     train_out = {"name": plan.train_out.name, "n": len(plan.train_out)} if plan.train_out is not None else None
 
     def identity(det, target: Target) -> dict[str, Any]:
         uses = train_out and det.needs.outliers != "none"
-        return {"detector": det.name, "backbone": got.backbone, "checkpoint": got.model_info["hash"],
-                "id": plan.id_name, "ood": target.name, "protocol": plan.protocol, "tune": req.tune,
-                "tune_out": plan.tune_out.name if plan.tune_out is not None else None, "seed": req.seed,
-                "config": {**base, "detector_params": req.detector_params.get(det.name, {}),
-                           **({"train_out": train_out} if uses else {})}}
+        return {
+            "detector": det.name,
+            "backbone": got.backbone,
+            "checkpoint": got.model_info["hash"],
+            "id": plan.id_name,
+            "ood": target.name,
+            "protocol": plan.protocol,
+            "tune": req.tune,
+            "tune_out": plan.tune_out.name if plan.tune_out is not None else None,
+            "seed": req.seed,
+            "config": {
+                **base,
+                "detector_params": req.detector_params.get(det.name, {}),
+                **({"train_out": train_out} if uses else {}),
+            },
+        }
 
     return identity
 
@@ -130,8 +153,10 @@ def report_tuning(record: Record) -> None:
     chosen = {k: v for k, v in record.params.items() if tuning and any(k in t for t in tuning.get("trials", []))}
     if tuning and chosen and tuning.get("value") is not None:
         text = ", ".join(f"{k}={v}" for k, v in chosen.items())
-        say(f"{record.detector} [{record.tune}, tuned on {tuning['ood_source']}]: {text} "
-            f"({tuning['criterion']} {tuning['value']:.1f})")
+        say(
+            f"{record.detector} [{record.tune}, tuned on {tuning['ood_source']}]: {text} "
+            f"({tuning['criterion']} {tuning['value']:.1f})"
+        )
 
 
 def expand(req: RunRequest, seeds: list[int] | None = None) -> list[RunRequest]:

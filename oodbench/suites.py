@@ -34,6 +34,7 @@ def warn(message: str) -> None:
 
     print(message, file=sys.stderr, flush=True)
 
+
 SUITE_KEYS = {f.name for f in dataclasses.fields(RunRequest)} | {"seeds", "paper"}
 
 
@@ -80,8 +81,10 @@ def bench(name: str, path: str | Path = "benchmarks.yaml", results: str | None =
     counts = {"done": 0, "skipped": 0, "failed": 0, "total": len(todo)}
     for i, (req, _) in enumerate(todo, 1):
         marker = markers / request_key(req)
-        what = (f"{req.protocol} {req.id}→{','.join(req.oods) or req.holdout or ''} seed {req.seed}: "
-                f"{', '.join(req.detectors)}")
+        what = (
+            f"{req.protocol} {req.id}→{','.join(req.oods) or req.holdout or ''} seed {req.seed}: "
+            f"{', '.join(req.detectors)}"
+        )
         if marker.is_file():
             counts["skipped"] += 1
             say(f"[{i}/{len(todo)}] skip (done): {what}")
@@ -95,8 +98,10 @@ def bench(name: str, path: str | Path = "benchmarks.yaml", results: str | None =
             continue
         marker.write_text(json.dumps(dataclasses.asdict(req), default=str))
         counts["done"] += 1
-    say(f"suite {name}: {counts['done']} run(s) done now, {counts['skipped']} skipped as already done, "
-        f"{counts['failed']} failed" + (" — nothing to do" if counts["done"] + counts["failed"] == 0 else ""))
+    say(
+        f"suite {name}: {counts['done']} run(s) done now, {counts['skipped']} skipped as already done, "
+        f"{counts['failed']} failed" + (" — nothing to do" if counts["done"] + counts["failed"] == 0 else "")
+    )
     return counts
 
 
@@ -124,27 +129,49 @@ def ranked_table(records: list[Record], metrics: tuple[str, ...], paper: dict, f
         id_, ood, det, tune, protocol = key["id"], key["ood"], key["detector"], key["tune"], grp[0].protocol
         base_id = re.split(r"-\{|\[", id_)[0]
         ref = paper.get((protocol, det, base_id, ood, tune)) or paper.get((protocol, det, base_id, "*", tune)) or {}
-        rows.append([id_, ood, det + key["variant"], key["backbone"], tune, len({g.seed for g in grp}),
-                     *(mean_std(means, stds, m, len(grp) > 1) for m in metrics), ref.get("auroc", "—"),
-                     means.get(metrics[0], 0.0)])
+        rows.append(
+            [
+                id_,
+                ood,
+                det + key["variant"],
+                key["backbone"],
+                tune,
+                len({g.seed for g in grp}),
+                *(mean_std(means, stds, m, len(grp) > 1) for m in metrics),
+                ref.get("auroc", "—"),
+                means.get(metrics[0], 0.0),
+            ]
+        )
     rows.sort(key=lambda r: (r[0], r[1], -r[-1]))
     ranked, last, rank = [], None, 0
     for row in rows:
         rank = rank + 1 if (row[0], row[1]) == last else 1
         last = (row[0], row[1])
         ranked.append([rank, *row[:-1]])
-    headers = ["#", "ID", "OOD", "Detector", "Backbone", "Tune", "Seeds", *(METRIC_LABELS.get(m, m) for m in metrics),
-               "paper AUROC"]
+    headers = [
+        "#",
+        "ID",
+        "OOD",
+        "Detector",
+        "Backbone",
+        "Tune",
+        "Seeds",
+        *(METRIC_LABELS.get(m, m) for m in metrics),
+        "paper AUROC",
+    ]
     return tabulate_rows(headers, ranked, fmt)
 
 
-def leaderboard(name: str, path: str | Path = "benchmarks.yaml", results: str | None = None, fmt: str = "github") -> str:
+def leaderboard(
+    name: str, path: str | Path = "benchmarks.yaml", results: str | None = None, fmt: str = "github"
+) -> str:
     """Ranked tables (sections chosen by each protocol) from the suite's records, paper numbers beside rows."""
     suite = load_suites(path).get(name, {})
     records = read_records(results_dir(results) / name)
     if not records:
-        raise UsageError(f"no records for suite {name!r} under {results_dir(results) / name}; "
-                         f"run `oodbench bench {name}` first")
+        raise UsageError(
+            f"no records for suite {name!r} under {results_dir(results) / name}; run `oodbench bench {name}` first"
+        )
     paper, fmt = _paper_numbers(suite), fmt if fmt != "json" else "github"
     sections: list[str] = []
     for protocol in sorted({r.protocol for r in records}):

@@ -65,8 +65,16 @@ def backbone_spec(req: RunRequest, plan: Plan) -> tuple[str, ModelSpec]:
     name = req.backbone or default_backbone(plan.id_train.shape)
     factory = registries().backbones.get(name)
     cfg = default_config(factory.train_defaults, epochs=req.epochs, seed=req.seed)
-    return name, ModelSpec(name, plan.trained_on, plan.id_train.shape, plan.id_train.num_classes, cfg,
-                           classes=plan.classes, train_limit=req.train_limit, pretrained=req.pretrained)
+    return name, ModelSpec(
+        name,
+        plan.trained_on,
+        plan.id_train.shape,
+        plan.id_train.num_classes,
+        cfg,
+        classes=plan.classes,
+        train_limit=req.train_limit,
+        pretrained=req.pretrained,
+    )
 
 
 def view_factory(req: RunRequest, model: Backbone, model_hash: str, device: torch.device):
@@ -102,6 +110,17 @@ def supply(req: RunRequest, plan: Plan, resolved: Resolved) -> Supplied:
     seconds["extract_features"] = time.perf_counter() - t0
     provider = ModelProvider(spec, factory, plan.id_train, plan.id_test, device)
     supplies = Supplies(provider, plan.train_out, req.seed)
-    return Supplied(name, model, info, spec, supplies, view(plan.id_train), id_view, id_scored, tuple(targets),
-                    view(plan.tune_out) if plan.tune_out is not None else None,
-                    accuracy(id_view.logits().numpy(), plan.id_test.labels.numpy()), seconds)
+    return Supplied(
+        name,
+        model,
+        info,
+        spec,
+        supplies,
+        view(plan.id_train),
+        id_view,
+        id_scored,
+        tuple(targets),
+        view(plan.tune_out) if plan.tune_out is not None else None,
+        accuracy(id_view.logits().numpy(), plan.id_test.labels.numpy()),
+        seconds,
+    )

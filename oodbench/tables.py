@@ -49,8 +49,9 @@ def headers_for(columns: Sequence[str], *lead: str) -> list[str]:
 
 def plain_table(records: list[Record], fmt: str, columns: Sequence[str], extra_rows: list | None = None) -> str:
     rows = [[label(r), r.backbone, r.id, r.ood, r.tune, *(r.metrics.get(c) for c in columns)] for r in records]
-    return tabulate_rows(headers_for(columns, "Detector", "Backbone", "ID", "OOD", "Tune"), rows + (extra_rows or []),
-                         fmt)
+    return tabulate_rows(
+        headers_for(columns, "Detector", "Backbone", "ID", "OOD", "Tune"), rows + (extra_rows or []), fmt
+    )
 
 
 def mean_rows(records: list[Record], columns: Sequence[str] = DEFAULT_COLUMNS) -> list[list[Any]]:
@@ -62,8 +63,9 @@ def mean_rows(records: list[Record], columns: Sequence[str] = DEFAULT_COLUMNS) -
     for (det, bb, tune), rs in groups.items():
         if len(rs) < 2:
             continue
-        vals = [float(np.mean([r.metrics[c] for r in rs])) if all(c in r.metrics for r in rs) else None
-                for c in columns]
+        vals = [
+            float(np.mean([r.metrics[c] for r in rs])) if all(c in r.metrics for r in rs) else None for c in columns
+        ]
         rows.append([det, bb, "mean", f"{len(rs)} sets", tune, *vals])
     return rows
 
@@ -77,8 +79,14 @@ def over_seeds(records: list[Record], metrics: Iterable[str]) -> list[tuple[dict
     out = []
     for key, grp in groups.items():
         vals = {m: [g.metrics[m] for g in grp] for m in metrics if all(m in g.metrics for g in grp)}
-        out.append((dict(zip((*RUN_KEY, "variant"), key)), grp, {m: float(np.mean(v)) for m, v in vals.items()},
-                    {m: float(np.std(v)) for m, v in vals.items()}))
+        out.append(
+            (
+                dict(zip((*RUN_KEY, "variant"), key)),
+                grp,
+                {m: float(np.mean(v)) for m, v in vals.items()},
+                {m: float(np.std(v)) for m, v in vals.items()},
+            )
+        )
     return out
 
 
@@ -88,6 +96,13 @@ def mean_std(mean: dict, std: dict, m: str, spread: bool) -> str:
 
 def seed_table(records: list[Record], fmt: str = "github", columns: Sequence[str] = DEFAULT_COLUMNS) -> str:
     """mean ± std over seeds for each (detector, backbone, ID, OOD, tune) (SPEC.md "repeats")."""
-    rows = [[key["detector"] + key["variant"], *(key[k] for k in RUN_KEY[1:]), ",".join(str(r.seed) for r in grp),
-             *(mean_std(mean, std, c, True) for c in columns)] for key, grp, mean, std in over_seeds(records, columns)]
+    rows = [
+        [
+            key["detector"] + key["variant"],
+            *(key[k] for k in RUN_KEY[1:]),
+            ",".join(str(r.seed) for r in grp),
+            *(mean_std(mean, std, c, True) for c in columns),
+        ]
+        for key, grp, mean, std in over_seeds(records, columns)
+    ]
     return tabulate_rows(headers_for(columns, "Detector", "Backbone", "ID", "OOD", "Tune", "Seeds"), rows, fmt)

@@ -93,8 +93,12 @@ class TrainTask:
         (deprecated: its optional attributes are looked up once, here)."""
         if isinstance(task, TrainTask):
             return task
-        warnings.warn(f"{type(task).__name__} is not a TrainTask; subclass oodbench.train.TrainTask "
-                      "(duck-typed training tasks are deprecated)", DeprecationWarning, stacklevel=3)
+        warnings.warn(
+            f"{type(task).__name__} is not a TrainTask; subclass oodbench.train.TrainTask "
+            "(duck-typed training tasks are deprecated)",
+            DeprecationWarning,
+            stacklevel=3,
+        )
         return _DuckTypedTask(task)
 
 
@@ -198,8 +202,9 @@ class _Trainer:
         self.model.train()
         order = torch.randperm(len(self.images), generator=self.generator).to(self.device)
         running, seen_before = 0.0, self.images_seen
-        for idx in track(order.split(self.cfg.batch_size), f"epoch {epoch + 1}/{self.cfg.epochs}",
-                         total=self.steps_per_epoch):
+        for idx in track(
+            order.split(self.cfg.batch_size), f"epoch {epoch + 1}/{self.cfg.epochs}", total=self.steps_per_epoch
+        ):
             running += self.train_step(idx) * len(idx)
         return running / max(1, self.images_seen - seen_before)
 
@@ -261,9 +266,17 @@ class _EarlyStopping:
             log["best_epoch"] = self.best_epoch + 1
 
 
-def fit_model(model: nn.Module, data: ImageSet, cfg: TrainConfig, device: torch.device | str = "cpu",
-              task: TrainTask | None = None, val: ImageSet | None = None, val_name: str = "validation",
-              select_on: ImageSet | None = None, patience: int | None = None) -> dict:
+def fit_model(
+    model: nn.Module,
+    data: ImageSet,
+    cfg: TrainConfig,
+    device: torch.device | str = "cpu",
+    task: TrainTask | None = None,
+    val: ImageSet | None = None,
+    val_name: str = "validation",
+    select_on: ImageSet | None = None,
+    patience: int | None = None,
+) -> dict:
     """Train ``model`` on ``data`` with ``task`` (default: classification). Returns a log dict
     (``seconds`` of the training window — first step to last step, data already on the device —,
     ``images_per_second``, loss per epoch, accuracy on ``val`` if given).

@@ -7,15 +7,15 @@ import math
 import numpy as np
 import pytest
 import torch
+from oodbench_builtins.detectors.autoencoders import ConvAutoencoder, ReconstructionTask, image_entropy
 
-from oodbench.data import LoadContext
 from oodbench.checkpoints import ModelSpec
+from oodbench.data import LoadContext
 from oodbench.detector import Supplies
 from oodbench.features import FeatureView
 from oodbench.models import ModelProvider
-from oodbench.train import TrainConfig
 from oodbench.plugins import registries
-from oodbench_builtins.detectors.autoencoders import ConvAutoencoder, ReconstructionTask, image_entropy
+from oodbench.train import TrainConfig
 
 
 def test_image_entropy_by_hand():
@@ -71,8 +71,15 @@ def test_early_stopping_keeps_the_best_epoch(data_root, tmp_path, monkeypatch):
     monkeypatch.setenv("OODBENCH_CACHE", str(tmp_path))
     data = registries().datasets.get("mnist").load("train", LoadContext(data_root)).head(600)
     net = ConvAutoencoder((1, 28, 28), "ae")
-    log = fit_model(net, data.head(500), TrainConfig(epochs=6, lr=0.05, schedule="none"), "cpu",
-                    task=ReconstructionTask(), select_on=data.subset(torch.arange(500, 600)), patience=2)
+    log = fit_model(
+        net,
+        data.head(500),
+        TrainConfig(epochs=6, lr=0.05, schedule="none"),
+        "cpu",
+        task=ReconstructionTask(),
+        select_on=data.subset(torch.arange(500, 600)),
+        patience=2,
+    )
     best = int(np.argmin(log["select_loss"])) + 1
     assert log["best_epoch"] == best and len(log["select_loss"]) <= 6
     assert math.isfinite(min(log["select_loss"]))

@@ -15,12 +15,19 @@ def build(name, shape=(1, 28, 28), classes=10):
     return registries().backbones.get(name).build(shape, classes)
 
 
-@pytest.mark.parametrize("name, shape, layers", [
-    ("lenet", (1, 28, 28), ["conv1", "conv2", "fc1", "penultimate", "logits"]),
-    ("resnet18", (3, 32, 32), ["stem", "layer1", "layer2", "layer3", "layer4", "penultimate", "logits"]),
-    ("timm:test_resnet", (3, 32, 32), None),
-    ("torchvision:resnet18", (3, 32, 32), ["conv1", "layer1", "layer2", "layer3", "layer4", "penultimate", "logits"]),
-])
+@pytest.mark.parametrize(
+    "name, shape, layers",
+    [
+        ("lenet", (1, 28, 28), ["conv1", "conv2", "fc1", "penultimate", "logits"]),
+        ("resnet18", (3, 32, 32), ["stem", "layer1", "layer2", "layer3", "layer4", "penultimate", "logits"]),
+        ("timm:test_resnet", (3, 32, 32), None),
+        (
+            "torchvision:resnet18",
+            (3, 32, 32),
+            ["conv1", "layer1", "layer2", "layer3", "layer4", "penultimate", "logits"],
+        ),
+    ],
+)
 def test_named_layers_in_one_pass(name, shape, layers):
     model = build(name, shape).eval()
     if layers is not None:

@@ -32,6 +32,6 @@ def test_suite_entry_is_valid(suite, i, run):
     if run.get("backbone"):
         regs.backbones.get(run["backbone"])
     assert run.get("tune", "none") in TUNE_MODES
-    for det in (run.get("paper") or {}):
+    for det in run.get("paper") or {}:
         assert det in run["detectors"], f"paper numbers for {det!r}, which the entry does not run"
     RunRequest(**{k: v for k, v in run.items() if k not in ("seeds", "paper")})

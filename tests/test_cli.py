@@ -35,11 +35,35 @@ def test_list_detectors_shows_builtins_with_plugin(capsys):
     [
         (["run", "--detector", "nope", "--in", "fashionmnist", "--out", "mnist"], "unknown detector 'nope'"),
         (["run", "--detector", "msp", "--in", "nosuchset", "--out", "mnist"], "unknown dataset 'nosuchset'"),
-        (["run", "--detector", "msp", "--in", "fashionmnist", "--out", "mnist", "--backbone", "lenett"], "did you mean: lenet"),
-        (["run", "--detector", "msp", "--in", "fashionmnist", "--out", "mnist", "--data-root", "/no/such/dir"], "is not a directory"),
-        (["run", "--detector", "msp", "--in", "fashionmnist", "--out", "mnist", "--tune", "heldout", "--tune-out", "mnist"], "must not tune on a test OOD set"),
+        (
+            ["run", "--detector", "msp", "--in", "fashionmnist", "--out", "mnist", "--backbone", "lenett"],
+            "did you mean: lenet",
+        ),
+        (
+            ["run", "--detector", "msp", "--in", "fashionmnist", "--out", "mnist", "--data-root", "/no/such/dir"],
+            "is not a directory",
+        ),
+        (
+            [
+                "run",
+                "--detector",
+                "msp",
+                "--in",
+                "fashionmnist",
+                "--out",
+                "mnist",
+                "--tune",
+                "heldout",
+                "--tune-out",
+                "mnist",
+            ],
+            "must not tune on a test OOD set",
+        ),
         (["run", "--detector", "msp", "--in", "notmnist", "--out", "mnist"], "has no 'train' split"),
-        (["run", "--detector", "msp", "--in", "fashionmnist", "--out", "mnist", "--param", "msp.nothing=1"], "has no parameter"),
+        (
+            ["run", "--detector", "msp", "--in", "fashionmnist", "--out", "mnist", "--param", "msp.nothing=1"],
+            "has no parameter",
+        ),
     ],
 )
 def test_bad_input_is_one_line_exit_2(capsys, args, message):
@@ -64,14 +88,40 @@ def test_unknown_option_is_usage_error(capsys):
 def test_run_end_to_end_then_reuse_checkpoint(capsys, monkeypatch, tmp_path):
     """FSSD (oracle tuning) and MSP on real FashionMNIST vs MNIST subsets; the second run reuses the checkpoint."""
     monkeypatch.delenv("OODBENCH_QUIET")
-    args = ["run", "-d", "fssd", "-d", "msp", "--in", "fashionmnist", "--out", "mnist", "--out", "gaussian",
-            "--epochs", "2", "--train-limit", "10000", "--test-limit", "1200", "--n-tune", "200",
-            "--tune", "oracle", "--results", str(tmp_path), "--format", "json"]
+    args = [
+        "run",
+        "-d",
+        "fssd",
+        "-d",
+        "msp",
+        "--in",
+        "fashionmnist",
+        "--out",
+        "mnist",
+        "--out",
+        "gaussian",
+        "--epochs",
+        "2",
+        "--train-limit",
+        "10000",
+        "--test-limit",
+        "1200",
+        "--n-tune",
+        "200",
+        "--tune",
+        "oracle",
+        "--results",
+        str(tmp_path),
+        "--format",
+        "json",
+    ]
     code, out, err = run_cli(capsys, *args)
     assert code == 0, err
     assert "training lenet on fashionmnist" in err
     records = json.loads(out)
-    assert {(r["detector"], r["ood"]) for r in records} == {(d, o) for d in ("fssd", "msp") for o in ("mnist", "gaussian")}
+    assert {(r["detector"], r["ood"]) for r in records} == {
+        (d, o) for d in ("fssd", "msp") for o in ("mnist", "gaussian")
+    }
     fssd = next(r for r in records if r["detector"] == "fssd" and r["ood"] == "mnist")
     assert fssd["metrics"]["auroc"] > 90.0  # a weak 2-epoch LeNet on a subset still separates FMNIST from MNIST
     assert fssd["n_eval"] == {"id": 1000, "ood": 1000}  # 200 + 200 tuning samples removed
@@ -102,9 +152,28 @@ def test_folder_dataset_rgb_id_converts_grey_ood(capsys, tmp_path):
                 img = torch.randint(0, 60, (3, 32, 32), generator=g, dtype=torch.uint8)
                 img[color] += 150
                 write_png(img, str(d / f"{i}.png"))
-    code, out, err = run_cli(capsys, "run", "-d", "msp", "--in", f"folder:{tmp_path / 'imgs'}", "--out", "mnist",
-                             "--backbone", "resnet18", "--epochs", "1", "--test-limit", "60", "--n-tune", "10",
-                             "--results", str(tmp_path / "res"), "--format", "json")
+    code, out, err = run_cli(
+        capsys,
+        "run",
+        "-d",
+        "msp",
+        "--in",
+        f"folder:{tmp_path / 'imgs'}",
+        "--out",
+        "mnist",
+        "--backbone",
+        "resnet18",
+        "--epochs",
+        "1",
+        "--test-limit",
+        "60",
+        "--n-tune",
+        "10",
+        "--results",
+        str(tmp_path / "res"),
+        "--format",
+        "json",
+    )
     assert code == 0, err
     (record,) = json.loads(out)
     assert any("converted 1×28×28→3×32×32" in n for n in record["data"]["ood"])
@@ -113,17 +182,47 @@ def test_folder_dataset_rgb_id_converts_grey_ood(capsys, tmp_path):
 
 def test_plots_from_saved_scores(capsys, tmp_path):
     pytest.importorskip("matplotlib")
-    args = ["run", "-d", "msp", "-d", "fssd", "--in", "fashionmnist", "--protocol", "corruption", "--corruption", "contrast",
-            "--severity", "1", "--severity", "5", "--epochs", "2", "--train-limit", "10000", "--test-limit", "1200",
-            "--n-tune", "200", "--results", str(tmp_path / "res")]
+    args = [
+        "run",
+        "-d",
+        "msp",
+        "-d",
+        "fssd",
+        "--in",
+        "fashionmnist",
+        "--protocol",
+        "corruption",
+        "--corruption",
+        "contrast",
+        "--severity",
+        "1",
+        "--severity",
+        "5",
+        "--epochs",
+        "2",
+        "--train-limit",
+        "10000",
+        "--test-limit",
+        "1200",
+        "--n-tune",
+        "200",
+        "--results",
+        str(tmp_path / "res"),
+    ]
     code, out, err = run_cli(capsys, *args)
     assert code == 0, err
     assert len(list((tmp_path / "res").rglob("*.npz"))) == 4  # per-sample scores beside every record
-    code, out, err = run_cli(capsys, "plot", "scores", "--results", str(tmp_path / "res"), "-d", "fssd", "-o", str(tmp_path / "h.png"))
+    code, out, err = run_cli(
+        capsys, "plot", "scores", "--results", str(tmp_path / "res"), "-d", "fssd", "-o", str(tmp_path / "h.png")
+    )
     assert code == 0, err
-    code, out, err = run_cli(capsys, "plot", "corruption", "--results", str(tmp_path / "res"), "-o", str(tmp_path / "c.png"))
+    code, out, err = run_cli(
+        capsys, "plot", "corruption", "--results", str(tmp_path / "res"), "-o", str(tmp_path / "c.png")
+    )
     assert code == 0, err
     for name in ("h.png", "c.png"):
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    code, _, err = run_cli(capsys, "plot", "scores", "--results", str(tmp_path / "res"), "-d", "nope", "-o", str(tmp_path / "x.png"))
+    code, _, err = run_cli(
+        capsys, "plot", "scores", "--results", str(tmp_path / "res"), "-d", "nope", "-o", str(tmp_path / "x.png")
+    )
     assert code == 2 and "no records match" in err

@@ -21,10 +21,17 @@ def load(name, split="test", root=None, **kw):
     return registries().datasets.get(name).load(split, LoadContext(root or DATA, **kw))
 
 
-@pytest.mark.parametrize("name, n, shape", [
-    ("mnist", 10000, (1, 28, 28)), ("fashionmnist", 10000, (1, 28, 28)), ("notmnist", 10000, (1, 28, 28)),
-    ("svhn", 10000, (3, 32, 32)), ("omniglot", 4840, (1, 105, 105)), ("dtd-subset32", 1200, (3, 32, 32)),
-])
+@pytest.mark.parametrize(
+    "name, n, shape",
+    [
+        ("mnist", 10000, (1, 28, 28)),
+        ("fashionmnist", 10000, (1, 28, 28)),
+        ("notmnist", 10000, (1, 28, 28)),
+        ("svhn", 10000, (3, 32, 32)),
+        ("omniglot", 4840, (1, 105, 105)),
+        ("dtd-subset32", 1200, (3, 32, 32)),
+    ],
+)
 def test_real_shared_sets(data_root, name, n, shape):
     data = load(name)
     assert len(data) == n and data.shape == shape and data.images.dtype == torch.uint8
@@ -70,16 +77,21 @@ def test_kmnist_from_official_idx_gz(tmp_path):
     _write_idx(raw / "t10k-images-idx3-ubyte.gz", imgs)
     _write_idx(raw / "t10k-labels-idx1-ubyte.gz", np.arange(7) % 10)
     data = load("kmnist", root=tmp_path)
-    assert data.images.shape == (7, 1, 28, 28) and torch.equal(data.images[:, 0], torch.from_numpy(imgs.astype(np.uint8)))
+    assert data.images.shape == (7, 1, 28, 28) and torch.equal(
+        data.images[:, 0], torch.from_numpy(imgs.astype(np.uint8))
+    )
     assert data.labels.tolist() == list(range(7))
     with pytest.raises(DataNotFoundError, match="kmnist"):
         load("kmnist", "train", root=tmp_path)
 
 
-@pytest.mark.parametrize("name, folder, files, key", [
-    ("cifar10", "cifar-10-batches-py", ["test_batch"], b"labels"),
-    ("cifar100", "cifar-100-python", ["test"], b"fine_labels"),
-])
+@pytest.mark.parametrize(
+    "name, folder, files, key",
+    [
+        ("cifar10", "cifar-10-batches-py", ["test_batch"], b"labels"),
+        ("cifar100", "cifar-100-python", ["test"], b"fine_labels"),
+    ],
+)
 def test_cifar_from_official_pickles(tmp_path, name, folder, files, key):
     d = tmp_path / folder
     d.mkdir()

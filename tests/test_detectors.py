@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from oodbench.data import ImageSet, LoadContext
+from oodbench.data import LoadContext
 from oodbench.features import FeatureView
 from oodbench.plugins import registries
 from oodbench.protocols import Split
@@ -72,7 +72,11 @@ def test_fssd_separates_fmnist_from_mnist_on_a_trained_lenet(lenet_fmnist, data_
 
     a = auroc(tuned.score_samples(id_v.subset(id_eval)), tuned.score_samples(ood_v.subset(ood_eval)))
     assert a > 95.0
-    assert info.grid_size == 21 and len(info.trials) == 21 and info.params["epsilon"] in [t["epsilon"] for t in info.trials]
+    assert (
+        info.grid_size == 21
+        and len(info.trials) == 21
+        and info.params["epsilon"] in [t["epsilon"] for t in info.trials]
+    )
 
 
 def test_tuning_and_evaluation_samples_never_overlap():
@@ -150,8 +154,10 @@ def test_batch_independence_under_avx2_kernels():
     import subprocess
     import sys
 
-    code = ("from oodbench.plugins import registries; from oodbench.testing import check_detector\n"
-            "for n in ('metric-learning', 'odm', 'dec-embedding'): check_detector(registries().detectors.get(n))")
+    code = (
+        "from oodbench.plugins import registries; from oodbench.testing import check_detector\n"
+        "for n in ('metric-learning', 'odm', 'dec-embedding'): check_detector(registries().detectors.get(n))"
+    )
     env = {**os.environ, "ONEDNN_MAX_CPU_ISA": "AVX2", "OODBENCH_QUIET": "1"}
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]

@@ -21,7 +21,9 @@ def test_logit_scores():
     assert np.allclose(det("maxlogit").fit(v).score_samples(v), [2.0, 0.0])
     assert np.allclose(det("energy").fit(v).score_samples(v), [math.log(math.exp(2) + 1), math.log(2)])
     p = math.exp(2) / (math.exp(2) + 1)
-    assert np.allclose(det("entropy").fit(v).score_samples(v), [p * math.log(p) + (1 - p) * math.log(1 - p), math.log(0.5)], atol=1e-6)
+    assert np.allclose(
+        det("entropy").fit(v).score_samples(v), [p * math.log(p) + (1 - p) * math.log(1 - p), math.log(0.5)], atol=1e-6
+    )
     # GEN with gamma = 1: −Σ p(1−p) = −2·p(1−p)
     assert np.allclose(det("gen", gamma=1.0).fit(v).score_samples(v), [-2 * p * (1 - p), -0.5], atol=1e-6)
 
@@ -74,7 +76,9 @@ def test_react_ash_scale_dice_gradnorm_by_hand():
     assert det("ash", variant="p", percentile=50).fit(v).score_samples(v)[0] == pytest.approx(lse([4.0, 3.0]))
     assert det("ash", variant="b", percentile=50).fit(v).score_samples(v)[0] == pytest.approx(lse([5.0, 5.0]))
     e = math.exp(10 / 7)
-    assert det("ash", variant="s", percentile=50).fit(v).score_samples(v)[0] == pytest.approx(lse([4 * e, 3 * e]), rel=1e-5)
+    assert det("ash", variant="s", percentile=50).fit(v).score_samples(v)[0] == pytest.approx(
+        lse([4 * e, 3 * e]), rel=1e-5
+    )
     # SCALE: no pruning, same factor
     assert det("scale", percentile=50).fit(v).score_samples(v)[0] == pytest.approx(lse([4 * e, 6 * e]), rel=1e-5)
     # DICE: contributions W ⊙ mean(h) = [[4,0,0,0],[0,1,2,3]]; sparsity 75 keeps entries above the 75th
@@ -96,7 +100,9 @@ def test_she_klm_vim_by_hand():
     with torch.no_grad():
         head.weight.copy_(torch.eye(2))
         head.bias.zero_()
-    train = synthetic_view({"penultimate": torch.tensor([[3.0, 0.0], [1.0, 0.0], [0.0, 2.0]])}, torch.tensor([0, 0, 1]), head=head)
+    train = synthetic_view(
+        {"penultimate": torch.tensor([[3.0, 0.0], [1.0, 0.0], [0.0, 2.0]])}, torch.tensor([0, 0, 1]), head=head
+    )
     she = det("she").fit(train)
     assert torch.allclose(she.patterns_, torch.tensor([[2.0, 0.0], [0.0, 2.0]]))
     test = synthetic_view({"penultimate": torch.tensor([[1.0, 0.5]])}, head=head)

@@ -48,10 +48,16 @@ def oodbench_register_detectors():
 """
 
 REGISTRY_PLUGINS = {  # dist: (entry point, module, source)
-    "dup-plugin": ("dup", "dup_mod", DETECTOR.format(
-        name="msp", description="a second msp", body="return data.logits().max(1).values.numpy()")),
+    "dup-plugin": (
+        "dup",
+        "dup_mod",
+        DETECTOR.format(name="msp", description="a second msp", body="return data.logits().max(1).values.numpy()"),
+    ),
     "importfail-plugin": ("importfail", "importfail_mod", "raise RuntimeError('boom at import')\n"),
-    "hookfail-plugin": ("hookfail", "hookfail_mod", """
+    "hookfail-plugin": (
+        "hookfail",
+        "hookfail_mod",
+        """
         from oodbench import hookimpl
 
         @hookimpl
@@ -61,15 +67,27 @@ REGISTRY_PLUGINS = {  # dist: (entry point, module, source)
         @hookimpl
         def oodbench_register_detectors():
             return {}["no-such-key"]
-    """),
-    "good-plugin": ("good", "good_mod", DETECTOR.format(
-        name="good-negmax", description="negative max logit", body="return -data.logits().max(1).values.numpy()")),
+    """,
+    ),
+    "good-plugin": (
+        "good",
+        "good_mod",
+        DETECTOR.format(
+            name="good-negmax", description="negative max logit", body="return -data.logits().max(1).values.numpy()"
+        ),
+    ),
 }
 DETECTOR_PLUGINS = {
-    "raise-plugin": ("raise", "raise_mod", DETECTOR.format(
-        name="raises-keyerror", description="raises KeyError", body="raise KeyError('boom')")),
-    "nan-plugin": ("nan", "nan_mod", DETECTOR.format(
-        name="returns-nan", description="all NaN", body="return np.full(len(data), np.nan)")),
+    "raise-plugin": (
+        "raise",
+        "raise_mod",
+        DETECTOR.format(name="raises-keyerror", description="raises KeyError", body="raise KeyError('boom')"),
+    ),
+    "nan-plugin": (
+        "nan",
+        "nan_mod",
+        DETECTOR.format(name="returns-nan", description="all NaN", body="return np.full(len(data), np.nan)"),
+    ),
 }
 SMALL = ["--epochs", "1", "--train-limit", "2000", "--test-limit", "600", "--n-tune", "100"]
 
@@ -82,8 +100,23 @@ def _install(root: Path, plugins: dict[str, tuple[str, str, str]], target: Path)
         (pkg / "pyproject.toml").write_text(PYPROJECT.format(dist=dist, ep=ep, module=module))
         (pkg / f"{module}.py").write_text(textwrap.dedent(source))
         dirs.append(str(pkg))
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-                    "--target", str(target), *dirs], check=True, capture_output=True, text=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--target",
+            str(target),
+            *dirs,
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -99,8 +132,14 @@ def sites(tmp_path_factory) -> dict[str, Path]:
 def oodbench(site: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
     environ = {k: v for k, v in os.environ.items() if k != "OODBENCH_DISABLE_PLUGINS"}
     environ.update(PYTHONPATH=str(site) + os.pathsep + os.environ.get("PYTHONPATH", ""), OODBENCH_QUIET="1", **env)
-    return subprocess.run([sys.executable, "-m", "oodbench.cli", *args], env=environ, capture_output=True,
-                          text=True, timeout=300, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "oodbench.cli", *args],
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
 
 
 def lines(text: str) -> list[str]:
@@ -127,10 +166,15 @@ def test_plugins_lists_ok_conflict_and_failed(sites):
     assert " ok " in rows["good-plugin:good"] and " ok " in rows["oodbench:builtin-datasets"]
     warned = plugin_warnings(done.stderr)
     assert warned == [
-        ("oodbench: warning: plugin 'importfail-plugin:importfail' (importfail_mod) failed to load and was skipped: "
-         "RuntimeError: boom at import"),
-        ("oodbench: warning: plugin 'hookfail-plugin:hookfail' failed in oodbench_register_detectors and was skipped: "
-         "KeyError: 'no-such-key'"),
+        (
+            "oodbench: warning: plugin 'importfail-plugin:importfail' (importfail_mod) failed to load and was skipped: "
+            "RuntimeError: boom at import"
+        ),
+        (
+            "oodbench: warning: plugin 'hookfail-plugin:hookfail' failed in oodbench_register_detectors "
+            "and was skipped: "
+            "KeyError: 'no-such-key'"
+        ),
     ]
 
 
@@ -146,18 +190,48 @@ def test_list_marks_the_conflict_and_skips_the_failed_plugin(sites):
 
 
 def test_conflicted_name_is_one_line_usage_error(sites, tmp_path):
-    done = oodbench(sites["registry"], "run", "-d", "msp", "--in", "fashionmnist", "--out", "mnist", *SMALL,
-                    "--results", str(tmp_path))
+    done = oodbench(
+        sites["registry"],
+        "run",
+        "-d",
+        "msp",
+        "--in",
+        "fashionmnist",
+        "--out",
+        "mnist",
+        *SMALL,
+        "--results",
+        str(tmp_path),
+    )
     assert done.returncode == 2, done.stderr
     errors = [l for l in lines(done.stderr) if l.startswith("oodbench: error:")]
-    assert errors == [("oodbench: error: detector 'msp' is registered by two plugins: 'oodbench:builtin-detectors' "
-                       "and 'dup-plugin:dup'; disable one with --disable-plugin NAME")]
+    assert errors == [
+        (
+            "oodbench: error: detector 'msp' is registered by two plugins: 'oodbench:builtin-detectors' "
+            "and 'dup-plugin:dup'; disable one with --disable-plugin NAME"
+        )
+    ]
     assert len(plugin_warnings(done.stderr)) == 3
 
 
 def test_other_names_work_despite_broken_plugins(sites, tmp_path):
-    done = oodbench(sites["registry"], "run", "-d", "energy", "-d", "good-negmax", "--in", "fashionmnist",
-                    "--out", "mnist", *SMALL, "--results", str(tmp_path), "--format", "json")
+    done = oodbench(
+        sites["registry"],
+        "run",
+        "-d",
+        "energy",
+        "-d",
+        "good-negmax",
+        "--in",
+        "fashionmnist",
+        "--out",
+        "mnist",
+        *SMALL,
+        "--results",
+        str(tmp_path),
+        "--format",
+        "json",
+    )
     assert done.returncode == 0, done.stderr
     assert [r["detector"] for r in json.loads(done.stdout)] == ["energy", "good-negmax"]
     assert len(plugin_warnings(done.stderr)) == 2
@@ -166,25 +240,60 @@ def test_other_names_work_despite_broken_plugins(sites, tmp_path):
 @pytest.mark.parametrize("how", ["option", "env"])
 def test_disable_plugin_resolves_the_conflict(sites, tmp_path, how):
     if how == "option":
-        done = oodbench(sites["registry"], "--disable-plugin", "dup-plugin", "--disable-plugin", "importfail-plugin",
-                        "plugins")
+        done = oodbench(
+            sites["registry"], "--disable-plugin", "dup-plugin", "--disable-plugin", "importfail-plugin", "plugins"
+        )
     else:
-        done = oodbench(sites["registry"], "plugins", OODBENCH_DISABLE_PLUGINS="dup_plugin,importfail-plugin:importfail")
+        done = oodbench(
+            sites["registry"], "plugins", OODBENCH_DISABLE_PLUGINS="dup_plugin,importfail-plugin:importfail"
+        )
     assert done.returncode == 0, done.stderr
     rows = {line.split()[0]: line for line in lines(done.stdout)[2:]}
     assert "disabled" in rows["dup-plugin:dup"] and "disabled" in rows["importfail-plugin:importfail"]
     assert " ok " in rows["oodbench:builtin-detectors"]
     assert [l for l in lines(done.stderr) if "hookfail-plugin" in l] == lines(done.stderr)  # no import warning
     if how == "option":
-        ran = oodbench(sites["registry"], "--disable-plugin", "dup-plugin", "run", "-d", "msp", "--in", "fashionmnist",
-                       "--out", "mnist", *SMALL, "--results", str(tmp_path), "--format", "json")
+        ran = oodbench(
+            sites["registry"],
+            "--disable-plugin",
+            "dup-plugin",
+            "run",
+            "-d",
+            "msp",
+            "--in",
+            "fashionmnist",
+            "--out",
+            "mnist",
+            *SMALL,
+            "--results",
+            str(tmp_path),
+            "--format",
+            "json",
+        )
         assert ran.returncode == 0, ran.stderr
         assert [r["detector"] for r in json.loads(ran.stdout)] == ["msp"]
 
 
 def _broken_detector_run(sites, tmp_path, name: str) -> subprocess.CompletedProcess:
-    return oodbench(sites["detectors"], "run", "-d", "msp", "-d", name, "-d", "energy", "--in", "fashionmnist",
-                    "--out", "mnist", "--out", "gaussian", *SMALL, "--results", str(tmp_path))
+    return oodbench(
+        sites["detectors"],
+        "run",
+        "-d",
+        "msp",
+        "-d",
+        name,
+        "-d",
+        "energy",
+        "--in",
+        "fashionmnist",
+        "--out",
+        "mnist",
+        "--out",
+        "gaussian",
+        *SMALL,
+        "--results",
+        str(tmp_path),
+    )
 
 
 @pytest.mark.parametrize("name, dist", [("raises-keyerror", "raise-plugin"), ("returns-nan", "nan-plugin")])

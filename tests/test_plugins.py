@@ -94,7 +94,11 @@ def _fake_distribution(tmp_path: Path, dist: str, module: str, source: str) -> N
 
 def test_broken_plugin_warns_and_the_rest_works(tmp_path, monkeypatch):
     _fake_distribution(tmp_path, "broken-plugin", "broken_mod", "raise RuntimeError('boom at import')\n")
-    _fake_distribution(tmp_path, "good-plugin", "good_mod", """
+    _fake_distribution(
+        tmp_path,
+        "good-plugin",
+        "good_mod",
+        """
         from oodbench import Detector, hookimpl
 
         class Neg(Detector):
@@ -106,7 +110,8 @@ def test_broken_plugin_warns_and_the_rest_works(tmp_path, monkeypatch):
         @hookimpl
         def oodbench_register_detectors():
             return [Neg]
-    """)
+    """,
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     with pytest.warns(PluginLoadWarning, match="broken-plugin.*boom at import"):
         regs = collect(make_plugin_manager(autoload=True))
@@ -121,13 +126,18 @@ def test_broken_plugin_warns_and_the_rest_works(tmp_path, monkeypatch):
 
 
 def test_hookimpl_without_spec_fails_that_plugin_alone(tmp_path, monkeypatch):
-    _fake_distribution(tmp_path, "typo-plugin", "typo_mod", """
+    _fake_distribution(
+        tmp_path,
+        "typo-plugin",
+        "typo_mod",
+        """
         from oodbench import hookimpl
 
         @hookimpl
         def oodbench_register_detector():  # typo: no such hook
             return []
-    """)
+    """,
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     with pytest.warns(PluginLoadWarning, match="typo-plugin.*unknown hook 'oodbench_register_detector'"):
         regs = collect(make_plugin_manager(autoload=True))
@@ -141,16 +151,30 @@ def installed_example(tmp_path_factory) -> Path:
     """pip-install plugins/oodbench-example into a target folder: the real entry-point machinery."""
     target = tmp_path_factory.mktemp("site")
     subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-         "--target", str(target), str(REPO / "plugins" / "oodbench-example")],
-        check=True, capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--target",
+            str(target),
+            str(REPO / "plugins" / "oodbench-example"),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
     )
     return target
 
 
 def _oodbench(args: list[str], site: Path) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONPATH=str(site) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    return subprocess.run([sys.executable, "-m", "oodbench.cli", *args], env=env, capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "oodbench.cli", *args], env=env, capture_output=True, text=True, timeout=600
+    )
 
 
 def test_installed_example_plugin_is_listed_and_runs(installed_example, tmp_path):
@@ -160,9 +184,32 @@ def test_installed_example_plugin_is_listed_and_runs(installed_example, tmp_path
     assert "oodbench-example:example" in line
     plugins = _oodbench(["plugins"], installed_example)
     assert "oodbench-example:example" in plugins.stdout
-    ran = _oodbench(["run", "--detector", "example-margin", "--detector", "msp", "--in", "fashionmnist", "--out", "mnist",
-                     "--epochs", "1", "--train-limit", "3000", "--test-limit", "600", "--n-tune", "100",
-                     "--results", str(tmp_path), "--format", "json"], installed_example)
+    ran = _oodbench(
+        [
+            "run",
+            "--detector",
+            "example-margin",
+            "--detector",
+            "msp",
+            "--in",
+            "fashionmnist",
+            "--out",
+            "mnist",
+            "--epochs",
+            "1",
+            "--train-limit",
+            "3000",
+            "--test-limit",
+            "600",
+            "--n-tune",
+            "100",
+            "--results",
+            str(tmp_path),
+            "--format",
+            "json",
+        ],
+        installed_example,
+    )
     assert ran.returncode == 0, ran.stderr
     import json
 

@@ -33,8 +33,19 @@ def test_novelty_trains_on_in_classes_and_scores_held_out(tmp_path):
 
 
 def test_leave_one_class_out_gives_ten_rows_and_a_mean(tmp_path):
-    recs = run_many(RunRequest(["msp"], "mnist", protocol="novelty", holdout="each", results=str(tmp_path),
-                               epochs=1, train_limit=1500, test_limit=600, n_tune=50))
+    recs = run_many(
+        RunRequest(
+            ["msp"],
+            "mnist",
+            protocol="novelty",
+            holdout="each",
+            results=str(tmp_path),
+            epochs=1,
+            train_limit=1500,
+            test_limit=600,
+            n_tune=50,
+        )
+    )
     assert sorted(r.ood for r in recs) == [f"mnist{{{c}}}" for c in range(10)]
     assert len({r.checkpoint for r in recs}) == 10  # one backbone per in-class set
     table = render(recs)
@@ -54,8 +65,20 @@ def test_corruptions_are_deterministic_and_shape_preserving():
 
 
 def test_corruption_auroc_rises_with_severity_for_noise(tmp_path):
-    recs = run(RunRequest(["fssd"], "fashionmnist", protocol="corruption", corruptions=["gaussian_noise", "impulse_noise"],
-                          severities=[1, 5], epochs=5, train_limit=30000, test_limit=2000, n_tune=200, results=str(tmp_path)))
+    recs = run(
+        RunRequest(
+            ["fssd"],
+            "fashionmnist",
+            protocol="corruption",
+            corruptions=["gaussian_noise", "impulse_noise"],
+            severities=[1, 5],
+            epochs=5,
+            train_limit=30000,
+            test_limit=2000,
+            n_tune=200,
+            results=str(tmp_path),
+        )
+    )
     auroc = {r.ood: r.metrics["auroc"] for r in recs}
     assert auroc["gaussian_noise@5"] > auroc["gaussian_noise@1"]
     assert auroc["impulse_noise@5"] > auroc["impulse_noise@1"]
@@ -66,15 +89,27 @@ def test_corruption_auroc_rises_with_severity_for_noise(tmp_path):
 
 
 def test_corrupt_both_scores_corrupted_data_but_tunes_clean(tmp_path):
-    (rec,) = run(RunRequest(["msp"], "fashionmnist", oods=["mnist"], protocol="corruption", corrupt_both="impulse_noise:5",
-                            tune="oracle", results=str(tmp_path), **SMALL))
+    (rec,) = run(
+        RunRequest(
+            ["msp"],
+            "fashionmnist",
+            oods=["mnist"],
+            protocol="corruption",
+            corrupt_both="impulse_noise:5",
+            tune="oracle",
+            results=str(tmp_path),
+            **SMALL,
+        )
+    )
     assert rec.config["corrupt_both"] == "impulse_noise:5" and rec.config["tuning"] == "clean data"
     assert rec.id == "fashionmnist[impulse_noise:5]" and rec.ood == "mnist[impulse_noise:5]"
     assert any("impulse_noise severity 5" in n for n in rec.data["ood"])
 
 
 def test_misclassification(tmp_path):
-    recs = run(RunRequest(["msp", "energy"], "fashionmnist", protocol="misclassification", results=str(tmp_path), **SMALL))
+    recs = run(
+        RunRequest(["msp", "energy"], "fashionmnist", protocol="misclassification", results=str(tmp_path), **SMALL)
+    )
     for r in recs:
         m = r.metrics
         assert r.ood == "errors" and {"auroc_err", "aupr_succ", "aupr_err"} <= set(m)

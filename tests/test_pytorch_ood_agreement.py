@@ -25,8 +25,12 @@ def setup(lenet_fmnist, data_root):
     model.eval()
     reg = registries().datasets
     ctx = LoadContext(data_root)
-    data = torch.cat([reg.get("fashionmnist").load("test", ctx).head(300).images,
-                      reg.get("mnist").load("test", ctx).head(300).images])
+    data = torch.cat(
+        [
+            reg.get("fashionmnist").load("test", ctx).head(300).images,
+            reg.get("mnist").load("test", ctx).head(300).images,
+        ]
+    )
     from oodbench.data import ImageSet
 
     test = ImageSet(data, torch.full((600,), -1), "fmnist+mnist")

@@ -58,15 +58,22 @@ def test_modules_and_functions_are_small_and_lines_short():
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 body = node.body[1:] if ast.get_docstring(node) else node.body
                 if body and body[-1].end_lineno - body[0].lineno + 1 > 60:
-                    problems.append(f"{rel}:{node.lineno}: {node.name} body is {body[-1].end_lineno - body[0].lineno + 1}"
-                                    " lines (> 60)")
+                    problems.append(
+                        f"{rel}:{node.lineno}: {node.name} body is {body[-1].end_lineno - body[0].lineno + 1}"
+                        " lines (> 60)"
+                    )
     assert not problems, "\n".join(problems)
 
 
 def test_core_never_imports_the_builtin_plugins():
-    offenders = [str(p.relative_to(ROOT)) for p in CORE.rglob("*.py")
-                 if any(m.startswith("oodbench_builtins") for m in
-                        _runtime_imports(ast.parse(p.read_text()), _module_name(p), p.name == "__init__.py"))]
+    offenders = [
+        str(p.relative_to(ROOT))
+        for p in CORE.rglob("*.py")
+        if any(
+            m.startswith("oodbench_builtins")
+            for m in _runtime_imports(ast.parse(p.read_text()), _module_name(p), p.name == "__init__.py")
+        )
+    ]
     assert not offenders, offenders
 
 
@@ -85,7 +92,7 @@ def test_no_import_circle_in_the_core():
         stack.append(node)
         for nxt in sorted(graph[node]):
             if state.get(nxt) == 1:
-                cycles.append(stack[stack.index(nxt):] + [nxt])
+                cycles.append(stack[stack.index(nxt) :] + [nxt])
             elif nxt not in state:
                 visit(nxt)
         stack.pop()

@@ -13,14 +13,45 @@ import yaml
 
 from oodbench.suites import bench, leaderboard, write_section
 
-SUITE = {"suites": {"tiny": {"runs": [
-    {"detectors": ["msp", "energy"], "id": "fashionmnist", "oods": ["mnist"], "epochs": 1, "train_limit": 2000,
-     "test_limit": 400, "n_tune": 50, "tune": "oracle", "paper": {"msp": {"auroc": 77.3}}},
-    {"detectors": ["msp"], "id": "mnist", "protocol": "novelty", "holdout": "0,1", "epochs": 1, "train_limit": 2000,
-     "test_limit": 400, "n_tune": 50},
-    {"detectors": ["msp"], "id": "fashionmnist", "oods": ["gaussian"], "epochs": 1, "train_limit": 2000,
-     "test_limit": 400, "n_tune": 50, "seeds": [3, 4]},
-]}}}
+SUITE = {
+    "suites": {
+        "tiny": {
+            "runs": [
+                {
+                    "detectors": ["msp", "energy"],
+                    "id": "fashionmnist",
+                    "oods": ["mnist"],
+                    "epochs": 1,
+                    "train_limit": 2000,
+                    "test_limit": 400,
+                    "n_tune": 50,
+                    "tune": "oracle",
+                    "paper": {"msp": {"auroc": 77.3}},
+                },
+                {
+                    "detectors": ["msp"],
+                    "id": "mnist",
+                    "protocol": "novelty",
+                    "holdout": "0,1",
+                    "epochs": 1,
+                    "train_limit": 2000,
+                    "test_limit": 400,
+                    "n_tune": 50,
+                },
+                {
+                    "detectors": ["msp"],
+                    "id": "fashionmnist",
+                    "oods": ["gaussian"],
+                    "epochs": 1,
+                    "train_limit": 2000,
+                    "test_limit": 400,
+                    "n_tune": 50,
+                    "seeds": [3, 4],
+                },
+            ]
+        }
+    }
+}
 
 
 def write_suite(tmp_path: Path) -> Path:
@@ -43,7 +74,9 @@ def test_second_bench_does_no_work_and_leaderboard_renders(tmp_path, capsys, mon
     board = leaderboard("tiny", suites, str(tmp_path / "res"))
     assert "### anomaly" in board and "### novelty" in board
     assert "FPR95 (ID+)" in board and "FPR95 (OOD+)" in board  # the FPR convention is named
-    msp_row = next(line for line in board.splitlines() if "| msp" in line and "| mnist " in line and "fashionmnist" in line)
+    msp_row = next(
+        line for line in board.splitlines() if "| msp" in line and "| mnist " in line and "fashionmnist" in line
+    )
     assert "77.3" in msp_row and "oracle" in msp_row
     assert any("± " in line and "gaussian" in line for line in board.splitlines())  # two seeds → mean ± std
 

@@ -70,8 +70,9 @@ def test_cosine_schedule_is_the_closed_form_curve():
     total = 500
     lrs = _lrs(TrainConfig(lr=0.1, schedule="cosine"), total)
     expected = [0.1 * 0.5 * (1 + math.cos(math.pi * k / total)) for k in range(total + 1)]
-    assert torch.allclose(torch.tensor(lrs, dtype=torch.float64), torch.tensor(expected, dtype=torch.float64),
-                          rtol=1e-6, atol=1e-12)
+    assert torch.allclose(
+        torch.tensor(lrs, dtype=torch.float64), torch.tensor(expected, dtype=torch.float64), rtol=1e-6, atol=1e-12
+    )
     assert lrs[-1] == pytest.approx(0.0, abs=1e-12)
 
 
@@ -116,8 +117,11 @@ def _toy_data(n=24):
     from oodbench.data import ImageSet
 
     g = torch.Generator().manual_seed(0)
-    return ImageSet(torch.randint(0, 255, (n, 1, 4, 4), dtype=torch.uint8, generator=g),
-                    torch.randint(0, 2, (n,), generator=g), "toy")
+    return ImageSet(
+        torch.randint(0, 255, (n, 1, 4, 4), dtype=torch.uint8, generator=g),
+        torch.randint(0, 2, (n,), generator=g),
+        "toy",
+    )
 
 
 class _Squares(TrainTask):
@@ -141,8 +145,13 @@ def test_subclassed_task_gets_its_declared_extras_without_warnings():
     assert (TrainTask.aux, TrainTask.aux_batch_size, TrainTask.refresh_every) == (None, None, 0)
     with warnings.catch_warnings():
         warnings.simplefilter("error", DeprecationWarning)
-        log = fit_model(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 2)), _toy_data(),
-                        TrainConfig(epochs=2, batch_size=8), task=task, select_on=_toy_data(8))
+        log = fit_model(
+            torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 2)),
+            _toy_data(),
+            TrainConfig(epochs=2, batch_size=8),
+            task=task,
+            select_on=_toy_data(8),
+        )
     assert len(task.indices) == 6
     assert log["select_loss"] == [0.0, 0.0] and log["best_epoch"] == 1
     assert log["seconds"] > 0 and log["images_per_second"] == pytest.approx(48 / log["seconds"])
@@ -159,12 +168,20 @@ def test_duck_typed_task_is_adapted_once_with_a_deprecation_warning():
     assert (adapted.aux, adapted.aux_batch_size, adapted.uses_index, adapted.refresh_every) == (None, None, False, 0)
     assert TrainTask.adapt(adapted) is adapted
     with pytest.warns(DeprecationWarning):
-        log = fit_model(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 2)), _toy_data(),
-                        TrainConfig(epochs=1, batch_size=8), task=Legacy())
+        log = fit_model(
+            torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 2)),
+            _toy_data(),
+            TrainConfig(epochs=1, batch_size=8),
+            task=Legacy(),
+        )
     assert len(log["epoch_loss"]) == 1
 
 
 def test_base_task_without_loss_says_what_is_missing():
     with pytest.raises(NotImplementedError, match="must define loss"):
-        fit_model(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 2)), _toy_data(),
-                  TrainConfig(epochs=1), task=TrainTask())
+        fit_model(
+            torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 2)),
+            _toy_data(),
+            TrainConfig(epochs=1),
+            task=TrainTask(),
+        )

@@ -7,19 +7,19 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from torch import nn
-
-from oodbench.checkpoints import ModelSpec
-from oodbench.detector import Supplies
-from oodbench.models import ModelProvider
-from oodbench.cli import main
-from oodbench.data import ImageSet, LoadContext
-from oodbench.features import FeatureView
-from oodbench.plugins import registries
-from oodbench.train import TrainConfig, fit_model
 from oodbench_builtins.detectors.dec_embedding import DECNet, JointTask, target_distribution
 from oodbench_builtins.detectors.metric_learning import ContrastiveTask
 from oodbench_builtins.detectors.outlier_exposure import OutlierExposureTask
+from torch import nn
+
+from oodbench.checkpoints import ModelSpec
+from oodbench.cli import main
+from oodbench.data import ImageSet, LoadContext
+from oodbench.detector import Supplies
+from oodbench.features import FeatureView
+from oodbench.models import ModelProvider
+from oodbench.plugins import registries
+from oodbench.train import TrainConfig, fit_model
 
 
 def test_contrastive_loss_by_hand_and_no_outlier_pairs():
@@ -42,7 +42,9 @@ def test_outlier_exposure_loss_is_ce_plus_uniform_cross_entropy():
     aux = torch.tensor([[1.0, 1.0]]).view(1, 1, 1, 2)  # uniform posterior: −mean log p = log 2
     task = OutlierExposureTask(None, 1, weight=0.5)
     ce = -torch.log_softmax(torch.tensor([2.0, 0.0]), 0)[0]
-    assert task.loss(model, x, torch.tensor([0]), aux=aux).item() == pytest.approx(ce.item() + 0.5 * np.log(2), rel=1e-5)
+    assert task.loss(model, x, torch.tensor([0]), aux=aux).item() == pytest.approx(
+        ce.item() + 0.5 * np.log(2), rel=1e-5
+    )
 
 
 def test_dec_target_distribution_by_hand():
@@ -76,7 +78,9 @@ def test_trainer_hooks_index_aux_and_refresh():
     data = ImageSet(torch.randint(0, 255, (40, 1, 4, 4), dtype=torch.uint8), torch.zeros(40, dtype=torch.long), "toy")
     aux = ImageSet(torch.zeros(7, 1, 4, 4, dtype=torch.uint8), torch.full((7,), -1), "aux")
     task = _Recorder(aux)
-    fit_model(nn.Sequential(nn.Flatten(), nn.Linear(16, 2)), data, TrainConfig(epochs=2, batch_size=8), "cpu", task=task)
+    fit_model(
+        nn.Sequential(nn.Flatten(), nn.Linear(16, 2)), data, TrainConfig(epochs=2, batch_size=8), "cpu", task=task
+    )
     steps = 2 * 5
     assert task.refreshes == len(range(0, steps, 3))  # before steps 0, 3, 6, 9
     assert sorted(torch.cat(task.indices[:5]).tolist()) == list(range(40))  # each epoch visits every index once
@@ -97,18 +101,23 @@ def mnist_views(data_root):
     model = factory.build(train.shape, 3)
     fit_model(model, train, TrainConfig(epochs=2), "cpu")
     supplies = Supplies(ModelProvider(spec, factory, train, None, "cpu"), full.with_classes([0, 3, 4, 8]))
-    views = [FeatureView(d, model.eval(), "cpu", 256)
-             for d in (train, test.with_classes([2, 6, 7]), test.with_classes([5, 9, 1]))]
+    views = [
+        FeatureView(d, model.eval(), "cpu", 256)
+        for d in (train, test.with_classes([2, 6, 7]), test.with_classes([5, 9, 1]))
+    ]
     return views, supplies
 
 
-@pytest.mark.parametrize("name, params", [
-    ("metric-learning", {"epochs": 3}),
-    ("odm", {"epochs": 3}),
-    ("outlier-exposure", {"epochs": 2}),
-    ("abnormality-module", {"decoder_epochs": 3, "epochs": 3}),
-    ("dec-embedding", {"pretrain_epochs": 2, "epochs": 3, "update_interval": 5}),
-])
+@pytest.mark.parametrize(
+    "name, params",
+    [
+        ("metric-learning", {"epochs": 3}),
+        ("odm", {"epochs": 3}),
+        ("outlier-exposure", {"epochs": 2}),
+        ("abnormality-module", {"decoder_epochs": 3, "epochs": 3}),
+        ("dec-embedding", {"pretrain_epochs": 2, "epochs": 3, "update_interval": 5}),
+    ],
+)
 def test_training_lowers_the_loss_and_scores_are_finite(mnist_views, name, params, tmp_path, monkeypatch):
     monkeypatch.setenv("OODBENCH_CACHE", str(tmp_path))
     (train, id_test, novel), supplies = mnist_views
@@ -163,16 +172,44 @@ def run_cli(capsys, *args):
     return code, out, err
 
 
-NOVELTY = ["--in", "mnist", "--protocol", "novelty", "--epochs", "1", "--train-limit", "3000", "--test-limit", "600",
-           "--n-tune", "50"]
+NOVELTY = [
+    "--in",
+    "mnist",
+    "--protocol",
+    "novelty",
+    "--epochs",
+    "1",
+    "--train-limit",
+    "3000",
+    "--test-limit",
+    "600",
+    "--n-tune",
+    "50",
+]
 
 
 def test_odm_takes_the_seen_partition_and_plots_its_embedding(capsys, tmp_path):
     pytest.importorskip("matplotlib")
     res = tmp_path / "res"
-    code, out, err = run_cli(capsys, "run", "-d", "odm", "-d", "msp", *NOVELTY, "--holdout", "in:2,6,7/seen:0,3,4,8/unseen:5,9,1",
-                             "--out", "gaussian", "--param", "odm.epochs=1", "--metrics", "fpr95,det_err95,auroc",
-                             "--results", str(res))
+    code, out, err = run_cli(
+        capsys,
+        "run",
+        "-d",
+        "odm",
+        "-d",
+        "msp",
+        *NOVELTY,
+        "--holdout",
+        "in:2,6,7/seen:0,3,4,8/unseen:5,9,1",
+        "--out",
+        "gaussian",
+        "--param",
+        "odm.epochs=1",
+        "--metrics",
+        "fpr95,det_err95,auroc",
+        "--results",
+        str(res),
+    )
     assert code == 0, err
     assert "DetErr95" in out and "mnist{5,9,1}" in out
     import json
@@ -185,15 +222,31 @@ def test_odm_takes_the_seen_partition_and_plots_its_embedding(capsys, tmp_path):
     assert (tmp_path / "e.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-@pytest.mark.parametrize("args, message", [
-    (["-d", "odm", "--holdout", "0,1", "--out", "gaussian"], "'odm' trains with outliers"),
-    (["-d", "outlier-exposure", "--holdout", "0,1"], "kmnist"),
-    (["-d", "msp", "--holdout", "0,1", "--contaminate", "0.1"], "--contaminate-with"),
-    (["-d", "msp", "--holdout", "0,1", "--out", "notmnist", "--contaminate", "0.1", "--contaminate-with", "notmnist"],
-     "no train split and is also an --out set"),
-    (["-d", "msp", "--holdout", "0,1", "--contaminate", "1.5", "--contaminate-with", "gaussian"], "rate in (0, 1)"),
-    (["-d", "msp", "--holdout", "in:2,6,7/seen:0,3/unseen:5", "--train-out", "gaussian"], "use one"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["-d", "odm", "--holdout", "0,1", "--out", "gaussian"], "'odm' trains with outliers"),
+        (["-d", "outlier-exposure", "--holdout", "0,1"], "kmnist"),
+        (["-d", "msp", "--holdout", "0,1", "--contaminate", "0.1"], "--contaminate-with"),
+        (
+            [
+                "-d",
+                "msp",
+                "--holdout",
+                "0,1",
+                "--out",
+                "notmnist",
+                "--contaminate",
+                "0.1",
+                "--contaminate-with",
+                "notmnist",
+            ],
+            "no train split and is also an --out set",
+        ),
+        (["-d", "msp", "--holdout", "0,1", "--contaminate", "1.5", "--contaminate-with", "gaussian"], "rate in (0, 1)"),
+        (["-d", "msp", "--holdout", "in:2,6,7/seen:0,3/unseen:5", "--train-out", "gaussian"], "use one"),
+    ],
+)
 def test_training_outlier_errors_are_one_line(capsys, args, message):
     code, out, err = run_cli(capsys, "run", *NOVELTY, *args)
     assert code == 2, (out, err)
@@ -202,8 +255,21 @@ def test_training_outlier_errors_are_one_line(capsys, args, message):
 
 def test_contamination_reaches_training_and_is_recorded(capsys, tmp_path):
     res = tmp_path / "res"
-    code, out, err = run_cli(capsys, "run", "-d", "msp", *NOVELTY, "--holdout", "0,1", "--contaminate", "0.2",
-                             "--contaminate-with", "notmnist", "--results", str(res))
+    code, out, err = run_cli(
+        capsys,
+        "run",
+        "-d",
+        "msp",
+        *NOVELTY,
+        "--holdout",
+        "0,1",
+        "--contaminate",
+        "0.2",
+        "--contaminate-with",
+        "notmnist",
+        "--results",
+        str(res),
+    )
     assert code == 0, err
     import json
 
@@ -221,9 +287,18 @@ def test_runs_differing_in_training_outliers_are_never_averaged():
     from oodbench.tables import over_seeds, seed_table
 
     def rec(seed, out, auroc):
-        return Record(detector="odm", backbone="lenet", checkpoint="c", id="mnist", ood="gaussian", protocol="anomaly",
-                      tune="none", seed=seed, metrics={"auroc": auroc},
-                      config={"detector_params": {}, **({"train_out": {"name": out, "n": 10}} if out else {})})
+        return Record(
+            detector="odm",
+            backbone="lenet",
+            checkpoint="c",
+            id="mnist",
+            ood="gaussian",
+            protocol="anomaly",
+            tune="none",
+            seed=seed,
+            metrics={"auroc": auroc},
+            config={"detector_params": {}, **({"train_out": {"name": out, "n": 10}} if out else {})},
+        )
 
     records = [rec(0, "notmnist", 90.0), rec(1, "notmnist", 92.0), rec(0, "omniglot", 70.0)]
     groups = {key["variant"]: mean["auroc"] for key, _, mean, _ in over_seeds(records, ["auroc"])}

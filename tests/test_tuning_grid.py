@@ -65,7 +65,8 @@ def test_grid_points_are_scikit_learns_parameter_grid():
     assert points == list(ParameterGrid(SPACE))
     assert len(points) == math.prod(len(v) for v in SPACE.values()) == len(list(itertools.product(*SPACE.values())))
     assert {tuple(sorted(p.items(), key=str)) for p in points} == {
-        tuple(sorted(zip(SPACE, values), key=str)) for values in itertools.product(*SPACE.values())}
+        tuple(sorted(zip(SPACE, values), key=str)) for values in itertools.product(*SPACE.values())
+    }
     assert grid_points({}) == [{}]
 
 

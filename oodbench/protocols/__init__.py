@@ -19,8 +19,19 @@ from .novelty import Novelty, expand_holdout, parse_holdout
 
 PROTOCOLS: dict[str, Protocol] = {p.name: p for p in (Anomaly(), Novelty(), Corruption(), Misclassification())}
 
-__all__ = ["PROTOCOLS", "Plan", "Protocol", "Split", "Target", "corruption_table", "expand_holdout", "get",
-           "is_sweep", "parse_corruption", "parse_holdout"]
+__all__ = [
+    "PROTOCOLS",
+    "Plan",
+    "Protocol",
+    "Split",
+    "Target",
+    "corruption_table",
+    "expand_holdout",
+    "get",
+    "is_sweep",
+    "parse_corruption",
+    "parse_holdout",
+]
 
 
 def get(name: str) -> Protocol:

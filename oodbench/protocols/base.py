@@ -79,8 +79,15 @@ class Protocol:
 
     name: ClassVar[str] = ""
     #: columns of its leaderboard table
-    leaderboard_metrics: ClassVar[tuple[str, ...]] = ("auroc", "aupr_in", "aupr_out", "fpr95", "fpr95_oodpos",
-                                                      "fpr80", "id_acc")
+    leaderboard_metrics: ClassVar[tuple[str, ...]] = (
+        "auroc",
+        "aupr_in",
+        "aupr_out",
+        "fpr95",
+        "fpr95_oodpos",
+        "fpr80",
+        "id_acc",
+    )
 
     def check(self, req: RunRequest) -> None:
         """Refuse option combinations this protocol cannot run (one line, before any work)."""
@@ -88,8 +95,9 @@ class Protocol:
     def design(self, req: RunRequest, train: ImageSet, test: ImageSet, load_ood: LoadOOD, oods: Sequence) -> Plan:
         raise NotImplementedError
 
-    def ood_targets(self, req: RunRequest, oods: Sequence, shape: tuple[int, int, int],
-                    load_ood: LoadOOD) -> tuple[Target, ...]:
+    def ood_targets(
+        self, req: RunRequest, oods: Sequence, shape: tuple[int, int, int], load_ood: LoadOOD
+    ) -> tuple[Target, ...]:
         """One target per ``--out`` set, converted to the ID format."""
         return tuple(Target(name, load_ood(ds, shape)) for name, ds in zip(req.oods, oods))
 

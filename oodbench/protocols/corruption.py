@@ -68,20 +68,42 @@ class Corruption(Protocol):
         if req.corrupt_both:
             return self._both(req, train, test, load_ood, oods)
         kinds, sevs = list(req.corruptions or corruptions.names()), list(req.severities or SEVERITIES)
-        sweep = tuple(Target(f"{k}@{s}", test, corruptions.corrupt(test, k, s, req.seed), paired=True,
-                             facts={"corruption": k, "severity": s}) for k in kinds for s in sevs)
-        return Plan(self.name, req.id, train, test, sweep + self.ood_targets(req, oods, train.shape, load_ood),
-                    config={"corruptions": kinds, "severities": sevs})
+        sweep = tuple(
+            Target(
+                f"{k}@{s}",
+                test,
+                corruptions.corrupt(test, k, s, req.seed),
+                paired=True,
+                facts={"corruption": k, "severity": s},
+            )
+            for k in kinds
+            for s in sevs
+        )
+        return Plan(
+            self.name,
+            req.id,
+            train,
+            test,
+            sweep + self.ood_targets(req, oods, train.shape, load_ood),
+            config={"corruptions": kinds, "severities": sevs},
+        )
 
     def _both(self, req, train, test, load_ood: LoadOOD, oods: Sequence) -> Plan:
         kind, sev = parse_corruption(req.corrupt_both)
         tag = f"[{kind}:{sev}]"  # names say what was scored: fashionmnist[impulse_noise:5] vs mnist[impulse_noise:5]
-        targets = tuple(dataclasses.replace(t, name=f"{t.name}{tag}", scored=corruptions.corrupt(t.clean, kind, sev,
-                                                                                                 req.seed))
-                        for t in self.ood_targets(req, oods, train.shape, load_ood))
-        return Plan(self.name, f"{req.id}{tag}", train, test, targets,
-                    id_scored=corruptions.corrupt(test, kind, sev, req.seed),
-                    config={"corrupt_both": f"{kind}:{sev}", "tuning": "clean data"})
+        targets = tuple(
+            dataclasses.replace(t, name=f"{t.name}{tag}", scored=corruptions.corrupt(t.clean, kind, sev, req.seed))
+            for t in self.ood_targets(req, oods, train.shape, load_ood)
+        )
+        return Plan(
+            self.name,
+            f"{req.id}{tag}",
+            train,
+            test,
+            targets,
+            id_scored=corruptions.corrupt(test, kind, sev, req.seed),
+            config={"corrupt_both": f"{kind}:{sev}", "tuning": "clean data"},
+        )
 
     def table(self, records, fmt, columns) -> str:
         if all(is_sweep(r) for r in records) and len({r.seed for r in records}) == 1:
@@ -90,7 +112,10 @@ class Corruption(Protocol):
 
     def leaderboard(self, records, fmt, ranked) -> list[str]:
         sweep = [r for r in records if is_sweep(r)]  # one pivot per ID set, not 55 rows each
-        sections = [f"### {self.name}: {id_} test set corrupted as OOD (AUROC per type × severity)\n\n"
-                    + corruption_table([r for r in sweep if r.id == id_], fmt) for id_ in sorted({r.id for r in sweep})]
+        sections = [
+            f"### {self.name}: {id_} test set corrupted as OOD (AUROC per type × severity)\n\n"
+            + corruption_table([r for r in sweep if r.id == id_], fmt)
+            for id_ in sorted({r.id for r in sweep})
+        ]
         rest = [r for r in records if not is_sweep(r)]
         return sections + (super().leaderboard(rest, fmt, ranked) if rest else [])

@@ -25,5 +25,19 @@ class Misclassification(Protocol):
         from ..tables import tabulate_rows
 
         rows = [[r.detector, r.backbone, r.id, r.seed, *(r.metrics.get(c) for c in COLUMNS)] for r in records]
-        return tabulate_rows(["Detector", "Backbone", "ID", "Seed", "AUROC-Err", "AUPR-Succ", "AUPR-Err",
-                              "mean MSP wrong", "mean MSP right", "ID acc"], rows, fmt)
+        return tabulate_rows(
+            [
+                "Detector",
+                "Backbone",
+                "ID",
+                "Seed",
+                "AUROC-Err",
+                "AUPR-Succ",
+                "AUPR-Err",
+                "mean MSP wrong",
+                "mean MSP right",
+                "ID acc",
+            ],
+            rows,
+            fmt,
+        )

@@ -72,12 +72,20 @@ class Novelty(Protocol):
         train_out = None
         if groups.get("seen"):  # paper 001: seen out-of-distribution classes, training split only
             seen = train.with_classes(groups["seen"])
-            train_out = dataclasses.replace(seen, name=f"{req.id}{braces(groups['seen'])}",
-                                            labels=torch.full_like(seen.labels, -1), classes=())
+            train_out = dataclasses.replace(
+                seen, name=f"{req.id}{braces(groups['seen'])}", labels=torch.full_like(seen.labels, -1), classes=()
+            )
         in_train, in_test = train.with_classes(groups["in"]), test.with_classes(groups["in"])
-        return Plan(self.name, f"{req.id}-{braces(groups['unseen'] + groups.get('seen', []))}", in_train, in_test,
-                    (unseen, *self.ood_targets(req, oods, train.shape, load_ood)), classes=tuple(groups["in"]),
-                    config={"holdout": groups}, train_out=train_out)
+        return Plan(
+            self.name,
+            f"{req.id}-{braces(groups['unseen'] + groups.get('seen', []))}",
+            in_train,
+            in_test,
+            (unseen, *self.ood_targets(req, oods, train.shape, load_ood)),
+            classes=tuple(groups["in"]),
+            config={"holdout": groups},
+            train_out=train_out,
+        )
 
     def table(self, records, fmt, columns) -> str:
         from ..tables import mean_rows, plain_table

@@ -25,8 +25,15 @@ def cifar_resnet(depth: int, in_channels: int, num_classes: int) -> nn.Module:
 
 class _CifarResNet(BackboneFactory):
     depth = 18
-    train_defaults = {"optimizer": "sgd", "lr": 0.1, "momentum": 0.9, "weight_decay": 5e-4,
-                      "epochs": 30, "batch_size": 128, "augment": "crop-flip"}
+    train_defaults = {
+        "optimizer": "sgd",
+        "lr": 0.1,
+        "momentum": 0.9,
+        "weight_decay": 5e-4,
+        "epochs": 30,
+        "batch_size": 128,
+        "augment": "crop-flip",
+    }
 
     def build(self, input_shape, num_classes, pretrained=False, **options):
         if pretrained:

@@ -41,8 +41,15 @@ class LeNetFactory(BackboneFactory):
             raise ValueError(f"lenet needs square inputs of at least 16×16, got {h}×{w}")
         net = LeNet(c, num_classes, h, dropout)
         mean, std = ([0.5] * c, [0.5] * c)
-        return Backbone(net, {"conv1": "conv1", "conv2": "conv2", "fc1": "fc1"}, "fc3", mean, std, input_shape,
-                        arch="lenet" if not dropout else f"lenet(dropout={dropout})")
+        return Backbone(
+            net,
+            {"conv1": "conv1", "conv2": "conv2", "fc1": "fc1"},
+            "fc3",
+            mean,
+            std,
+            input_shape,
+            arch="lenet" if not dropout else f"lenet(dropout={dropout})",
+        )
 
     def suits(self, input_shape):
         return tuple(input_shape) == (1, 28, 28)

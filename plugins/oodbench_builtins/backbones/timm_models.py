@@ -25,8 +25,9 @@ class TimmModel(BackboneFactory):
         import timm
 
         try:
-            net = timm.create_model(self.model_name, pretrained=pretrained, num_classes=num_classes,
-                                    in_chans=input_shape[0])
+            net = timm.create_model(
+                self.model_name, pretrained=pretrained, num_classes=num_classes, in_chans=input_shape[0]
+            )
         except RuntimeError as exc:
             raise UsageError(f"timm cannot create {self.model_name!r}: {str(exc).splitlines()[0]}") from None
         info = getattr(net, "feature_info", None) or []

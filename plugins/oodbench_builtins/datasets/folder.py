@@ -59,9 +59,18 @@ def decode_folder(folder: Path) -> ImageSet:
     resized = 0
     for i, im in enumerate(images):
         if im.shape[0] != channels:
-            im = im[:1].expand(channels, -1, -1) if channels == 3 else im[:3].float().mean(0, keepdim=True).round().to(torch.uint8)
+            im = (
+                im[:1].expand(channels, -1, -1)
+                if channels == 3
+                else im[:3].float().mean(0, keepdim=True).round().to(torch.uint8)
+            )
         if tuple(im.shape[1:]) != size:
-            im = F.interpolate(im[None].float(), size=size, mode="bilinear", antialias=True)[0].round().clamp(0, 255).to(torch.uint8)
+            im = (
+                F.interpolate(im[None].float(), size=size, mode="bilinear", antialias=True)[0]
+                .round()
+                .clamp(0, 255)
+                .to(torch.uint8)
+            )
             resized += 1
         images[i] = im
     if resized:

@@ -16,8 +16,10 @@ import torch
 from oodbench import Dataset, ImageSet
 from oodbench.data import LoadContext, missing, require_split
 
-MNIST_FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
-               "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
+MNIST_FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
 
 
 def _download(cls_name: str, root: Path, split: str, **kw) -> None:
@@ -124,8 +126,13 @@ class CIFAR10(Dataset):
         if (folder / self.meta).is_file():
             with open(folder / self.meta, "rb") as f:
                 classes = tuple(c.decode() for c in pickle.load(f, encoding="bytes")[self.meta_key])
-        return ImageSet(torch.from_numpy(np.concatenate(images)), torch.tensor(labels, dtype=torch.long),
-                        self.name, classes, (f"{self.name} {split}: {folder}",))
+        return ImageSet(
+            torch.from_numpy(np.concatenate(images)),
+            torch.tensor(labels, dtype=torch.long),
+            self.name,
+            classes,
+            (f"{self.name} {split}: {folder}",),
+        )
 
 
 class CIFAR100(CIFAR10):
@@ -156,8 +163,9 @@ class SVHN(Dataset):
         mat = loadmat(str(path))
         images = torch.from_numpy(np.ascontiguousarray(np.transpose(mat["X"], (3, 2, 0, 1))))
         labels = torch.from_numpy(mat["y"].astype(np.int64).ravel() % 10)
-        return ImageSet(images, labels, self.name, tuple(str(i) for i in range(10)),
-                        (f"svhn {split}: {path} (n={len(labels)})",))
+        return ImageSet(
+            images, labels, self.name, tuple(str(i) for i in range(10)), (f"svhn {split}: {path} (n={len(labels)})",)
+        )
 
 
 class Omniglot(Dataset):
@@ -193,5 +201,10 @@ class Omniglot(Dataset):
         alphabets = sorted({k.split("/")[0] for k in keys})
         images = torch.stack([decode_image(read_file(str(files[k])), mode=ImageReadMode.GRAY) for k in keys])
         labels = torch.tensor([alphabets.index(k.split("/")[0]) for k in keys], dtype=torch.long)
-        return ImageSet(images, labels, self.name, tuple(alphabets),
-                        (f"omniglot: {len(keys)} unique images from {[s.name for s in subsets]}",))
+        return ImageSet(
+            images,
+            labels,
+            self.name,
+            tuple(alphabets),
+            (f"omniglot: {len(keys)} unique images from {[s.name for s in subsets]}",),
+        )

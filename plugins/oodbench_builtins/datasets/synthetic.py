@@ -90,11 +90,17 @@ class PerturbedID(Dataset):
         n, c, h, w = x.shape
         g = torch.Generator().manual_seed(ctx.seed + 31)
         ph, pw = h // 4, w // 4
-        core = x[:, :, : ph * 4, : pw * 4].reshape(n, c, 4, ph, 4, pw).permute(0, 2, 4, 1, 3, 5).reshape(n, 16, c, ph, pw)
+        core = (
+            x[:, :, : ph * 4, : pw * 4].reshape(n, c, 4, ph, 4, pw).permute(0, 2, 4, 1, 3, 5).reshape(n, 16, c, ph, pw)
+        )
         perm = torch.stack([torch.randperm(16, generator=g) for _ in range(n)])
         core = core[torch.arange(n)[:, None], perm]
         x = x.clone()
-        x[:, :, : ph * 4, : pw * 4] = core.reshape(n, 4, 4, c, ph, pw).permute(0, 3, 1, 4, 2, 5).reshape(n, c, ph * 4, pw * 4)
+        x[:, :, : ph * 4, : pw * 4] = (
+            core.reshape(n, 4, 4, c, ph, pw).permute(0, 3, 1, 4, 2, 5).reshape(n, c, ph * 4, pw * 4)
+        )
         x = (x + 0.1 * torch.randn(x.shape, generator=g)).clamp(0, 1)
         note = f"perturbed-id: {n} {ctx.id_name} train images, 4×4 patch shuffle + N(0, 0.1²) noise, seed {ctx.seed}"
-        return ImageSet((x * 255).round().to(torch.uint8), torch.full((n,), -1, dtype=torch.long), self.name, (), (note,))
+        return ImageSet(
+            (x * 255).round().to(torch.uint8), torch.full((n,), -1, dtype=torch.long), self.name, (), (note,)
+        )

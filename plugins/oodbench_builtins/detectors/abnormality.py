@@ -87,8 +87,15 @@ class AbnormalityModule(Detector):
     criterion = "auroc"
     needs = Needs(trains=True)
 
-    def __init__(self, decoder_epochs: int = 5, epochs: int = 5, lr: float = 1e-3, batch_size: int = 128,
-                 hidden: int = 256, seed: int = 0):
+    def __init__(
+        self,
+        decoder_epochs: int = 5,
+        epochs: int = 5,
+        lr: float = 1e-3,
+        batch_size: int = 128,
+        hidden: int = 256,
+        seed: int = 0,
+    ):
         self.decoder_epochs = decoder_epochs
         self.epochs = epochs
         self.lr = lr
@@ -105,8 +112,10 @@ class AbnormalityModule(Detector):
         net = AbnormalityNet(train.model, data.shape, self.hidden)
         base = {"classifier": state_hash(train.model), "hidden": self.hidden}
         logs = {}
-        for stage, epochs, task, trainable in (("decoder", self.decoder_epochs, DecoderTask(), net.decoder),
-                                               ("abnormality", self.epochs, NoisedTask(), net.abnormality)):
+        for stage, epochs, task, trainable in (
+            ("decoder", self.decoder_epochs, DecoderTask(), net.decoder),
+            ("abnormality", self.epochs, NoisedTask(), net.abnormality),
+        ):
             for p in net.parameters():
                 p.requires_grad_(False)
             for p in trainable.parameters():

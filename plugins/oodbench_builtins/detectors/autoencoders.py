@@ -53,8 +53,15 @@ class ConvAutoencoder(nn.Module):
     memory models a 16-wide skip path from z to ẑ (ẑ ← ẑ + U·V·z, V: d→16, U: 16→d) "to further assist
     reconstruction"."""
 
-    def __init__(self, shape: tuple[int, int, int], kind: str = "ae", memory_size: int = 100,
-                 num_classes: int = 10, slots_per_class: int = 10, shrink: float = 0.0025):
+    def __init__(
+        self,
+        shape: tuple[int, int, int],
+        kind: str = "ae",
+        memory_size: int = 100,
+        num_classes: int = 10,
+        slots_per_class: int = 10,
+        shrink: float = 0.0025,
+    ):
         super().__init__()
         c, h, _ = shape
         deep = h >= 32
@@ -63,10 +70,15 @@ class ConvAutoencoder(nn.Module):
         s = _sizes(h, depth)
         self.kind, self.shrink = kind, shrink
         self.encoder = nn.Sequential(*(_block(nn.Conv2d(widths[i], widths[i + 1], 3, 2, 1)) for i in range(depth)))
-        self.decoder = nn.Sequential(*(
-            _block(nn.ConvTranspose2d(widths[i + 1], widths[i], 3, 2, 1, output_padding=s[i] - (2 * s[i + 1] - 1)),
-                   last=i == 0)
-            for i in reversed(range(depth))))
+        self.decoder = nn.Sequential(
+            *(
+                _block(
+                    nn.ConvTranspose2d(widths[i + 1], widths[i], 3, 2, 1, output_padding=s[i] - (2 * s[i + 1] - 1)),
+                    last=i == 0,
+                )
+                for i in reversed(range(depth))
+            )
+        )
         self.latent_shape = (widths[-1], s[-1], s[-1])
         d = widths[-1] * s[-1] * s[-1]
         if kind == "memae":
@@ -132,9 +144,18 @@ class _Reconstruction(Detector):
     needs = Needs(trains=True)
     criterion = "auroc"
 
-    def __init__(self, epochs: int = 20, patience: int = 5, lr: float = 1e-3, batch_size: int = 128,
-                 memory_size: int = 100, slots_per_class: int = 10, beta: float = 1.0,
-                 entropy_weight: float = 0.0002, seed: int = 0):
+    def __init__(
+        self,
+        epochs: int = 20,
+        patience: int = 5,
+        lr: float = 1e-3,
+        batch_size: int = 128,
+        memory_size: int = 100,
+        slots_per_class: int = 10,
+        beta: float = 1.0,
+        entropy_weight: float = 0.0002,
+        seed: int = 0,
+    ):
         self.epochs = epochs
         self.patience = patience
         self.lr = lr
@@ -157,22 +178,40 @@ class _Reconstruction(Detector):
         perm = torch.randperm(len(data), generator=torch.Generator().manual_seed(self.seed))
         n_val = max(1, len(data) // 10)
         fit_set, val_set = data.subset(perm[n_val:].sort().values), data.subset(perm[:n_val].sort().values)
-        cfg = TrainConfig(epochs=self.epochs, batch_size=self.batch_size, optimizer="adam", lr=self.lr,
-                          schedule="none", seed=self.seed)
-        identity = {"all_data": data.fingerprint(), "classes": num_classes,
-                    "params": {k: v for k, v in self.get_params().items() if k != "seed"}}
+        cfg = TrainConfig(
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            optimizer="adam",
+            lr=self.lr,
+            schedule="none",
+            seed=self.seed,
+        )
+        identity = {
+            "all_data": data.fingerprint(),
+            "classes": num_classes,
+            "params": {k: v for k, v in self.get_params().items() if k != "seed"},
+        }
         torch.manual_seed(self.seed)
         net = ConvAutoencoder(data.shape, self.kind, self.memory_size, num_classes, self.slots_per_class)
-        trained = supplies.models.train(self.kind, net, fit_set, cfg, identity=identity,
-                                        task=ReconstructionTask(self.beta, self.entropy_weight),
-                                        select_on=val_set, patience=self.patience)
+        trained = supplies.models.train(
+            self.kind,
+            net,
+            fit_set,
+            cfg,
+            identity=identity,
+            task=ReconstructionTask(self.beta, self.entropy_weight),
+            select_on=val_set,
+            patience=self.patience,
+        )
         self.net_, self.net_key_ = trained.net, trained.key
         self.train_log_ = {k: trained.facts[k] for k in ("source", "hash", "best_epoch", "epoch_loss")}
         return self
 
     def score_samples(self, data: FeatureView) -> np.ndarray:
         self.check_fitted()
-        e = own_net_outputs(data, self.net_.eval(), self.net_key_, "recon", lambda net, x: ((net(x) - x) ** 2).flatten(1).sum(dim=1))
+        e = own_net_outputs(
+            data, self.net_.eval(), self.net_key_, "recon", lambda net, x: ((net(x) - x) ** 2).flatten(1).sum(dim=1)
+        )
         if self.complexity_normalised:
             cn = torch.log(image_entropy(data.imageset.images) + 1)
             e = e / (cn + 1e-9)  # eq. 4

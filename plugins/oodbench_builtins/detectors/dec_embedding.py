@@ -51,13 +51,25 @@ class DECNet(nn.Module):
         c, h, _ = shape
         s = _sizes(h)
         self.encoder = nn.Sequential(
-            nn.Conv2d(c, 16, 3, 2, 1), nn.ReLU(), nn.Conv2d(16, 32, 3, 2, 1), nn.ReLU(),
-            nn.Conv2d(32, 64, 3, 2, 1), nn.ReLU(), nn.Flatten(), nn.Linear(64 * s[3] * s[3], dim))
+            nn.Conv2d(c, 16, 3, 2, 1),
+            nn.ReLU(),
+            nn.Conv2d(16, 32, 3, 2, 1),
+            nn.ReLU(),
+            nn.Conv2d(32, 64, 3, 2, 1),
+            nn.ReLU(),
+            nn.Flatten(),
+            nn.Linear(64 * s[3] * s[3], dim),
+        )
         self.decoder = nn.Sequential(
-            nn.Linear(dim, 64 * s[3] * s[3]), nn.ReLU(), nn.Unflatten(1, (64, s[3], s[3])),
-            nn.ConvTranspose2d(64, 32, 3, 2, 1, output_padding=s[2] - (2 * s[3] - 1)), nn.ReLU(),
-            nn.ConvTranspose2d(32, 16, 3, 2, 1, output_padding=s[1] - (2 * s[2] - 1)), nn.ReLU(),
-            nn.ConvTranspose2d(16, c, 3, 2, 1, output_padding=s[0] - (2 * s[1] - 1)))
+            nn.Linear(dim, 64 * s[3] * s[3]),
+            nn.ReLU(),
+            nn.Unflatten(1, (64, s[3], s[3])),
+            nn.ConvTranspose2d(64, 32, 3, 2, 1, output_padding=s[2] - (2 * s[3] - 1)),
+            nn.ReLU(),
+            nn.ConvTranspose2d(32, 16, 3, 2, 1, output_padding=s[1] - (2 * s[2] - 1)),
+            nn.ReLU(),
+            nn.ConvTranspose2d(16, c, 3, 2, 1, output_padding=s[0] - (2 * s[1] - 1)),
+        )
         self.classifier = nn.Linear(dim, num_classes)
         self.centres = nn.Parameter(torch.zeros(num_classes, dim))  # μ_j, set by k-means
         self.register_buffer("label_centres", torch.zeros(num_classes, dim))  # μ'_j
@@ -145,15 +157,29 @@ class JointTask(TrainTask):
 
 class DECEmbedding(Detector):
     name = "dec-embedding"
-    description = "autoencoder + classifier + DEC clustering of the embedding, reconstruction-error score (paper 000, Table II)"
+    description = (
+        "autoencoder + classifier + DEC clustering of the embedding, reconstruction-error score (paper 000, Table II)"
+    )
     paper = "Chen & Zhao, Skip The Question You Don't Know: An Embedding Space Approach (paper 000)"
     criterion = "auroc"
     score_kind: ClassVar[str] = "recon"
     needs = Needs(trains=True, embedding=True)
 
-    def __init__(self, dim: int = 10, pretrain_epochs: int = 5, epochs: int = 10, lambda1: float = 0.1,
-                 lambda2: float = 0.1, alpha: float = 0.5, update_interval: int = 140, drop: float = 0.0,
-                 batch_size: int = 256, lr: float = 0.01, distance_weight: float = 1.0, seed: int = 0):
+    def __init__(
+        self,
+        dim: int = 10,
+        pretrain_epochs: int = 5,
+        epochs: int = 10,
+        lambda1: float = 0.1,
+        lambda2: float = 0.1,
+        alpha: float = 0.5,
+        update_interval: int = 140,
+        drop: float = 0.0,
+        batch_size: int = 256,
+        lr: float = 0.01,
+        distance_weight: float = 1.0,
+        seed: int = 0,
+    ):
         self.dim = dim
         self.pretrain_epochs = pretrain_epochs
         self.epochs = epochs
@@ -176,21 +202,50 @@ class DECEmbedding(Detector):
         torch.manual_seed(self.seed)
         net = DECNet(data.shape, k, self.dim)
         net.alpha = self.alpha
-        pre_cfg = TrainConfig(epochs=self.pretrain_epochs, batch_size=self.batch_size, optimizer="adam", lr=1e-3,
-                              schedule="none", seed=self.seed)
+        pre_cfg = TrainConfig(
+            epochs=self.pretrain_epochs,
+            batch_size=self.batch_size,
+            optimizer="adam",
+            lr=1e-3,
+            schedule="none",
+            seed=self.seed,
+        )
         ident = {"classes": k, "dim": self.dim}
         pre = models.train("dec-pretrain", net, data, pre_cfg, identity=ident, task=Reconstruction())
-        cfg = TrainConfig(epochs=self.epochs, batch_size=self.batch_size, optimizer="sgd", lr=self.lr, momentum=0.9,
-                          schedule="none", seed=self.seed)
-        joint = {**ident, "pretrained": pre.key, "lambda1": self.lambda1, "lambda2": self.lambda2,
-                 "alpha": self.alpha, "T": self.update_interval, "drop": self.drop}
+        cfg = TrainConfig(
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            optimizer="sgd",
+            lr=self.lr,
+            momentum=0.9,
+            schedule="none",
+            seed=self.seed,
+        )
+        joint = {
+            **ident,
+            "pretrained": pre.key,
+            "lambda1": self.lambda1,
+            "lambda2": self.lambda2,
+            "alpha": self.alpha,
+            "T": self.update_interval,
+            "drop": self.drop,
+        }
         task = JointTask(self.lambda1, self.lambda2, self.update_interval, self.drop, k)
-        trained = models.train("dec-embedding", pre.net, data, cfg, identity=joint, task=task,
-                               before_training=lambda n: self._init_centres(n, data, models.device))
+        trained = models.train(
+            "dec-embedding",
+            pre.net,
+            data,
+            cfg,
+            identity=joint,
+            task=task,
+            before_training=lambda n: self._init_centres(n, data, models.device),
+        )
         self.net_, self.net_key_ = trained.net.eval(), trained.key
-        self.train_log_ = {"pretrain": {k: pre.facts[k] for k in ("source", "hash")},
-                           "joint": {k: trained.facts[k] for k in ("source", "hash", "epoch_loss")},
-                           "updates": task.history[-1:] if task.history else None}
+        self.train_log_ = {
+            "pretrain": {k: pre.facts[k] for k in ("source", "hash")},
+            "joint": {k: trained.facts[k] for k in ("source", "hash", "epoch_loss")},
+            "updates": task.history[-1:] if task.history else None,
+        }
         z, _ = self.net_.embed_all(data.images.to(models.device))
         pred = self.net_.classifier(z).argmax(1).cpu()
         self.train_log_["train_accuracy"] = 100.0 * float((pred == data.labels).float().mean())

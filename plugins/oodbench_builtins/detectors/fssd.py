@@ -28,7 +28,6 @@ from oodbench.perturbation import gradient_sign, perturbed_scores
 from ._common import EPSILONS
 
 
-
 class FSSD(LayerwiseDetector):
     name = "fssd"
     description = "Feature Space Singularity Distance with layer ensemble + input pre-processing (paper 003)"
@@ -70,6 +69,7 @@ class FSSD(LayerwiseDetector):
         model = data.model
         columns = []
         for k in self.layers_:
+
             def fssd(x: torch.Tensor, k: str = k) -> torch.Tensor:
                 return self._distance(model.forward_features(x, [k])[k], k)
 

@@ -55,6 +55,8 @@ class KNN(Detector):
         self.check_fitted()
         z = F.normalize(data.features([self.layer])[self.layer], dim=1)
         k = min(self.k, len(self.bank_))
-        sims = data.memo(("knn", self.bank_key_, self.layer, k), lambda: topk_similarities(z, self.bank_, k, self.device_))
+        sims = data.memo(
+            ("knn", self.bank_key_, self.layer, k), lambda: topk_similarities(z, self.bank_, k, self.device_)
+        )
         s_k = sims[:, k - 1]
         return -torch.sqrt((2 - 2 * s_k).clamp_min(0)).numpy()

@@ -27,7 +27,9 @@ from ._common import EPSILONS, class_gaussians, mahalanobis_sq
 
 class Mahalanobis(LayerwiseDetector):
     name = "mahalanobis"
-    description = "class-conditional Gaussians, tied covariance per layer, pre-processing + LR layer ensemble (Lee et al. 2018)"
+    description = (
+        "class-conditional Gaussians, tied covariance per layer, pre-processing + LR layer ensemble (Lee et al. 2018)"
+    )
     paper = "Lee et al. 2018, A Simple Unified Framework for Detecting OOD Samples and Adversarial Attacks"
     criterion = "tnr95"
 
@@ -66,6 +68,7 @@ class Mahalanobis(LayerwiseDetector):
         model = data.model
         columns = []
         for k in self.layers_:
+
             def score(x: torch.Tensor, k: str = k) -> torch.Tensor:
                 return self._score(model.forward_features(x, [k])[k], k)
 
@@ -100,8 +103,12 @@ class RelativeMahalanobis(LayerwiseDetector):
         for k in layers:
             means, cov = class_gaussians(feats[k], train.labels, num_classes)
             mean0, cov0 = global_gaussian(feats[k])
-            self.stats_[k] = (means, torch.linalg.pinv(cov, hermitian=True).float(),
-                              mean0[None], torch.linalg.pinv(cov0, hermitian=True).float())
+            self.stats_[k] = (
+                means,
+                torch.linalg.pinv(cov, hermitian=True).float(),
+                mean0[None],
+                torch.linalg.pinv(cov0, hermitian=True).float(),
+            )
         self.layers_ = layers
         return self
 

@@ -23,7 +23,9 @@ DROPOUT_GRID = [0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5]
 
 class MCDropout(Detector):
     name = "mcdropout"
-    description = "mean / variance of the softmax over 32 dropout passes of a dropout-trained backbone (paper 003 'MCD')"
+    description = (
+        "mean / variance of the softmax over 32 dropout passes of a dropout-trained backbone (paper 003 'MCD')"
+    )
     paper = "Gal & Ghahramani 2016, Dropout as a Bayesian Approximation; evaluated as in paper 003"
     criterion = "tnr95"
     fit_params = frozenset({"dropout"})

@@ -61,8 +61,16 @@ class MetricLearning(Detector):
     criterion = "auroc"
     needs = Needs(trains=True, embedding=True)
 
-    def __init__(self, embedding_dim: int = 5, margin: float = 10.0, epochs: int | None = None,
-                 lr: float = 1e-3, batch_size: int = 128, outlier_batch_size: int = 32, seed: int = 0):
+    def __init__(
+        self,
+        embedding_dim: int = 5,
+        margin: float = 10.0,
+        epochs: int | None = None,
+        lr: float = 1e-3,
+        batch_size: int = 128,
+        outlier_batch_size: int = 32,
+        seed: int = 0,
+    ):
         self.embedding_dim = embedding_dim
         self.margin = margin
         self.epochs = epochs
@@ -77,15 +85,28 @@ class MetricLearning(Detector):
         if self.needs.outliers == "required" and (outliers is None or not len(outliers)):
             from oodbench.errors import UsageError
 
-            raise UsageError(f"{self.name} trains with seen outliers: use --holdout in:…/seen:…/unseen:… "
-                             "or --train-out NAME")
+            raise UsageError(
+                f"{self.name} trains with seen outliers: use --holdout in:…/seen:…/unseen:… or --train-out NAME"
+            )
         task = ContrastiveTask(self.margin, outliers, self.outlier_batch_size if outliers is not None else 0)
         extra = {"loss": "contrastive", "margin": self.margin}
         if outliers is not None:
-            extra |= {"outliers": outliers.name, "outliers_hash": outliers.fingerprint(), "per_batch": self.outlier_batch_size}
+            extra |= {
+                "outliers": outliers.name,
+                "outliers_hash": outliers.fingerprint(),
+                "per_batch": self.outlier_batch_size,
+            }
         trained = supplies.models.train_with(
-            self.name, task, train.imageset, identity=extra, outputs=self.embedding_dim,
-            epochs=self.epochs, lr=self.lr, batch_size=self.batch_size, seed=self.seed)
+            self.name,
+            task,
+            train.imageset,
+            identity=extra,
+            outputs=self.embedding_dim,
+            epochs=self.epochs,
+            lr=self.lr,
+            batch_size=self.batch_size,
+            seed=self.seed,
+        )
         self.net_, self.net_key_, self.train_log_ = trained.net, trained.key, trained.facts
         emb = own_backbone_logits(train, self.net_, self.net_key_)
         labels = train.labels
@@ -101,7 +122,9 @@ class MetricLearning(Detector):
 
     def score_samples(self, data: FeatureView) -> np.ndarray:
         self.check_fitted()
-        return (-euclidean(own_backbone_logits(data, self.net_, self.net_key_), self.centres_).min(dim=1).values).numpy()
+        return (
+            -euclidean(own_backbone_logits(data, self.net_, self.net_key_), self.centres_).min(dim=1).values
+        ).numpy()
 
     def describe_fit(self):
         return {"model": self.train_log_, "centres": len(self.centres_)}
@@ -109,5 +132,7 @@ class MetricLearning(Detector):
 
 class ODM(MetricLearning):
     name = "odm"
-    description = "metric learning with out-of-distribution mining: seen outliers pushed ≥ m from ID (paper 001 'ODM', eq. 2)"
+    description = (
+        "metric learning with out-of-distribution mining: seen outliers pushed ≥ m from ID (paper 001 'ODM', eq. 2)"
+    )
     needs = Needs(trains=True, outliers="required", embedding=True)

@@ -45,7 +45,7 @@ class OpenMax(Detector):
                 continue
             self.means_[c] = zc.mean(dim=0)
             dist = (zc - self.means_[c]).norm(dim=1).double().numpy()
-            tail = np.sort(dist)[-min(self.tailsize, len(dist)):]
+            tail = np.sort(dist)[-min(self.tailsize, len(dist)) :]
             if len(tail) < 2 or tail.std() == 0:
                 self.weibull_[c] = (1.0, 0.0, max(float(tail.mean()), 1e-6))
             else:
@@ -65,7 +65,9 @@ class OpenMax(Detector):
         cdf = torch.from_numpy(weibull_min.cdf(dist.numpy(), shape.numpy(), loc.numpy(), scale.numpy()))
         ranks = z.argsort(dim=1, descending=True)[:, :alpha]
         rank_weight = torch.zeros(z.shape, dtype=torch.float64)
-        rank_weight.scatter_(1, ranks, ((alpha - torch.arange(alpha, dtype=torch.float64)) / alpha).expand(len(z), -1).contiguous())
+        rank_weight.scatter_(
+            1, ranks, ((alpha - torch.arange(alpha, dtype=torch.float64)) / alpha).expand(len(z), -1).contiguous()
+        )
         w = 1 - rank_weight * cdf
         zd = z.double()
         revised = zd * w

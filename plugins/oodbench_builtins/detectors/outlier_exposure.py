@@ -34,7 +34,7 @@ class OutlierExposureTask(TrainTask):
             return F.cross_entropy(model(x), y)
         logits = model(torch.cat([x, aux])).float()
         ce = F.cross_entropy(logits[: len(x)], y)
-        uniform = -logits[len(x):].log_softmax(dim=1).mean(dim=1).mean()
+        uniform = -logits[len(x) :].log_softmax(dim=1).mean(dim=1).mean()
         return ce + self.weight * uniform
 
     def eval_loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -43,13 +43,22 @@ class OutlierExposureTask(TrainTask):
 
 class OutlierExposure(Detector):
     name = "outlier-exposure"
-    description = "classifier fine-tuned to a uniform posterior on auxiliary outliers, scored by MSP (OE; paper 003 'OE')"
+    description = (
+        "classifier fine-tuned to a uniform posterior on auxiliary outliers, scored by MSP (OE; paper 003 'OE')"
+    )
     paper = "Hendrycks, Mazeika & Dietterich 2019, Deep Anomaly Detection with Outlier Exposure (paper 004 slides)"
     criterion = "auroc"
     needs = Needs(trains=True, outliers="required")
 
-    def __init__(self, weight: float = 0.5, epochs: int = 5, lr: float | None = None, batch_size: int = 128,
-                 outlier_batch_size: int = 256, seed: int = 0):
+    def __init__(
+        self,
+        weight: float = 0.5,
+        epochs: int = 5,
+        lr: float | None = None,
+        batch_size: int = 128,
+        outlier_batch_size: int = 256,
+        seed: int = 0,
+    ):
         self.weight = weight
         self.epochs = epochs
         self.lr = lr
@@ -67,10 +76,21 @@ class OutlierExposure(Detector):
             raise UsageError("outlier-exposure needs training outliers: --train-out NAME")
         task = OutlierExposureTask(outliers, self.outlier_batch_size, self.weight)
         trained = supplies.models.train_with(
-            self.name, task, train.imageset, init=train.model,
-            identity={"weight": self.weight, "outliers": outliers.name, "outliers_hash": outliers.fingerprint(),
-                      "per_batch": self.outlier_batch_size},
-            epochs=self.epochs, lr=self.lr, batch_size=self.batch_size, seed=self.seed)
+            self.name,
+            task,
+            train.imageset,
+            init=train.model,
+            identity={
+                "weight": self.weight,
+                "outliers": outliers.name,
+                "outliers_hash": outliers.fingerprint(),
+                "per_batch": self.outlier_batch_size,
+            },
+            epochs=self.epochs,
+            lr=self.lr,
+            batch_size=self.batch_size,
+            seed=self.seed,
+        )
         self.net_, self.net_key_, self.train_log_ = trained.net, trained.key, trained.facts
         self.train_log_["outliers"] = {"name": outliers.name, "n": len(outliers)}
         return self
