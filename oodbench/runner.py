@@ -26,7 +26,7 @@ from . import __version__
 from .evaluate import Context, Failure, evaluate
 from .planning import make_plan
 from .progress import say
-from .protocols import Plan, Target, expand_holdout
+from .protocols import Plan, Target
 from .record import Record
 from .request import TUNE_MODES, RunRequest, resolve, resolve_device
 from .store import read_record, record_path, results_dir, write_record
@@ -160,15 +160,17 @@ def report_tuning(record: Record) -> None:
 
 
 def expand(req: RunRequest, seeds: list[int] | None = None) -> list[RunRequest]:
-    """One request per seed and per held-out class (``--holdout each``)."""
+    """One request per seed and per run the protocol makes of it (novelty ``--holdout each``: one per class)."""
+    from . import protocols
     from .data import LoadContext, resolve_data_root
+    from .planning import load_split
     from .plugins import registries
 
-    holdouts = [req.holdout]
-    if req.protocol == "novelty" and req.holdout == "each":
-        ds = registries().datasets.get(req.id)
+    def num_classes() -> int:
         ctx = LoadContext(root=resolve_data_root(req.data_root), download=req.download, seed=req.seed)
-        holdouts = expand_holdout("each", ds.load("test", ctx).num_classes)
+        return load_split(registries().datasets.get(req.id), "test", ctx).num_classes
+
+    holdouts = protocols.get(req.protocol).holdouts(req, num_classes)
     return [dataclasses.replace(req, seed=s, holdout=h) for s in (seeds or [req.seed]) for h in holdouts]
 
 

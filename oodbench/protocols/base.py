@@ -89,8 +89,15 @@ class Protocol:
         "id_acc",
     )
 
+    #: whether its rows score OOD data against the ID test set (False: misclassification's errors)
+    scores_ood: ClassVar[bool] = True
+
     def check(self, req: RunRequest) -> None:
         """Refuse option combinations this protocol cannot run (one line, before any work)."""
+
+    def holdouts(self, req: RunRequest, num_classes: Callable[[], int]) -> list[str | None]:
+        """The runs one request stands for (novelty's ``--holdout each``: one per class)."""
+        return [req.holdout]
 
     def design(self, req: RunRequest, train: ImageSet, test: ImageSet, load_ood: LoadOOD, oods: Sequence) -> Plan:
         raise NotImplementedError

@@ -13,6 +13,7 @@ COLUMNS = ("auroc_err", "aupr_succ", "aupr_err", "mean_msp_wrong", "mean_msp_rig
 class Misclassification(Protocol):
     name = "misclassification"
     leaderboard_metrics = ("auroc_err", "aupr_succ", "aupr_err", "id_acc")
+    scores_ood = False
 
     def check(self, req) -> None:
         if req.tune != "none" or req.oods:

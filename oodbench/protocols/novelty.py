@@ -66,6 +66,9 @@ class Novelty(Protocol):
         if not req.holdout:
             raise UsageError("--protocol novelty needs --holdout (each | 0,1 | in:…/seen:…/unseen:…)")
 
+    def holdouts(self, req, num_classes) -> list[str | None]:
+        return expand_holdout(req.holdout, num_classes()) if req.holdout == "each" else [req.holdout]
+
     def design(self, req, train, test, load_ood: LoadOOD, oods: Sequence) -> Plan:
         groups = parse_holdout(req.holdout, train.num_classes)
         unseen = Target(f"{req.id}{braces(groups['unseen'])}", test.with_classes(groups["unseen"]))
