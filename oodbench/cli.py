@@ -48,11 +48,21 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
+DISABLE_ENV = "OODBENCH_DISABLE_PLUGINS"  # = oodbench.plugins.DISABLE_ENV (not imported: keeps --help light)
+
+
 @app.callback()
 def _root(
     version: Annotated[Optional[bool], typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")] = None,
+    disable_plugin: Annotated[Optional[list[str]], typer.Option("--disable-plugin", metavar="NAME", help=f"Skip a plugin: its distribution name or DIST:ENTRYPOINT (repeatable; also ${DISABLE_ENV}=A,B).", show_default=False)] = None,
 ) -> None:
     """oodbench: out-of-distribution detection benchmarks."""
+    if disable_plugin:  # registries are built on first use, from the environment
+        from .plugins import reset
+
+        before = [n for n in os.environ.get(DISABLE_ENV, "").split(",") if n.strip()]
+        os.environ[DISABLE_ENV] = ",".join(before + list(disable_plugin))
+        reset()
 
 
 DataRoot = Annotated[Optional[str], typer.Option("--data-root", help="Dataset folder (else $OODBENCH_DATA, else the user cache).", show_default=False)]
@@ -296,19 +306,33 @@ def list_(kind: Annotated[Kind, typer.Argument(help="detectors | datasets | back
     from .plugins import registries
 
     registry = registries().by_kind(kind.value[:-1])
-    rows = [(e.name, e.description, e.plugin) for e in registry]
+    owners = registry.conflicts
+    rows = [(e.name, e.description, "CONFLICT: " + ", ".join(owners[e.name]) if e.name in owners else e.plugin)
+            for e in registry]
     typer.echo(tabulate(rows, headers=["name", "description", "plugin"], tablefmt="simple"))
 
 
 @app.command()
 def plugins() -> None:
-    """Show loaded plugins: name, version and the hooks each implements."""
+    """Show every plugin: name, version, status (ok, conflict, failed, disabled) and the hooks it implements."""
     from tabulate import tabulate
 
     from .plugins import registries
 
-    rows = [(name, version, ", ".join(hooks)) for name, version, hooks in registries().plugins]
-    typer.echo(tabulate(rows, headers=["plugin", "version", "hooks"], tablefmt="simple"))
+    rows = [(name, version, status, ", ".join(hooks)) for name, version, status, hooks in registries().status()]
+    typer.echo(tabulate(rows, headers=["plugin", "version", "status", "hooks"], tablefmt="simple"))
+
+
+def _one_line_plugin_warnings(show):
+    """A ``showwarning`` that prints a PluginLoadWarning as one line (``oodbench: warning: …``)."""
+    def showwarning(message, category, filename, lineno, file=None, line=None):
+        from .plugins import PluginLoadWarning
+
+        if issubclass(category, PluginLoadWarning):
+            print(f"oodbench: warning: {message}", file=file or sys.stderr, flush=True)
+        else:
+            show(message, category, filename, lineno, file, line)
+    return showwarning
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -318,6 +342,8 @@ def main(argv: list[str] | None = None) -> int:
     debug = bool(os.environ.get("OODBENCH_DEBUG"))
     if not debug:
         warnings.filterwarnings("default", category=UserWarning, module="oodbench")
+    show, disabled = warnings.showwarning, os.environ.get(DISABLE_ENV)
+    warnings.showwarning = _one_line_plugin_warnings(show)
     try:
         app(args=argv, standalone_mode=False)
     except OodbenchError as exc:
@@ -337,6 +363,16 @@ def main(argv: list[str] | None = None) -> int:
     except typer.TyperException as exc:  # usage errors from option parsing (exit 2)
         exc.show()  # type: ignore[attr-defined]
         return exc.exit_code
+    finally:
+        warnings.showwarning = show
+        if os.environ.get(DISABLE_ENV) != disabled:  # --disable-plugin: undo for in-process callers (tests)
+            from .plugins import reset
+
+            if disabled is None:
+                os.environ.pop(DISABLE_ENV, None)
+            else:
+                os.environ[DISABLE_ENV] = disabled
+            reset()
     return 0
 
 

@@ -38,8 +38,32 @@ class DataNotFoundError(UsageError):
     """A dataset whose files are not under the data root (and may not be downloaded)."""
 
 
+class NameConflictError(UsageError):
+    """A name that two or more plugins register: using it is an error until all but one are disabled."""
+
+    def __init__(self, kind: str, name: str, owners: Iterable[str]):
+        owners = list(owners)
+        count = "two" if len(owners) == 2 else str(len(owners))
+        named = ", ".join(repr(o) for o in owners[:-1]) + f" and {owners[-1]!r}"
+        super().__init__(
+            f"{kind} {name!r} is registered by {count} plugins: {named}; disable one with --disable-plugin NAME"
+        )
+        self.kind, self.name, self.owners = kind, name, owners
+
+
 class PluginError(OodbenchError):
-    """A plugin that breaks the registry (e.g. two plugins registering one name)."""
+    """A plugin that breaks the registry (e.g. registers an object without a name)."""
+
+
+class PluginFault(OodbenchError):
+    """Plugin code (a dataset's ``load``, a backbone's ``build``, ``resolve``) raised an ordinary exception.
+
+    Raised by :func:`oodbench.plugins.plugin_code`, chained to the original exception.
+    """
+
+    def __init__(self, message: str, kind: str = "", name: str = "", owner: str = ""):
+        super().__init__(message)
+        self.kind, self.name, self.owner = kind, name, owner
 
 
 class DetectorError(OodbenchError):

@@ -2,8 +2,8 @@
 
 A plugin is a module (or object) registered under the ``oodbench`` entry-point group that
 implements some of these hooks with ``@oodbench.hookimpl``. Each hook *returns a list*;
-oodbench collects the lists of every plugin into one registry per kind and refuses
-duplicate names. The built-in plugins in ``plugins/oodbench_builtins`` use exactly this path.
+oodbench collects the lists of every plugin into one registry per kind; a name that two
+plugins register is an error when it is used (``--disable-plugin NAME`` picks one). The built-in plugins in ``plugins/oodbench_builtins`` use exactly this path.
 
 Example (a whole plugin)::
 

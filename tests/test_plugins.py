@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from oodbench import Detector, hookimpl
-from oodbench.errors import PluginError, UnknownNameError
-from oodbench.plugins import PluginLoadWarning, collect, make_plugin_manager, registries
+from oodbench.errors import PluginFault, UnknownNameError, UsageError
+from oodbench.plugins import PluginLoadWarning, Registry, collect, make_plugin_manager, plugin_code, registries
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -56,8 +56,31 @@ def _module_plugin(name: str, detector_name: str) -> types.ModuleType:
 def test_duplicate_names_are_one_error_naming_both_plugins():
     pm = make_plugin_manager(autoload=False)
     pm.register(_module_plugin("thirdparty", "msp"), name="thirdparty")
-    with pytest.raises(PluginError, match=r"detector 'msp' is registered by two plugins: 'oodbench:builtin-detectors' and 'thirdparty'"):
-        collect(pm)
+    regs = collect(pm)  # the conflict does not break the registry ...
+    assert regs.detectors.conflicts == {"msp": ["oodbench:builtin-detectors", "thirdparty"]}
+    message = r"detector 'msp' is registered by two plugins: 'oodbench:builtin-detectors' and 'thirdparty'; disable one"
+    with pytest.raises(UsageError, match=message):  # ... only using the name is an error
+        regs.detectors.get("msp")
+    with pytest.raises(UsageError, match=message):
+        regs.detectors.owner("msp")
+    assert "msp" in regs.detectors and regs.detectors.get("fssd").name == "fssd"
+    status = {name: st for name, _, st, _ in regs.status()}
+    assert status["thirdparty"] == "conflict: detector 'msp' (also in oodbench:builtin-detectors)"
+
+
+def test_plugin_code_turns_exceptions_into_one_line_faults():
+    fault = r"^dataset 'x' \(plugin p:q\) failed: KeyError: 'boom'$"
+    with pytest.raises(PluginFault, match=fault) as info, plugin_code("dataset", "x", "p:q"):
+        raise KeyError("boom")
+    assert isinstance(info.value.__cause__, KeyError) and info.value.exit_code == 1
+    with pytest.raises(UnknownNameError), plugin_code("dataset", "x", "p:q"):  # oodbench's own errors pass through
+        registries().datasets.get("nope")
+    reg = Registry("backbone")  # Registry.get runs a prefix's resolve() as plugin code
+    reg.add(types.SimpleNamespace(name="toy:", resolve=int), "toy-plugin:toy")
+    assert reg.get("toy:3") == 3 and reg.owner("toy:3") == "toy-plugin:toy"
+    with pytest.raises(PluginFault, match=r"^backbone 'toy:x' \(plugin toy-plugin:toy\) failed: ValueError: invalid"):
+        reg.get("toy:x")
+    assert registries().backbones.owner("timm:resnet18") == "oodbench:builtin-backbones"
 
 
 def _fake_distribution(tmp_path: Path, dist: str, module: str, source: str) -> None:
@@ -97,7 +120,7 @@ def test_broken_plugin_warns_and_the_rest_works(tmp_path, monkeypatch):
     assert "negmax" not in regs_off.detectors.names()
 
 
-def test_hookimpl_without_spec_is_rejected(tmp_path, monkeypatch):
+def test_hookimpl_without_spec_fails_that_plugin_alone(tmp_path, monkeypatch):
     _fake_distribution(tmp_path, "typo-plugin", "typo_mod", """
         from oodbench import hookimpl
 
@@ -106,10 +129,11 @@ def test_hookimpl_without_spec_is_rejected(tmp_path, monkeypatch):
             return []
     """)
     monkeypatch.syspath_prepend(str(tmp_path))
-    import pluggy
-
-    with pytest.raises(pluggy.PluginValidationError):
-        make_plugin_manager(autoload=True)
+    with pytest.warns(PluginLoadWarning, match="typo-plugin.*unknown hook 'oodbench_register_detector'"):
+        regs = collect(make_plugin_manager(autoload=True))
+    status = {name: st for name, _, st, _ in regs.status()}
+    assert status["typo-plugin:typo-plugin"].startswith("failed: PluginValidationError")
+    assert "msp" in regs.detectors.names()
 
 
 @pytest.fixture(scope="module")
@@ -145,3 +169,15 @@ def test_installed_example_plugin_is_listed_and_runs(installed_example, tmp_path
     records = json.loads(ran.stdout)
     assert [r["detector"] for r in records] == ["example-margin", "msp"]
     assert all(0 <= r["metrics"]["auroc"] <= 100 for r in records)
+
+
+def test_disable_plugin_option_in_process_is_undone(capsys, monkeypatch):
+    from oodbench.cli import main
+
+    monkeypatch.delenv("OODBENCH_DISABLE_PLUGINS", raising=False)
+    assert main(["--disable-plugin", "oodbench:builtin-detectors", "plugins"]) == 0
+    out = capsys.readouterr().out
+    assert "oodbench:builtin-detectors" in out and "disabled" in out
+    assert main(["--disable-plugin", "oodbench:builtin-detectors", "run", "-d", "msp", "--in", "mnist"]) == 2
+    assert "unknown detector 'msp'" in capsys.readouterr().err
+    assert "OODBENCH_DISABLE_PLUGINS" not in os.environ and "msp" in registries().detectors.names()
