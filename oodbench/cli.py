@@ -323,6 +323,23 @@ def plugins() -> None:
     typer.echo(tabulate(rows, headers=["plugin", "version", "status", "hooks"], tablefmt="simple"))
 
 
+LayersShape = Annotated[Optional[str], typer.Option(
+    help="Input C×H×W, e.g. 1x28x28 (default: 1x28x28 or 3x32x32 if the backbone suits it, else 3x224x224).",
+    show_default=False)]
+
+
+@app.command()
+def layers(
+    backbone: Annotated[str, typer.Argument(help="Backbone name (see `oodbench list backbones`), e.g. lenet.")],
+    shape: LayersShape = None,
+    classes: Annotated[int, typer.Option(help="Number of classes (width of the logits).")] = 10,
+) -> None:
+    """Feature layer names of a backbone (shallow to deep, then penultimate and logits) and their sizes."""
+    from .cli_info import layer_table
+
+    typer.echo(layer_table(backbone, shape, classes))
+
+
 def _one_line_plugin_warnings(show):
     """A ``showwarning`` that prints a PluginLoadWarning as one line (``oodbench: warning: …``)."""
     def showwarning(message, category, filename, lineno, file=None, line=None):

@@ -1,11 +1,10 @@
 """The plugin manager and the three registries (detectors, datasets, backbones).
 
-Every plugin, built-in or third party, arrives through the ``oodbench`` entry-point group and is
-registered by :func:`make_plugin_manager`. A plugin fails alone: one that raises at import or in a
-registration hook is skipped with a one-line :class:`PluginLoadWarning` and listed as failed by
-``oodbench plugins``; a name that two plugins register is an error only when it is used.
-``OODBENCH_DISABLE_PLUGINS=DIST,DIST:ENTRYPOINT`` (or ``--disable-plugin``) skips plugins;
-``OODBENCH_DISABLE_PLUGIN_AUTOLOAD=1`` loads only oodbench's own entry points.
+Every plugin, built-in or third party, arrives through the ``oodbench`` entry-point group (:func:`make_plugin_manager`).
+A plugin fails alone: one that raises at import or in a registration hook, or registers a detector instance or a
+dataset/backbone class, is skipped with a one-line :class:`PluginLoadWarning` and listed as failed by
+``oodbench plugins``; a name two plugins register is an error only when used. ``OODBENCH_DISABLE_PLUGINS=DIST,DIST:EP``
+(or ``--disable-plugin``) skips plugins; ``OODBENCH_DISABLE_PLUGIN_AUTOLOAD=1`` loads only oodbench's own entry points.
 """
 
 from __future__ import annotations
@@ -47,6 +46,9 @@ class Entry(Generic[T]):
 
 
 def _name_of(obj: Any, kind: str, plugin: str) -> str:
+    if isinstance(obj, type) != (kind == "detector"):  # detectors are registered as classes, the rest as instances
+        raise PluginError(f"plugin {plugin!r} registered {obj!r} as a {kind}: {kind}s are registered as "
+                          + ("classes" if kind == "detector" else f"instances, e.g. {obj.__name__}()"))
     name = getattr(obj, "name", None)
     if not isinstance(name, str) or not name:
         raise PluginError(f"plugin {plugin!r} registered a {kind} without a name: {obj!r}")

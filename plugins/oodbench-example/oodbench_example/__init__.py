@@ -1,8 +1,9 @@
-"""A complete third-party oodbench plugin: the *logit margin* detector.
+"""A complete third-party oodbench plugin: the *logit margin* detector and the *stripes* dataset.
 
 score(x) = z_(1) − z_(2), the gap between the largest and second-largest logit: a confident
-prediction has a wide margin. Copy this package to start your own plugin: change the
-detector, keep the ``oodbench`` entry point in ``pyproject.toml``.
+prediction has a wide margin. ``example-stripes`` (:mod:`oodbench_example.stripes`) is a dataset
+generated in code. Copy this package to start your own plugin: change the detector and the
+dataset, keep the ``oodbench`` entry point in ``pyproject.toml``. docs/plugins.md is the guide.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from __future__ import annotations
 import numpy as np
 
 from oodbench import Detector, FeatureView, hookimpl
+
+from .stripes import Stripes
 
 
 class LogitMargin(Detector):
@@ -23,4 +26,9 @@ class LogitMargin(Detector):
 
 @hookimpl
 def oodbench_register_detectors():
-    return [LogitMargin]
+    return [LogitMargin]  # detectors: classes
+
+
+@hookimpl
+def oodbench_register_datasets():
+    return [Stripes()]  # datasets (and backbones): instances
