@@ -1,4 +1,6 @@
-"""``oodbench layers BACKBONE``: a backbone's feature layer names and their sizes, for plugin authors.
+"""``oodbench list``, ``oodbench plugins`` and ``oodbench layers BACKBONE``.
+
+``layers``: a backbone's feature layer names and their sizes, for plugin authors.
 
 Builds the backbone untrained (``pretrained=False``, no weights needed) and runs one forward pass on a
 dummy batch, so the names are exactly what ``FeatureView.features`` accepts for that backbone.
@@ -7,7 +9,11 @@ dummy batch, so the names are exactly what ``FeatureView.features`` accepts for 
 from __future__ import annotations
 
 import re
+from typing import Annotated, Optional
 
+import typer
+
+from .cli_app import Kind, app
 from .errors import UsageError
 
 DEFAULT_SHAPES = ((1, 28, 28), (3, 32, 32))  # tried in order: the first the backbone suits
@@ -46,8 +52,10 @@ def layer_rows(backbone: str, shape: str | None = None, classes: int = 10) -> tu
     for name in model.feature_layers:
         out = raw[name]
         rows.append((name, int(pool_feature(out).shape[1]), "×".join(map(str, out.shape[1:]))))
-    heading = (f"{backbone} on {'×'.join(map(str, size))} inputs, {classes} classes: "
-               f"{len(rows)} feature layers, shallow to deep (dim = what FeatureView.features returns per sample)")
+    heading = (
+        f"{backbone} on {'×'.join(map(str, size))} inputs, {classes} classes: "
+        f"{len(rows)} feature layers, shallow to deep (dim = what FeatureView.features returns per sample)"
+    )
     return heading, rows
 
 
@@ -56,3 +64,49 @@ def layer_table(backbone: str, shape: str | None = None, classes: int = 10) -> s
 
     heading, rows = layer_rows(backbone, shape, classes)
     return heading + "\n" + tabulate(rows, headers=["layer", "dim", "output shape"], tablefmt="simple")
+
+
+@app.command("list")
+def list_(kind: Annotated[Kind, typer.Argument(help="detectors | datasets | backbones")]) -> None:
+    """List registered detectors, datasets or backbones with the plugin each comes from."""
+    from tabulate import tabulate
+
+    from .plugins import registries
+
+    registry = registries().by_kind(kind.value[:-1])
+    owners = registry.conflicts
+    rows = [
+        (e.name, e.description, "CONFLICT: " + ", ".join(owners[e.name]) if e.name in owners else e.plugin)
+        for e in registry
+    ]
+    typer.echo(tabulate(rows, headers=["name", "description", "plugin"], tablefmt="simple"))
+
+
+@app.command()
+def plugins() -> None:
+    """Show every plugin: name, version, status (ok, conflict, failed, disabled) and the hooks it implements."""
+    from tabulate import tabulate
+
+    from .plugins import registries
+
+    rows = [(name, version, status, ", ".join(hooks)) for name, version, status, hooks in registries().status()]
+    typer.echo(tabulate(rows, headers=["plugin", "version", "status", "hooks"], tablefmt="simple"))
+
+
+LayersShape = Annotated[
+    Optional[str],
+    typer.Option(
+        help="Input C×H×W, e.g. 1x28x28 (default: 1x28x28 or 3x32x32 if the backbone suits it, else 3x224x224).",
+        show_default=False,
+    ),
+]
+
+
+@app.command()
+def layers(
+    backbone: Annotated[str, typer.Argument(help="Backbone name (see `oodbench list backbones`), e.g. lenet.")],
+    shape: LayersShape = None,
+    classes: Annotated[int, typer.Option(help="Number of classes (width of the logits).")] = 10,
+) -> None:
+    """Feature layer names of a backbone (shallow to deep, then penultimate and logits) and their sizes."""
+    typer.echo(layer_table(backbone, shape, classes))

@@ -47,8 +47,10 @@ class Entry(Generic[T]):
 
 def _name_of(obj: Any, kind: str, plugin: str) -> str:
     if isinstance(obj, type) != (kind == "detector"):  # detectors are registered as classes, the rest as instances
-        raise PluginError(f"plugin {plugin!r} registered {obj!r} as a {kind}: {kind}s are registered as "
-                          + ("classes" if kind == "detector" else f"instances, e.g. {obj.__name__}()"))
+        raise PluginError(
+            f"plugin {plugin!r} registered {obj!r} as a {kind}: {kind}s are registered as "
+            + ("classes" if kind == "detector" else f"instances, e.g. {obj.__name__}()")
+        )
     name = getattr(obj, "name", None)
     if not isinstance(name, str) or not name:
         raise PluginError(f"plugin {plugin!r} registered a {kind} without a name: {obj!r}")

@@ -88,8 +88,8 @@ def resolve(req: RunRequest) -> Resolved:
     protocol = protocols.get(req.protocol)
     if req.tune not in TUNE_MODES:
         raise UsageError(f"unknown tuning mode {req.tune!r} ({' | '.join(TUNE_MODES)})")
+    classes = [regs.detectors.get(name) for name in req.detectors]  # names first, then option combinations
     protocol.check(req)
-    classes = [regs.detectors.get(name) for name in req.detectors]
     detectors = tuple(make_detector(cls, req.seed, req.detector_params.get(cls.name, {})) for cls in classes)
     tune_out = None
     if req.tune == "heldout":

@@ -37,8 +37,15 @@ class TinyNetFactory(BackboneFactory):
         net.add_module("fc1", nn.Sequential(nn.Flatten(), nn.Linear(flat, 120), nn.ReLU()))
         net.add_module("fc2", nn.Sequential(nn.Linear(120, 84), nn.ReLU()))
         net.add_module("fc3", nn.Linear(84, num_classes))
-        return Backbone(net, {"conv1": "conv1", "conv2": "conv2", "fc1": "fc1"}, "fc3", [0.5] * c, [0.5] * c,
-                        input_shape, arch="tiny" if not dropout else f"tiny(dropout={dropout})")
+        return Backbone(
+            net,
+            {"conv1": "conv1", "conv2": "conv2", "fc1": "fc1"},
+            "fc3",
+            [0.5] * c,
+            [0.5] * c,
+            input_shape,
+            arch="tiny" if not dropout else f"tiny(dropout={dropout})",
+        )
 
 
 def tiny_run(n_train: int = 256, n_test: int = 96, seed: int = 0):
@@ -65,11 +72,13 @@ def tiny_run(n_train: int = 256, n_test: int = 96, seed: int = 0):
         img = (255 * torch.exp(-d2 / 18.0)).to(torch.uint8)[:, None]
         return ImageSet(img, labels, "blobs", tuple(map(str, range(10))))
 
-    noise = ImageSet(torch.randint(0, 256, (n_test, 1, 28, 28), generator=g, dtype=torch.uint8),
-                     torch.full((n_test,), -1), "noise")
+    noise = ImageSet(
+        torch.randint(0, 256, (n_test, 1, 28, 28), generator=g, dtype=torch.uint8), torch.full((n_test,), -1), "noise"
+    )
     train = blobs(n_train)
-    spec = ModelSpec(factory.name, "blobs", (1, 28, 28), 10, TrainConfig(epochs=1, batch_size=64, seed=seed),
-                     train_limit=n_train)
+    spec = ModelSpec(
+        factory.name, "blobs", (1, 28, 28), 10, TrainConfig(epochs=1, batch_size=64, seed=seed), train_limit=n_train
+    )
     views = tuple(FeatureView(d, model, "cpu", 64) for d in (train, blobs(n_test), noise))
     sparse = (torch.rand(n_train // 2, 1, 28, 28, generator=g) < 0.1).to(torch.uint8) * 255
     outliers = ImageSet(sparse, torch.full((n_train // 2,), -1), "sparse-noise")
@@ -90,11 +99,13 @@ def check_detector(cls: type[Detector]) -> None:
     params = det.get_params()
     twin = clone(det)
     assert twin.get_params() == params, f"{cls.name}: __init__ must only store its parameters (clone differs)"
-    assert not [k for k in vars(det) if k.endswith("_") and not k.startswith("_")], \
+    assert not [k for k in vars(det) if k.endswith("_") and not k.startswith("_")], (
         f"{cls.name}: __init__ must not set learned (trailing-underscore) attributes"
+    )
     (train, id_test, ood_test), supplies = tiny_run()
-    assert set(det.required_layers(train.model)) <= set(train.model.feature_layers), \
+    assert set(det.required_layers(train.model)) <= set(train.model.feature_layers), (
         f"{cls.name}: required_layers names layers the backbone lacks"
+    )
     assert fit_detector(det, train, supplies) is det, f"{cls.name}: fit must return self"
     s_id = validate_scores(det, det.score_samples(id_test), len(id_test))
     validate_scores(det, det.score_samples(ood_test), len(ood_test))
@@ -108,7 +119,8 @@ def check_detector(cls: type[Detector]) -> None:
         i = int(np.argmax(gap - 1e-4 * np.abs(ref)))
         assert np.allclose(sub, ref, rtol=1e-4, atol=1e-5), (
             f"{cls.name}: a sample's score must not depend on the other samples in the batch: largest "
-            f"deviation {gap[i]:.3g} at score {ref[i]:.6g} (allowed: 1e-5 + 1e-4·|score|)")
+            f"deviation {gap[i]:.3g} at score {ref[i]:.6g} (allowed: 1e-5 + 1e-4·|score|)"
+        )
     for name, values in det.search_space().items():
         assert name in params, f"{cls.name}: search_space names {name!r}, which is not an __init__ parameter"
         assert len(values) >= 1, f"{cls.name}: search_space[{name!r}] is empty"
@@ -123,8 +135,9 @@ def check_detector(cls: type[Detector]) -> None:
         assert "ensemble" in det.describe_fit(), f"{cls.name}: describe_fit must report the fitted ensemble"
 
 
-def synthetic_view(features: dict[str, torch.Tensor], labels: torch.Tensor | None = None,
-                   head: torch.nn.Linear | None = None) -> FeatureView:
+def synthetic_view(
+    features: dict[str, torch.Tensor], labels: torch.Tensor | None = None, head: torch.nn.Linear | None = None
+) -> FeatureView:
     """A view whose features are given (hand-checkable detector tests). ``head`` is the classifier
     that maps ``features["penultimate"]`` to logits (detectors that re-apply it need one); without
     ``features["logits"]`` the logits are ``head(penultimate)``."""
@@ -154,17 +167,21 @@ def _check_imageset(ds, split: str, data) -> None:
     where = f"{ds.name}: load({split!r})"
     assert isinstance(data, ImageSet), f"{where} must return an oodbench.ImageSet, got {type(data).__name__}"
     images, labels = data.images, data.labels
-    assert images.dtype == torch.uint8 and images.ndim == 4, \
+    assert images.dtype == torch.uint8 and images.ndim == 4, (
         f"{where}: images must be uint8 N×C×H×W, got {images.dtype} {tuple(images.shape)}"
+    )
     assert len(images) > 0, f"{where} returned no images"
-    assert labels.dtype == torch.int64 and labels.shape == (len(images),), \
+    assert labels.dtype == torch.int64 and labels.shape == (len(images),), (
         f"{where}: labels must be int64 of shape ({len(images)},), got {labels.dtype} {tuple(labels.shape)}"
+    )
     assert isinstance(data.name, str) and data.name, f"{where}: the ImageSet needs a name"
     assert all(isinstance(c, str) for c in data.classes), f"{where}: classes must be a tuple of str"
     assert all(isinstance(n, str) for n in data.notes), f"{where}: notes must be a tuple of str"
     bad = labels[(labels != -1) & ((labels < 0) | (labels >= data.num_classes))]
-    assert not len(bad), (f"{where}: labels must be -1 (unlabelled) or in [0, {data.num_classes}) "
-                          f"(len(classes)); found {sorted(set(bad.tolist()))[:5]}")
+    assert not len(bad), (
+        f"{where}: labels must be -1 (unlabelled) or in [0, {data.num_classes}) "
+        f"(len(classes)); found {sorted(set(bad.tolist()))[:5]}"
+    )
 
 
 def check_dataset(dataset, root=None) -> None:
@@ -183,13 +200,16 @@ def check_dataset(dataset, root=None) -> None:
     from .errors import DataNotFoundError
 
     if isinstance(dataset, type):
-        raise AssertionError(f"{dataset.__name__} is a class: check_dataset takes a Dataset instance, and "
-                             f"oodbench_register_datasets must return instances, e.g. [{dataset.__name__}()]")
+        raise AssertionError(
+            f"{dataset.__name__} is a class: check_dataset takes a Dataset instance, and "
+            f"oodbench_register_datasets must return instances, e.g. [{dataset.__name__}()]"
+        )
     assert isinstance(dataset, Dataset), f"{dataset!r} must be an instance of oodbench.Dataset"
     name = dataset.name
     assert isinstance(name, str) and name, "datasets need a non-empty `name`"
-    assert isinstance(dataset.description, str) and dataset.description and "\n" not in dataset.description, \
+    assert isinstance(dataset.description, str) and dataset.description and "\n" not in dataset.description, (
         f"{name}: `description` must be one non-empty line"
+    )
     splits = tuple(dataset.splits)
     wanted = [s for s in SPLITS if s in splits]
     assert wanted, f"{name}: `splits` must include 'train' and/or 'test' (the splits oodbench loads), got {splits}"
@@ -203,10 +223,12 @@ def check_dataset(dataset, root=None) -> None:
             if shape is not None:
                 assert first.shape == shape and len(first) == size, (
                     f"{name}: a synthetic set must honour ctx.shape and ctx.size: asked for {size} of "
-                    f"{shape}, got {len(first)} of {first.shape}")
+                    f"{shape}, got {len(first)} of {first.shape}"
+                )
             again = dataset.load(split, ctx)
-            assert torch.equal(first.images, again.images) and torch.equal(first.labels, again.labels), \
+            assert torch.equal(first.images, again.images) and torch.equal(first.labels, again.labels), (
                 f"{name}: loading {split!r} twice with the same seed must give the same images and labels"
+            )
     if dataset.synthetic:
         return
     with tempfile.TemporaryDirectory() as empty:
@@ -218,5 +240,6 @@ def check_dataset(dataset, root=None) -> None:
             except Exception as exc:  # noqa: BLE001 - the assertion names what was raised instead
                 raise AssertionError(
                     f"{name}: with an empty data root, load({split!r}) raised {type(exc).__name__}: {exc}; missing "
-                    "files must raise oodbench.data.missing(name, where) (a DataNotFoundError)") from exc
+                    "files must raise oodbench.data.missing(name, where) (a DataNotFoundError)"
+                ) from exc
             _check_imageset(dataset, split, data)  # it needs no files: what it returns must still be valid

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.optim.lr_scheduler import CosineAnnealingLR, LRScheduler, OneCycleLR
 
+from .augment import augment_crop_flip
 from .data import ImageSet
 from .features import to_float
 from .progress import say, track
@@ -119,20 +120,6 @@ class Classification(TrainTask):
 
     def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(model(x), y)
-
-
-def augment_crop_flip(x: torch.Tensor, generator: torch.Generator, pad: int = 4) -> torch.Tensor:
-    """Vectorised per-sample random crop (zero padding ``pad``) and horizontal flip."""
-    b, _, h, w = x.shape
-    dev = x.device
-    padded = F.pad(x, (pad, pad, pad, pad))
-    oy = torch.randint(0, 2 * pad + 1, (b,), generator=generator).to(dev)
-    ox = torch.randint(0, 2 * pad + 1, (b,), generator=generator).to(dev)
-    rows = (oy[:, None] + torch.arange(h, device=dev))[:, :, None]
-    cols = (ox[:, None] + torch.arange(w, device=dev))[:, None, :]
-    out = padded[torch.arange(b, device=dev)[:, None, None], :, rows, cols].permute(0, 3, 1, 2)
-    flip = (torch.rand(b, generator=generator) < 0.5).to(dev)[:, None, None, None]
-    return torch.where(flip, out.flip(3), out)
 
 
 def make_optimizer(params, cfg: TrainConfig) -> torch.optim.Optimizer:

@@ -41,7 +41,7 @@ def guide_files() -> dict[str, str]:
     for _, code in guide_blocks():
         first = code.split("\n", 1)[0]
         if first.startswith(MARK):
-            path = first[len(MARK):].strip()
+            path = first[len(MARK) :].strip()
             files[path] = files.get(path, "") + code
     return files
 
@@ -67,15 +67,37 @@ def guide_package(tmp_path_factory) -> tuple[Path, Path]:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")
     site = tmp_path_factory.mktemp("guide-site")
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-                    "--target", str(site), str(src)], check=True, capture_output=True, text=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--target",
+            str(site),
+            str(src),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     return src, site
 
 
 def test_guide_blocks_form_a_package_and_fragments_run():
     files = guide_files()
-    assert {"pyproject.toml", "my_ood_plugin/__init__.py", "my_ood_plugin/detectors.py", "my_ood_plugin/trained.py",
-            "my_ood_plugin/datasets.py", "my_ood_plugin/backbones.py", "tests/test_my_ood_plugin.py"} <= set(files)
+    assert {
+        "pyproject.toml",
+        "my_ood_plugin/__init__.py",
+        "my_ood_plugin/detectors.py",
+        "my_ood_plugin/trained.py",
+        "my_ood_plugin/datasets.py",
+        "my_ood_plugin/backbones.py",
+        "tests/test_my_ood_plugin.py",
+    } <= set(files)
     assert '[project.entry-points.oodbench]\nmy = "my_ood_plugin"' in files["pyproject.toml"]
     fragments = [code for lang, code in guide_blocks() if lang == "python" and not code.startswith(MARK)]
     assert len(fragments) >= 4
@@ -87,8 +109,13 @@ def test_guide_blocks_form_a_package_and_fragments_run():
 
 def test_cli_lists_the_guide_plugins(guide_package):
     _, site = guide_package
-    calls = [["plugins"], ["list", "detectors"], ["list", "datasets"], ["list", "backbones"],
-             ["layers", "small-cnn", "--shape", "1x28x28"]]
+    calls = [
+        ["plugins"],
+        ["list", "detectors"],
+        ["list", "datasets"],
+        ["list", "backbones"],
+        ["layers", "small-cnn", "--shape", "1x28x28"],
+    ]
     code = "from oodbench.cli import main\n" + "".join(f"print('@@', main({c!r}), flush=True)\n" for c in calls)
     done = cli(site, code=code)  # one interpreter for the five commands: the real CLI entry point, main()
     assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
@@ -102,15 +129,43 @@ def test_cli_lists_the_guide_plugins(guide_package):
             assert rows[name].endswith("my-ood-plugin:my"), outputs[str(call)]
     layers = outputs[str(calls[4])]
     assert [line.split()[:2] for line in layers.splitlines()[3:]] == [
-        ["block1", "16"], ["block2", "32"], ["penultimate", "32"], ["logits", "10"]], layers
+        ["block1", "16"],
+        ["block2", "32"],
+        ["penultimate", "32"],
+        ["logits", "10"],
+    ], layers
 
 
 def test_cli_runs_the_guide_plugins(guide_package, tmp_path):
     _, site = guide_package
-    done = cli(site, "run", "--detector", "centroid-cosine", "--detector", "one-vs-rest", "--in", "fashionmnist",
-               "--out", "mnist-inverted", "--backbone", "small-cnn", "--epochs", "1", "--train-limit", "1000",
-               "--test-limit", "400", "--n-tune", "100", "--tune", "oracle", "--param", "one-vs-rest.epochs=1",
-               "--results", str(tmp_path))
+    done = cli(
+        site,
+        "run",
+        "--detector",
+        "centroid-cosine",
+        "--detector",
+        "one-vs-rest",
+        "--in",
+        "fashionmnist",
+        "--out",
+        "mnist-inverted",
+        "--backbone",
+        "small-cnn",
+        "--epochs",
+        "1",
+        "--train-limit",
+        "1000",
+        "--test-limit",
+        "400",
+        "--n-tune",
+        "100",
+        "--tune",
+        "oracle",
+        "--param",
+        "one-vs-rest.epochs=1",
+        "--results",
+        str(tmp_path),
+    )
     assert done.returncode == 0, done.stderr
     table = done.stdout.splitlines()
     assert table[0].startswith("|") and "AUROC" in table[0], done.stdout
@@ -123,9 +178,25 @@ def test_cli_runs_the_guide_plugins(guide_package, tmp_path):
 
 def test_the_guide_package_tests_pass(guide_package, tmp_path):
     src, site = guide_package
-    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-W", "error::UserWarning",
-                           str(src / "tests" / "test_my_ood_plugin.py")], cwd=tmp_path, env=_env(site),
-                          capture_output=True, text=True, timeout=300, check=False)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-W",
+            "error::UserWarning",
+            str(src / "tests" / "test_my_ood_plugin.py"),
+        ],
+        cwd=tmp_path,
+        env=_env(site),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "4 passed" in done.stdout, done.stdout
 
@@ -201,8 +272,10 @@ def test_registering_a_dataset_class_fails_that_plugin_in_one_line():
     mod.oodbench_register_datasets = oodbench_register_datasets
     pm = make_plugin_manager(autoload=False)
     pm.register(mod, name="class-plugin:x")
-    message = (r"plugin 'class-plugin:x' failed in oodbench_register_datasets and was skipped: PluginError: .*"
-               r"datasets are registered as instances, e\.g\. _Toy\(\)")
+    message = (
+        r"plugin 'class-plugin:x' failed in oodbench_register_datasets and was skipped: PluginError: .*"
+        r"datasets are registered as instances, e\.g\. _Toy\(\)"
+    )
     with pytest.warns(PluginLoadWarning, match=message):
         regs = collect(pm)
     assert "toy-set" not in regs.datasets.names() and "mnist" in regs.datasets.names()
@@ -213,14 +286,33 @@ def test_registering_a_dataset_class_fails_that_plugin_in_one_line():
 # -- oodbench layers ---------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("backbone, shape, expected", [
-    ("lenet", "1x28x28", [("conv1", 6), ("conv2", 16), ("fc1", 120), ("penultimate", 84), ("logits", 10)]),
-    ("resnet18", "3x32x32", [("stem", 64), ("layer1", 64), ("layer2", 128), ("layer3", 256), ("layer4", 512),
-                             ("penultimate", 512), ("logits", 10)]),
-])
+@pytest.mark.parametrize(
+    "backbone, shape, expected",
+    [
+        ("lenet", "1x28x28", [("conv1", 6), ("conv2", 16), ("fc1", 120), ("penultimate", 84), ("logits", 10)]),
+        (
+            "resnet18",
+            "3x32x32",
+            [
+                ("stem", 64),
+                ("layer1", 64),
+                ("layer2", 128),
+                ("layer3", 256),
+                ("layer4", 512),
+                ("penultimate", 512),
+                ("logits", 10),
+            ],
+        ),
+    ],
+)
 def test_layers_command(backbone, shape, expected):
-    done = subprocess.run([sys.executable, "-m", "oodbench.cli", "layers", backbone, "--shape", shape],
-                          capture_output=True, text=True, timeout=300, check=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "oodbench.cli", "layers", backbone, "--shape", shape],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert lines[0].startswith(f"{backbone} on {shape.replace('x', '×')} inputs, 10 classes")

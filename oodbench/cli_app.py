@@ -1,0 +1,81 @@
+"""The Typer application and the option types its commands share (commands live in ``cli_*`` modules)."""
+
+from __future__ import annotations
+
+import os
+from enum import Enum
+from typing import Annotated, Optional
+
+import typer
+
+from . import __version__
+
+app = typer.Typer(
+    name="oodbench",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    add_completion=False,
+    help="Out-of-distribution detection benchmarks: train or load a backbone, fit detectors, score, tabulate.",
+)
+
+DISABLE_ENV = "OODBENCH_DISABLE_PLUGINS"  # = oodbench.plugins.DISABLE_ENV (not imported: keeps --help light)
+
+
+class Tune(str, Enum):
+    none = "none"
+    oracle = "oracle"
+    heldout = "heldout"
+
+
+class Fmt(str, Enum):
+    github = "github"
+    markdown = "markdown"
+    latex = "latex"
+    json = "json"
+
+
+class Kind(str, Enum):
+    detectors = "detectors"
+    datasets = "datasets"
+    backbones = "backbones"
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"oodbench {__version__}")
+        raise typer.Exit()
+
+
+DISABLE_ENV = "OODBENCH_DISABLE_PLUGINS"  # = oodbench.plugins.DISABLE_ENV (not imported: keeps --help light)
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        Optional[bool], typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")
+    ] = None,
+    disable_plugin: Annotated[
+        Optional[list[str]],
+        typer.Option(
+            "--disable-plugin",
+            metavar="NAME",
+            help=f"Skip a plugin: its distribution name or DIST:ENTRYPOINT (repeatable; also ${DISABLE_ENV}=A,B).",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """oodbench: out-of-distribution detection benchmarks."""
+    if disable_plugin:  # registries are built on first use, from the environment
+        from .plugins import reset
+
+        before = [n for n in os.environ.get(DISABLE_ENV, "").split(",") if n.strip()]
+        os.environ[DISABLE_ENV] = ",".join(before + list(disable_plugin))
+        reset()
+
+
+DataRoot = Annotated[
+    Optional[str],
+    typer.Option("--data-root", help="Dataset folder (else $OODBENCH_DATA, else the user cache).", show_default=False),
+]
+Device = Annotated[str, typer.Option(help="auto | cpu | cuda")]
+Seed = Annotated[int, typer.Option(help="Seed for training, splits and synthetic data.")]

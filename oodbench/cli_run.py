@@ -1,0 +1,244 @@
+"""``oodbench run`` and ``oodbench train``."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from .cli_app import DataRoot, Device, Fmt, Seed, Tune, app
+
+
+def _params(values: list[str] | None) -> dict[str, dict]:
+    """``--param fssd.epsilon=0.01`` → {"fssd": {"epsilon": 0.01}} (values parsed as YAML scalars)."""
+    import yaml
+
+    from .errors import UsageError
+
+    out: dict[str, dict] = {}
+    for item in values or []:
+        key, sep, raw = item.partition("=")
+        det, dot, name = key.partition(".")
+        if not sep or not dot:
+            raise UsageError(f"--param takes DETECTOR.NAME=VALUE, got {item!r}")
+        out.setdefault(det, {})[name] = yaml.safe_load(raw)
+    return out
+
+
+class Protocol(str, Enum):
+    anomaly = "anomaly"
+    novelty = "novelty"
+    corruption = "corruption"
+    misclassification = "misclassification"
+
+
+@app.command(context_settings={"allow_extra_args": True})
+def run(
+    ctx: typer.Context,
+    detector: Annotated[list[str], typer.Option("--detector", "-d", help="Detector name (repeatable).")],
+    in_: Annotated[str, typer.Option("--in", help="In-distribution dataset (e.g. fashionmnist, folder:PATH).")],
+    out: Annotated[Optional[list[str]], typer.Option("--out", help="OOD test dataset (repeatable).")] = None,
+    protocol: Annotated[
+        Protocol, typer.Option(help="anomaly | novelty | corruption | misclassification (SPEC.md).")
+    ] = Protocol.anomaly,
+    holdout: Annotated[
+        Optional[str], typer.Option(help="novelty: held-out classes — each | 0,1 | in:2,6,7/seen:0,3,4,8/unseen:5,9,1.")
+    ] = None,
+    corruption: Annotated[
+        Optional[list[str]], typer.Option(help="corruption: types to apply (repeatable; default: all).")
+    ] = None,
+    severity: Annotated[
+        Optional[list[int]], typer.Option(help="corruption: severities 1–5 (repeatable; default: all).")
+    ] = None,
+    corrupt_both: Annotated[
+        Optional[str], typer.Option(help="corruption: TYPE:SEV applied to ID and OOD test data (tuning stays clean).")
+    ] = None,
+    train_out: Annotated[
+        Optional[str],
+        typer.Option(
+            help="Training-time outliers for detectors that use them (odm, outlier-exposure); its train split."
+        ),
+    ] = None,
+    contaminate: Annotated[
+        float,
+        typer.Option(help="Mix this fraction of --contaminate-with images (random labels) into the ID training data."),
+    ] = 0.0,
+    contaminate_with: Annotated[
+        Optional[str], typer.Option(help="Dataset that contaminates the ID training data.")
+    ] = None,
+    seeds: Annotated[
+        Optional[list[int]], typer.Option(help="Repeat the whole pipeline per seed, report mean ± std: --seeds 0 1 2.")
+    ] = None,
+    backbone: Annotated[
+        Optional[str], typer.Option(help="Backbone (default: by input shape: lenet for 28×28, resnet18 for 32×32).")
+    ] = None,
+    checkpoint: Annotated[Optional[Path], typer.Option(help="Load these weights instead of training.")] = None,
+    epochs: Annotated[Optional[int], typer.Option(help="Training epochs (default: the backbone's).")] = None,
+    tune: Annotated[
+        Tune,
+        typer.Option(
+            help="none: defaults; oracle: tune on the test OOD set's held-out samples; heldout: tune on --tune-out."
+        ),
+    ] = Tune.none,
+    tune_out: Annotated[Optional[str], typer.Option(help="OOD source for --tune heldout (default: uniform).")] = None,
+    seed: Seed = 0,
+    device: Device = "auto",
+    data_root: DataRoot = None,
+    download: Annotated[bool, typer.Option(help="Download missing datasets through torchvision.")] = False,
+    train_limit: Annotated[
+        Optional[int], typer.Option(help="Use a seeded random subset of the ID training set.")
+    ] = None,
+    test_limit: Annotated[Optional[int], typer.Option(help="Use seeded random subsets of the test sets.")] = None,
+    n_tune: Annotated[int, typer.Option(help="Tuning samples per side, removed from evaluation.")] = 1000,
+    pretrained: Annotated[bool, typer.Option(help="Start timm:/torchvision: backbones from hub weights.")] = False,
+    param: Annotated[
+        Optional[list[str]], typer.Option(help="Detector parameter, DETECTOR.NAME=VALUE (repeatable).")
+    ] = None,
+    layers: Annotated[
+        Optional[str],
+        typer.Option(help="Feature layers for layer-wise detectors, comma-separated (e.g. conv2,penultimate)."),
+    ] = None,
+    results: Annotated[
+        Optional[str], typer.Option(help="Results folder (default: $OODBENCH_RESULTS or ./results).")
+    ] = None,
+    feature_cache: Annotated[
+        bool, typer.Option(help="Keep extracted features on disk (keyed by checkpoint + data hash) for later runs.")
+    ] = True,
+    fmt: Annotated[Fmt, typer.Option("--format", help="Table format.")] = Fmt.github,
+    metrics: Annotated[
+        Optional[str],
+        typer.Option(help="Table columns, comma-separated metric keys (e.g. fpr95,det_err95,auroc,aupr_in,aupr_out)."),
+    ] = None,
+) -> None:
+    """Fit detectors on ID training data and score ID vs OOD test sets under a protocol."""
+    from .runner import RunRequest, run_many
+
+    params = _with_layers(_params(param), layers, detector)
+    base = RunRequest(
+        detectors=detector,
+        id=in_,
+        oods=list(out or []),
+        backbone=backbone,
+        checkpoint=checkpoint,
+        epochs=epochs,
+        tune=tune.value,
+        tune_out=tune_out,
+        seed=seed,
+        device=device,
+        data_root=data_root,
+        download=download,
+        train_limit=train_limit,
+        test_limit=test_limit,
+        n_tune=n_tune,
+        pretrained=pretrained,
+        results=results,
+        detector_params=params,
+        feature_cache=feature_cache,
+        protocol=protocol.value,
+        holdout=holdout,
+        corruptions=corruption,
+        severities=severity,
+        corrupt_both=corrupt_both,
+        train_out=train_out,
+        contaminate=contaminate,
+        contaminate_with=contaminate_with,
+    )
+    columns = _columns(metrics)
+    _report(run_many(base, _seed_list(seeds, ctx.args) or [seed]), fmt.value, columns)
+
+
+def _seed_list(seeds: list[int] | None, extras: list[str]) -> list[int]:
+    """``--seeds 0 1 2``: the values after the first arrive as extra arguments."""
+    from .errors import UsageError
+
+    seed_list = list(seeds or [])
+    for extra in extras:
+        if not seed_list or not extra.lstrip("-").isdigit():
+            raise UsageError(f"unexpected argument {extra!r}")
+        seed_list.append(int(extra))
+    return seed_list
+
+
+def _with_layers(params: dict[str, dict], layers: str | None, detectors: list[str]) -> dict[str, dict]:
+    """``--layers conv2,penultimate``: the ``layers`` parameter of every layer-wise detector in the run."""
+    if layers:
+        from .plugins import registries
+
+        chosen = [x.strip() for x in layers.split(",") if x.strip()]
+        for name in detectors:
+            if "layers" in registries().detectors.get(name)().get_params():
+                params.setdefault(name, {}).setdefault("layers", chosen)
+    return params
+
+
+def _columns(metrics: str | None) -> list[str] | None:
+    if not metrics:
+        return None
+    from .errors import UnknownNameError
+    from .metrics import METRIC_LABELS
+
+    columns = [m.strip() for m in metrics.split(",") if m.strip()]
+    bad = [m for m in columns if m not in METRIC_LABELS]
+    if bad:
+        raise UnknownNameError("metric", bad[0], METRIC_LABELS)
+    return columns
+
+
+def _report(outcome, fmt: str, columns: list[str] | None) -> None:
+    """The table of the finished records, then one line per failed detector (exit 1)."""
+    from .errors import RunFailed
+    from .evaluate import failure_lines
+    from .report import render
+
+    if outcome.records:
+        typer.echo(render(outcome.records, fmt, columns))
+    if outcome.failures:
+        lines = failure_lines(outcome.failures)
+        for line in lines[:-1]:
+            typer.echo(f"oodbench: error: {line}", err=True)
+        raise RunFailed(lines[-1])
+
+
+@app.command()
+def train(
+    backbone: Annotated[Optional[str], typer.Option(help="Backbone (default: by input shape).")] = None,
+    dataset: Annotated[str, typer.Option(help="ID dataset to train on.")] = "fashionmnist",
+    epochs: Annotated[Optional[int], typer.Option(help="Training epochs (default: the backbone's).")] = None,
+    seed: Seed = 0,
+    device: Device = "auto",
+    data_root: DataRoot = None,
+    download: Annotated[bool, typer.Option(help="Download missing datasets through torchvision.")] = False,
+    train_limit: Annotated[Optional[int], typer.Option(help="Use a seeded random subset of the training set.")] = None,
+    pretrained: Annotated[bool, typer.Option(help="Start from hub weights (timm:/torchvision:).")] = False,
+) -> None:
+    """Train a backbone and cache its checkpoint (``run`` reuses it when the configuration matches)."""
+    from .checkpoints import ModelSpec, load_or_train
+    from .data import LoadContext, resolve_data_root
+    from .plugins import registries
+    from .request import resolve_device
+    from .supply import default_backbone
+    from .train import default_config
+
+    regs = registries()
+    ds = regs.datasets.get(dataset)
+    if backbone:
+        regs.backbones.get(backbone)
+    dev = resolve_device(device)
+    ctx = LoadContext(resolve_data_root(data_root), download, seed)
+    tr = ds.load("train", ctx).head(train_limit, seed)
+    te = ds.load("test", ctx) if "test" in ds.splits else None
+    name = backbone or default_backbone(tr.shape)
+    factory = regs.backbones.get(name)
+    spec = ModelSpec(
+        name,
+        dataset,
+        tr.shape,
+        tr.num_classes,
+        default_config(factory.train_defaults, epochs=epochs, seed=seed),
+        train_limit=train_limit,
+        pretrained=pretrained,
+    )
+    _, info = load_or_train(spec, factory, tr, te, dev)
+    typer.echo(f"checkpoint: {info['path']} ({info['source']})")

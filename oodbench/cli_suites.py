@@ -1,0 +1,113 @@
+"""``oodbench bench``, ``oodbench leaderboard`` and ``oodbench plot``."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from .cli_app import app
+
+
+class BoardFmt(str, Enum):
+    github = "github"
+    markdown = "markdown"
+    latex = "latex"
+    html = "html"
+
+
+SuiteFile = Annotated[str, typer.Option("--file", help="Suite definitions.")]
+
+
+@app.command("bench")
+def bench_cmd(
+    suite: Annotated[str, typer.Argument(help="Suite name in benchmarks.yaml (smoke, cpu, gpu, …).")],
+    file: SuiteFile = "benchmarks.yaml",
+    results: Annotated[
+        Optional[str],
+        typer.Option(help="Results folder (default: $OODBENCH_RESULTS or ./results); records go to RESULTS/SUITE."),
+    ] = None,
+) -> None:
+    """Run a suite; finished runs and records are skipped, so an interrupted suite resumes."""
+    from .suites import bench
+
+    counts = bench(suite, file, results)
+    typer.echo(
+        f"{suite}: {counts['done']} run(s) done, {counts['skipped']} already done, {counts['failed']} failed, "
+        f"{counts['total']} in the suite"
+    )
+    if counts["failed"]:
+        from .errors import RunFailed
+
+        raise RunFailed(f"{counts['failed']} run(s) of suite {suite!r} failed (see above); rerun to retry them")
+
+
+@app.command("leaderboard")
+def leaderboard_cmd(
+    suite: Annotated[str, typer.Argument(help="Suite name.")],
+    file: SuiteFile = "benchmarks.yaml",
+    results: Annotated[Optional[str], typer.Option(help="Results folder the suite was run into.")] = None,
+    fmt: Annotated[BoardFmt, typer.Option("--format", help="Table format.")] = BoardFmt.github,
+    write: Annotated[
+        Optional[Path],
+        typer.Option(help="Replace this suite's marked section of a Markdown file (e.g. LEADERBOARD.md)."),
+    ] = None,
+) -> None:
+    """Ranked tables from a suite's records (one per protocol), paper numbers beside reproduced rows."""
+    from .suites import leaderboard, write_section
+
+    text = leaderboard(suite, file, results, fmt.value)
+    if write:
+        write_section(write, suite, text)
+        typer.echo(f"wrote the {suite} leaderboard into {write}")
+    else:
+        typer.echo(text)
+
+
+class PlotKind(str, Enum):
+    scores = "scores"
+    corruption = "corruption"
+    embedding = "embedding"
+
+
+@app.command("plot")
+def plot_cmd(
+    kind: Annotated[
+        PlotKind,
+        typer.Argument(
+            help="scores: ID vs OOD histograms; corruption: AUROC against severity; "
+            "embedding: 2-D PCA/t-SNE of a detector's embedding."
+        ),
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="PNG file to write.")],
+    results: Annotated[Optional[str], typer.Option(help="Results folder (or a suite's folder, results/SUITE).")] = None,
+    detector: Annotated[Optional[list[str]], typer.Option("--detector", "-d", help="Only these detectors.")] = None,
+    ood: Annotated[Optional[list[str]], typer.Option(help="Only these OOD sets.")] = None,
+    id_: Annotated[Optional[str], typer.Option("--in", help="Only this ID dataset.")] = None,
+    method: Annotated[str, typer.Option(help="embedding: pca | tsne.")] = "pca",
+) -> None:
+    """Draw pictures from result records (needs matplotlib: pip install 'oodbench\\[plot]')."""
+    from . import protocols
+    from .errors import UsageError
+    from .plots import corruption_curves, embedding_panels, score_histograms
+    from .store import record_files, results_dir
+
+    root = results_dir(results)
+    found = [
+        (p, r)
+        for p, r in record_files(root)
+        if (not detector or r.detector in detector) and (not ood or r.ood in ood) and (not id_ or r.id == id_)
+    ]
+    if not found:
+        raise UsageError(f"no records match under {root}")
+    if kind is PlotKind.scores:
+        path = score_histograms([(p, r) for p, r in found if protocols.get(r.protocol).scores_ood][:12], out)
+    elif kind is PlotKind.embedding:
+        if method not in ("pca", "tsne"):
+            raise UsageError(f"--method {method!r}: choose pca or tsne")
+        path = embedding_panels(found, out, method)
+    else:
+        path = corruption_curves([r for _, r in found], out)
+    typer.echo(f"wrote {path}")
