@@ -19,7 +19,7 @@ from oodbench.detector import Supplies
 from oodbench.features import FeatureView
 from oodbench.models import ModelProvider
 from oodbench.plugins import registries
-from oodbench.train import TrainConfig, fit_model
+from oodbench.train import TrainConfig, TrainTask, fit_model
 
 
 def test_contrastive_loss_by_hand_and_no_outlier_pairs():
@@ -55,7 +55,7 @@ def test_dec_target_distribution_by_hand():
     assert torch.allclose(target_distribution(q).sum(1), torch.ones(2))
 
 
-class _Recorder:
+class _Recorder(TrainTask):
     """A task that records what the trainer hands it."""
 
     uses_index = True
