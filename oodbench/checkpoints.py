@@ -21,7 +21,7 @@ from torch import nn
 from .atomic import atomic_torch_save
 from .backbones import Backbone, BackboneFactory
 from .data import ImageSet, cache_dir
-from .errors import UsageError
+from .errors import UsageError, plugin_code
 from .progress import say
 from .train import TrainConfig, fit_model
 
@@ -62,17 +62,16 @@ def load_or_train(
     val_set: ImageSet | None,
     device: torch.device,
     checkpoint: Path | None = None,
+    owner: str = "?",
 ) -> tuple[Backbone, dict]:
-    """Return the backbone for ``spec`` and facts for the record (source, path, hash, training log)."""
+    """Return the backbone for ``spec`` and facts for the record (source, path, hash, training log).
+    ``owner`` names the factory's plugin when its ``build`` fails."""
     torch.manual_seed(spec.train.seed)  # the initial weights are part of what the seed determines
     unknown = [k for k, _ in spec.options if k not in factory.options]
     if unknown:
         raise UsageError(f"backbone {spec.backbone!r} has no option(s) {unknown}")
-    from .plugins import registries
-
-    model = registries().backbones.call(
-        factory, "build", spec.input_shape, spec.num_classes, pretrained=spec.pretrained, **dict(spec.options)
-    )
+    with plugin_code("backbone", spec.backbone, owner):
+        model = factory.build(spec.input_shape, spec.num_classes, pretrained=spec.pretrained, **dict(spec.options))
     if checkpoint is not None:
         if not checkpoint.is_file():
             raise UsageError(f"checkpoint {str(checkpoint)!r} does not exist")

@@ -240,5 +240,5 @@ def train(
         train_limit=train_limit,
         pretrained=pretrained,
     )
-    _, info = load_or_train(spec, factory, tr, te, dev)
+    _, info = load_or_train(spec, factory, tr, te, dev, owner=regs.backbones.owner(name))
     typer.echo(f"checkpoint: {info['path']} ({info['source']})")

@@ -45,8 +45,10 @@ class ModelProvider:
         train_set: ImageSet,
         val_set: ImageSet | None,
         device: torch.device | str,
+        owner: str = "?",
     ):
         self.spec, self.factory, self.train_set, self.val_set = spec, factory, train_set, val_set
+        self.owner = owner  # the plugin of the backbone factory (named when its build fails)
         self.device = torch.device(device)
         self.records: list[dict[str, Any]] = []  # every model handed out (for the result record)
 
@@ -134,7 +136,7 @@ class ModelProvider:
         train = self.spec.train if seed is None else dataclasses.replace(self.spec.train, seed=seed)
         merged = tuple(sorted({**dict(self.spec.options), **options}.items()))
         spec = dataclasses.replace(self.spec, train=train, options=merged)
-        model, info = load_or_train(spec, self.factory, self.train_set, self.val_set, self.device)
+        model, info = load_or_train(spec, self.factory, self.train_set, self.val_set, self.device, owner=self.owner)
         self.records.append(
             {"seed": train.seed, "options": dict(spec.options), "hash": info["hash"], "source": info["source"]}
         )

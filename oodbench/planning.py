@@ -7,6 +7,8 @@ Nothing here trains or extracts; the plan is immutable once built.
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -15,7 +17,61 @@ from .data import ImageSet, LoadContext, resolve_data_root
 from .errors import UsageError
 from .progress import say
 from .protocols import Plan, Split
-from .request import Resolved, RunRequest
+from .request import TUNE_MODES, RunRequest, resolve_device
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """The request's names looked up in the registries: detectors built, datasets and backbone found."""
+
+    detectors: tuple[Any, ...]  # Detector instances, parameters set
+    owners: dict[str, str]  # detector name → plugin that registered it
+    id_dataset: Any
+    ood_datasets: tuple[Any, ...]
+    tune_out: Any | None
+    device: torch.device
+
+
+def make_detector(cls: type, seed: int, params: dict[str, Any]):
+    det = cls()
+    if "seed" in det.get_params():
+        det.set_params(seed=seed)
+    bad = [k for k in params if k not in det.get_params()]
+    if bad:
+        raise UsageError(f"detector {cls.name!r} has no parameter(s) {bad}; it has {sorted(det.get_params())}")
+    return det.set_params(**params)
+
+
+def resolve(req: RunRequest) -> Resolved:
+    """Check the request and resolve every name (unknown names fail here, before any work)."""
+    from .plugins import registries
+
+    regs = registries()
+    protocol = protocols.get(req.protocol)
+    if req.tune not in TUNE_MODES:
+        raise UsageError(f"unknown tuning mode {req.tune!r} ({' | '.join(TUNE_MODES)})")
+    classes = [regs.detectors.get(name) for name in req.detectors]  # names first, then option combinations
+    protocol.check(req)
+    detectors = tuple(make_detector(cls, req.seed, req.detector_params.get(cls.name, {})) for cls in classes)
+    tune_out = None
+    if req.tune == "heldout":
+        name = req.tune_out or "uniform"
+        if name in req.oods:
+            raise UsageError(f"--tune heldout must not tune on a test OOD set ({name!r}); pick another --tune-out")
+        tune_out = regs.datasets.get(name)
+    elif req.tune_out:
+        raise UsageError("--tune-out only applies to --tune heldout")
+    if req.backbone:
+        regs.backbones.get(req.backbone)
+    owners = {d.name: regs.detectors.entry(d.name).plugin for d in detectors}
+    return Resolved(
+        detectors,
+        owners,
+        regs.datasets.get(req.id),
+        tuple(regs.datasets.get(n) for n in req.oods),
+        tune_out,
+        resolve_device(req.device),
+    )
 
 
 def load_split(ds, split: str, ctx: LoadContext) -> ImageSet:

@@ -24,11 +24,11 @@ from typing import Any
 
 from . import __version__
 from .evaluate import Context, Failure, evaluate
-from .planning import make_plan
+from .planning import make_plan, resolve
 from .progress import say
 from .protocols import Plan, Target
 from .record import Record
-from .request import TUNE_MODES, RunRequest, resolve, resolve_device
+from .request import TUNE_MODES, RunRequest, resolve_device
 from .store import read_record, record_path, results_dir, write_record
 from .supply import Supplied, default_backbone, supply
 

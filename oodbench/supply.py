@@ -22,9 +22,10 @@ from .detector import Supplies
 from .features import FeatureView
 from .metrics import accuracy
 from .models import ModelProvider
+from .planning import Resolved
 from .plugins import registries
 from .protocols import Plan
-from .request import Resolved, RunRequest
+from .request import RunRequest
 from .train import default_config
 
 
@@ -94,7 +95,8 @@ def supply(req: RunRequest, plan: Plan, resolved: Resolved) -> Supplied:
     name, spec = backbone_spec(req, plan)
     factory = registries().backbones.get(name)
     t0 = time.perf_counter()
-    model, info = load_or_train(spec, factory, plan.id_train, plan.id_test, device, req.checkpoint)
+    owner = registries().backbones.owner(name)
+    model, info = load_or_train(spec, factory, plan.id_train, plan.id_test, device, req.checkpoint, owner)
     seconds = {"backbone": time.perf_counter() - t0}
     view = view_factory(req, model, info["hash"], device)
     id_view = view(plan.id_test)
@@ -108,7 +110,7 @@ def supply(req: RunRequest, plan: Plan, resolved: Resolved) -> Supplied:
     for v in {id(v): v for v in [id_view, id_scored, *(x for t in targets for x in (t.clean, t.scored))]}.values():
         v.features(layers)  # one pass per split, shared by every detector
     seconds["extract_features"] = time.perf_counter() - t0
-    provider = ModelProvider(spec, factory, plan.id_train, plan.id_test, device)
+    provider = ModelProvider(spec, factory, plan.id_train, plan.id_test, device, owner)
     supplies = Supplies(provider, plan.train_out, req.seed)
     return Supplied(
         name,
