@@ -12,6 +12,7 @@ import dataclasses
 import hashlib
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -111,11 +112,13 @@ def train_cached(
     cfg: TrainConfig,
     device: torch.device,
     what: str,
+    before_training: Callable[[nn.Module], None] | None = None,
     **fit_kwargs,
 ) -> tuple[nn.Module, dict]:
-    """Load ``model``'s weights from ``path`` if that checkpoint exists, else train it with the one
-    trainer (``fit_kwargs``: task, val, select_on, patience, …) and save it there atomically.
-    Every trained model oodbench caches — backbones and trained detectors — goes through here."""
+    """Load ``model``'s weights from ``path`` if that checkpoint exists, else run ``before_training(model)``
+    (e.g. an initialisation that needs the data), train it with the one trainer (``fit_kwargs``: task, val,
+    select_on, patience, …) and save it there atomically. Every trained model oodbench caches — backbones and
+    trained detectors — goes through here."""
     if path.is_file():
         blob = torch.load(path, map_location="cpu", weights_only=True)
         model.load_state_dict(blob["state_dict"])
@@ -128,6 +131,8 @@ def train_cached(
         }
     say(f"training {what} ({len(train_set)} images, {cfg.epochs} epochs, {device})")
     start = time.perf_counter()
+    if before_training is not None:
+        before_training(model)
     log = fit_model(model, train_set, cfg, device, **fit_kwargs)
     log["wall_seconds"] = time.perf_counter() - start
     model.to("cpu")

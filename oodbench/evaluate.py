@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from .detector import Detector, fit_detector, validate_scores
-from .errors import UsageError
+from .errors import UsageError, describe
 from .features import FeatureView
 from .metrics import misclassification_metrics, ood_metrics
 from .protocols import Plan, Split, Target
@@ -79,11 +79,6 @@ class _Stage:
         self.name = "fit"
 
 
-def one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split()) or "(no message)"
-    return f"{type(exc).__name__}: {text[:300]}"
-
-
 def evaluate(det: Detector, plan: Plan, got: Supplied, ctx: Context) -> Iterator[Outcome]:
     """Every target of ``plan`` for ``det``, in order (see the module docstring)."""
     found = {t.name: ctx.existing(ctx.identity(det, t)) for t in plan.targets}
@@ -102,7 +97,7 @@ def evaluate(det: Detector, plan: Plan, got: Supplied, ctx: Context) -> Iterator
             raise
         for t in plan.targets:
             if t.name not in done and not found[t.name]:
-                yield Outcome(failure=Failure(det.name, ctx.plugin_of(det.name), t.name, stage.name, one_line(exc)))
+                yield Outcome(failure=Failure(det.name, ctx.plugin_of(det.name), t.name, stage.name, describe(exc)))
 
 
 def _evaluate(det: Detector, plan: Plan, got: Supplied, ctx: Context, found: dict, stage: _Stage) -> Iterator[Outcome]:
@@ -198,6 +193,7 @@ def _ood_row(
         if info is None
         else {
             "criterion": info.criterion,
+            "chosen": info.params,
             "value": info.value,
             "grid_size": info.grid_size,
             "ood_source": info.ood_source,

@@ -76,10 +76,18 @@ class ModelProvider:
             **identity,
         }
         path, key = cached_model_path(f"{kind}-{data.name}", ident)
-        if before_training is not None and not path.is_file():
-            before_training(net)
         net, info = train_cached(
-            path, key, ident, net, data, config, self.device, f"{kind} on {data.name}", task=task, **fit_kwargs
+            path,
+            key,
+            ident,
+            net,
+            data,
+            config,
+            self.device,
+            f"{kind} on {data.name}",
+            before_training,
+            task=task,
+            **fit_kwargs,
         )
         log = info.get("train", {})
         facts = {

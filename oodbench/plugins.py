@@ -98,9 +98,10 @@ class Registry(Generic[T]):
     def call(self, obj: Any, method: str, *args: Any, **kwargs: Any) -> Any:
         """``obj.method(*args, **kwargs)`` for a registered object, as plugin code (:func:`plugin_code`)."""
         name = getattr(obj, "name", "?")
-        owner = self.entries[name].plugin if name in self.entries else "?"
-        if owner == "?" and ":" in name and name.split(":")[0] + ":" in self.entries:
-            owner = self.entries[name.split(":")[0] + ":"].plugin
+        try:
+            owner = self.entries[self._key(name)].plugin
+        except UnknownNameError:  # derived objects (e.g. a converted set) need not carry a registered name
+            owner = "?"
         with plugin_code(self.kind, name, owner):
             return getattr(obj, method)(*args, **kwargs)
 

@@ -150,9 +150,8 @@ def run(req: RunRequest, skip_existing: bool = False) -> RunOutcome:
 
 def report_tuning(record: Record) -> None:
     tuning = record.tuning
-    chosen = {k: v for k, v in record.params.items() if tuning and any(k in t for t in tuning.get("trials", []))}
-    if tuning and chosen and tuning.get("value") is not None:
-        text = ", ".join(f"{k}={v}" for k, v in chosen.items())
+    if tuning and tuning["chosen"] and tuning["value"] is not None:
+        text = ", ".join(f"{k}={v}" for k, v in tuning["chosen"].items())
         say(
             f"{record.detector} [{record.tune}, tuned on {tuning['ood_source']}]: {text} "
             f"({tuning['criterion']} {tuning['value']:.1f})"

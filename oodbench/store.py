@@ -23,9 +23,8 @@ def _slug(text: Any) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", str(text)).strip("_")[:60]
 
 
-def record_path(root: Path, record: Record | dict[str, Any]) -> Path:
+def record_path(root: Path, r: Record) -> Path:
     """``root/PROTOCOL/DETECTOR__ID__OOD__TUNE__sSEED__RECORDID.json``."""
-    r = record if isinstance(record, Record) else Record.from_dict(record)
     name = "__".join(_slug(v) for v in (r.detector, r.id, r.ood, r.tune)) + f"__s{r.seed}__{r.record_id}.json"
     return Path(root) / _slug(r.protocol) / name
 

@@ -1,9 +1,8 @@
 """The one trainer. Every model oodbench trains goes through :func:`fit_model`.
 
-Methods that train (classifiers, autoencoders, Outlier Exposure, …) supply a :class:`TrainTask`
-(their loss, and optionally extra data) — never their own loop. Data stays as one uint8 tensor,
-on the GPU when training there (no DataLoader workers); batches are shuffled with a seeded
-generator; CUDA runs use bf16 autocast and channels_last. Learning-rate schedules are torch's.
+Methods that train supply a :class:`TrainTask` (their loss, optionally extra data), never their own loop.
+Data stays one uint8 tensor, on the GPU when training there; batches are shuffled with a seeded generator;
+CUDA runs use bf16 autocast and channels_last. Learning-rate schedules are torch's.
 """
 
 from __future__ import annotations
@@ -185,17 +184,20 @@ class _Trainer:
         self.first_step_at = self.last_step_at = 0.0  # the training window (perf_counter)
 
     def epoch(self, epoch: int) -> float:
-        """One shuffled pass over the training set; returns the mean batch loss."""
+        """One shuffled pass; the mean batch loss, summed on the device and read once (no step waits)."""
         self.model.train()
         order = torch.randperm(len(self.images), generator=self.generator).to(self.device)
-        running, seen_before = 0.0, self.images_seen
+        running = torch.zeros((), dtype=torch.float64, device=self.device)
+        seen_before = self.images_seen
         for idx in track(
             order.split(self.cfg.batch_size), f"epoch {epoch + 1}/{self.cfg.epochs}", total=self.steps_per_epoch
         ):
-            running += self.train_step(idx) * len(idx)
-        return running / max(1, self.images_seen - seen_before)
+            running += self.train_step(idx).double() * len(idx)
+        total = running.item()  # waits for the device: the epoch's steps are done
+        self.last_step_at = time.perf_counter()
+        return total / max(1, self.images_seen - seen_before)
 
-    def train_step(self, idx: torch.Tensor) -> float:
+    def train_step(self, idx: torch.Tensor) -> torch.Tensor:
         if self.step == 0:
             self.first_step_at = time.perf_counter()
         if self.task.refresh_every and self.step % self.task.refresh_every == 0:
@@ -210,10 +212,8 @@ class _Trainer:
         self.opt.step()
         if self.scheduler is not None:
             self.scheduler.step()
-        value = loss.item()  # waits for the device: the step is done
         self.images_seen += len(idx)
-        self.last_step_at = time.perf_counter()
-        return value
+        return loss.detach()
 
     def batch(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
         """(x, y, keyword arguments of the task's loss) for the training samples at ``idx``."""

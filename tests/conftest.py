@@ -3,12 +3,44 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = (REPO / os.environ.get("OODBENCH_DATA", "../shared/datasets")).resolve()
+
+
+def pip_install_target(target: Path, *packages: Path | str) -> Path:
+    """``pip install --no-deps --no-build-isolation --target TARGET PACKAGE…``: real distributions with
+    real entry points, installed where only a subprocess with :func:`site_env` sees them."""
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--target",
+            str(target),
+            *map(str, packages),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return target
+
+
+def site_env(site: Path, **extra: str) -> dict[str, str]:
+    """This process's environment with ``site`` first on PYTHONPATH and no plugin disabled, plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if k != "OODBENCH_DISABLE_PLUGINS"}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(site), os.environ.get("PYTHONPATH", "")) if p)
+    return {**env, **extra}
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -8,13 +8,13 @@ import), ``hookfail-plugin`` (its detector hook raises ``KeyError``) and a good 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
 import pytest
+from conftest import pip_install_target, site_env
 
 PYPROJECT = """\
 [build-system]
@@ -100,23 +100,7 @@ def _install(root: Path, plugins: dict[str, tuple[str, str, str]], target: Path)
         (pkg / "pyproject.toml").write_text(PYPROJECT.format(dist=dist, ep=ep, module=module))
         (pkg / f"{module}.py").write_text(textwrap.dedent(source))
         dirs.append(str(pkg))
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--no-deps",
-            "--no-build-isolation",
-            "--target",
-            str(target),
-            *dirs,
-        ],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
+    pip_install_target(target, *dirs)
 
 
 @pytest.fixture(scope="module")
@@ -130,11 +114,9 @@ def sites(tmp_path_factory) -> dict[str, Path]:
 
 
 def oodbench(site: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
-    environ = {k: v for k, v in os.environ.items() if k != "OODBENCH_DISABLE_PLUGINS"}
-    environ.update(PYTHONPATH=str(site) + os.pathsep + os.environ.get("PYTHONPATH", ""), OODBENCH_QUIET="1", **env)
     return subprocess.run(
         [sys.executable, "-m", "oodbench.cli", *args],
-        env=environ,
+        env=site_env(site, OODBENCH_QUIET="1", **env),
         capture_output=True,
         text=True,
         timeout=300,

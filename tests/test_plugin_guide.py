@@ -9,7 +9,6 @@ under pytest. Unmarked python blocks (fragments) must run on their own.
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -18,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import pip_install_target, site_env
 
 from oodbench import Dataset, ImageSet, hookimpl
 from oodbench.plugins import PluginLoadWarning, collect, make_plugin_manager, registries
@@ -46,16 +46,10 @@ def guide_files() -> dict[str, str]:
     return files
 
 
-def _env(site: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k != "OODBENCH_DISABLE_PLUGINS"}
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(site), os.environ.get("PYTHONPATH", "")) if p)
-    return env
-
-
 def cli(site: Path, *args: str, code: str | None = None) -> subprocess.CompletedProcess:
     """``python -m oodbench.cli ARGS`` (or ``python -c CODE``) with the guide's package installed in ``site``."""
     cmd = [sys.executable, "-c", code] if code else [sys.executable, "-m", "oodbench.cli", *args]
-    return subprocess.run(cmd, env=_env(site), capture_output=True, text=True, timeout=300, check=False)
+    return subprocess.run(cmd, env=site_env(site), capture_output=True, text=True, timeout=300, check=False)
 
 
 @pytest.fixture(scope="module")
@@ -67,23 +61,7 @@ def guide_package(tmp_path_factory) -> tuple[Path, Path]:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")
     site = tmp_path_factory.mktemp("guide-site")
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--no-deps",
-            "--no-build-isolation",
-            "--target",
-            str(site),
-            str(src),
-        ],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
+    pip_install_target(site, src)
     return src, site
 
 
@@ -191,7 +169,7 @@ def test_the_guide_package_tests_pass(guide_package, tmp_path):
             str(src / "tests" / "test_my_ood_plugin.py"),
         ],
         cwd=tmp_path,
-        env=_env(site),
+        env=site_env(site),
         capture_output=True,
         text=True,
         timeout=300,

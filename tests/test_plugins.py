@@ -11,6 +11,7 @@ import warnings
 from pathlib import Path
 
 import pytest
+from conftest import pip_install_target, site_env
 
 from oodbench import Detector, hookimpl
 from oodbench.errors import PluginFault, UnknownNameError, UsageError
@@ -149,31 +150,12 @@ def test_hookimpl_without_spec_fails_that_plugin_alone(tmp_path, monkeypatch):
 @pytest.fixture(scope="module")
 def installed_example(tmp_path_factory) -> Path:
     """pip-install plugins/oodbench-example into a target folder: the real entry-point machinery."""
-    target = tmp_path_factory.mktemp("site")
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--no-deps",
-            "--no-build-isolation",
-            "--target",
-            str(target),
-            str(REPO / "plugins" / "oodbench-example"),
-        ],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    return target
+    return pip_install_target(tmp_path_factory.mktemp("site"), REPO / "plugins" / "oodbench-example")
 
 
 def _oodbench(args: list[str], site: Path) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONPATH=str(site) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     return subprocess.run(
-        [sys.executable, "-m", "oodbench.cli", *args], env=env, capture_output=True, text=True, timeout=600
+        [sys.executable, "-m", "oodbench.cli", *args], env=site_env(site), capture_output=True, text=True, timeout=600
     )
 
 
