@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from .errors import DataNotFoundError, UsageError
+from .provenance import Provenance
 
 DATA_ENV = "OODBENCH_DATA"
 CACHE_ENV = "OODBENCH_CACHE"
@@ -55,6 +56,8 @@ class ImageSet:
     name: str
     classes: tuple[str, ...] = ()
     notes: tuple[str, ...] = field(default=())  # provenance and conversions, recorded in results
+    #: where each sample came from (source split, index); None until stamped at load (:meth:`stamped`)
+    provenance: Provenance | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if self.images.dtype != torch.uint8 or self.images.ndim != 4:
@@ -63,6 +66,14 @@ class ImageSet:
             )
         if len(self.labels) != len(self.images):
             raise ValueError(f"{self.name}: {len(self.images)} images but {len(self.labels)} labels")
+        if self.provenance is not None and len(self.provenance) != len(self.images):
+            raise ValueError(f"{self.name}: {len(self.images)} images but {len(self.provenance)} provenance entries")
+
+    def stamped(self, source: str) -> ImageSet:
+        """This set with each sample's provenance, ``(source, position)``, unless a loader already gave one."""
+        if self.provenance is not None:
+            return self
+        return replace(self, provenance=Provenance.origin(source, len(self)))
 
     def __len__(self) -> int:
         return len(self.images)
@@ -87,7 +98,8 @@ class ImageSet:
 
     def subset(self, index: torch.Tensor, note: str | None = None) -> ImageSet:
         notes = self.notes + ((note,) if note else ())
-        return replace(self, images=self.images[index], labels=self.labels[index], notes=notes)
+        prov = self.provenance.subset(index) if self.provenance is not None else None
+        return replace(self, images=self.images[index], labels=self.labels[index], notes=notes, provenance=prov)
 
     def head(self, limit: int | None, seed: int = 0) -> ImageSet:
         """A seeded random subset of ``limit`` samples (all of them if ``limit`` is None or larger)."""

@@ -201,6 +201,7 @@ def _ood_row(
             "n_ood": len(split.tune) if ctx.tune == "oracle" else len(got.heldout or []),
             "protocol": "regression half / selection half, then refit on the whole tuning set",
             "trials": info.trials,
+            "disjoint": dict(target.tuning_check or {}),
         }
     )
     record = Record(

@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from . import protocols
+from . import leakage, protocols
 from .data import ImageSet, LoadContext, resolve_data_root
 from .errors import UsageError
 from .progress import say
@@ -78,7 +78,8 @@ def load_split(ds, split: str, ctx: LoadContext) -> ImageSet:
     """``ds.load(split, ctx)`` as plugin code: an ordinary exception inside it is one line naming the plugin."""
     from .plugins import registries
 
-    return registries().datasets.call(ds, "load", split, ctx)
+    data = registries().datasets.call(ds, "load", split, ctx)
+    return data.stamped(f"{ds.name}/{split}")
 
 
 def load_ood(ds, ctx: LoadContext, id_shape, limit: int | None, seed: int) -> ImageSet:
@@ -111,11 +112,14 @@ def contaminate(train: ImageSet, outliers: ImageSet, rate: float, seed: int) -> 
     pick = torch.randperm(len(outliers), generator=g)[:n]
     labels = torch.randint(0, train.num_classes, (n,), generator=g)
     note = f"contaminated: {n} {outliers.name} images ({100 * rate:g}% of training data) with random labels, appended"
+    picked = outliers.subset(pick)
+    prov = train.provenance.cat(picked.provenance) if train.provenance and picked.provenance else None
     return dataclasses.replace(
         train,
-        images=torch.cat([train.images, outliers.images[pick]]),
+        images=torch.cat([train.images, picked.images]),
         labels=torch.cat([train.labels, labels]),
         notes=train.notes + (note,),
+        provenance=prov,
     )
 
 
@@ -173,11 +177,20 @@ def make_plan(req: RunRequest, resolved: Resolved) -> Plan:
     )
     plan = dataclasses.replace(plan, train_out=training_outliers(req, plan, resolved, ctx), trained_on=req.id)
     plan = dataclasses.replace(plan, **contaminated(req, plan, ctx))
-    shape = plan.id_train.shape
-    tune_out = load_ood(resolved.tune_out, ctx, shape, req.n_tune, req.seed + 1) if resolved.tune_out else None
     id_split = Split.of(len(plan.id_test), req.n_tune, req.seed)
     splits = tuple(
         id_split if t.paired or t.kind == "errors" else Split.of(len(t.clean), req.n_tune, req.seed + 1)
         for t in plan.targets
     )
-    return dataclasses.replace(plan, tune_out=tune_out, id_split=id_split, target_splits=splits)
+    plan = dataclasses.replace(plan, id_split=id_split, target_splits=splits)
+    excluded = 0
+    if resolved.tune_out is not None:
+        shape = plan.id_train.shape
+        first = load_ood(resolved.tune_out, ctx, shape, req.n_tune, req.seed + 1)
+        tune_out, excluded = leakage.disjoint_heldout(
+            first, lambda: load_ood(resolved.tune_out, ctx, shape, None, req.seed + 1), plan, req.n_tune, req.seed + 1
+        )
+        if excluded:
+            say(f"--tune-out {tune_out.name}: {excluded} samples shared with evaluated or ID tuning data excluded")
+        plan = dataclasses.replace(plan, tune_out=tune_out)
+    return leakage.checked(plan, req.tune, excluded)

@@ -35,6 +35,7 @@ class Target:
     paired: bool = False  # derived sample by sample from the ID test set: shares the ID tuning split
     facts: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     kind: Literal["ood", "errors"] = "ood"
+    tuning_check: Mapping[str, Any] | None = None  # the plan stage's tuning/evaluation disjointness check
 
     @property
     def evaluated(self) -> ImageSet:

@@ -111,7 +111,8 @@ class FolderDataset(Dataset):
             raise UsageError(
                 f"dataset {self.name!r} ({folder}) has no train/ and test/ sub-folders, so it can only be an OOD set"
             )
-        return ImageSet(data.images, data.labels, self.name, data.classes, data.notes)
+        source = folder.resolve() / split if has_splits else folder.resolve()
+        return ImageSet(data.images, data.labels, self.name, data.classes, data.notes).stamped(f"folder:{source}")
 
 
 class FolderPrefix(Dataset):

@@ -7,6 +7,7 @@ import torch
 from oodbench import Dataset, ImageSet
 from oodbench.data import LoadContext, require_split
 from oodbench.errors import UsageError
+from oodbench.provenance import Provenance
 
 
 class _Synthetic(Dataset):
@@ -21,7 +22,8 @@ class _Synthetic(Dataset):
         pixels = self.sample((ctx.size, *ctx.shape), g).clamp(0, 1)
         images = (pixels * 255).round().to(torch.uint8)
         note = f"{self.name}: {ctx.size} samples of shape {tuple(ctx.shape)}, seed {ctx.seed}"
-        return ImageSet(images, torch.full((ctx.size,), -1, dtype=torch.long), self.name, (), (note,))
+        origin = Provenance.origin(f"{self.name}/seed={ctx.seed}/{'×'.join(map(str, ctx.shape))}", ctx.size)
+        return ImageSet(images, torch.full((ctx.size,), -1, dtype=torch.long), self.name, (), (note,), origin)
 
     def sample(self, shape, g: torch.Generator) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -61,12 +63,13 @@ class GreyscaleDerived(Dataset):
         self.name, self.source, self.description = name, source, description
 
     def load(self, split: str, ctx: LoadContext) -> ImageSet:
+        from oodbench.planning import load_split
         from oodbench.plugins import registries
 
         require_split(self, split)
-        src = registries().datasets.get(self.source).load("test", ctx)
+        src = load_split(registries().datasets.get(self.source), "test", ctx)
         out = src.to_format((1, 28, 28))
-        return ImageSet(out.images, out.labels, self.name, out.classes, out.notes)
+        return ImageSet(out.images, out.labels, self.name, out.classes, out.notes, out.provenance)
 
 
 class PerturbedID(Dataset):
@@ -80,12 +83,13 @@ class PerturbedID(Dataset):
     synthetic = True
 
     def load(self, split: str, ctx: LoadContext) -> ImageSet:
+        from oodbench.planning import load_split
         from oodbench.plugins import registries
 
         require_split(self, split)
         if ctx.id_name is None:
             raise UsageError("perturbed-id is derived from the run's ID dataset; use it as --tune-out")
-        src = registries().datasets.get(ctx.id_name).load("train", ctx).head(ctx.size, ctx.seed + 17)
+        src = load_split(registries().datasets.get(ctx.id_name), "train", ctx).head(ctx.size, ctx.seed + 17)
         x = src.images.float() / 255
         n, c, h, w = x.shape
         g = torch.Generator().manual_seed(ctx.seed + 31)
@@ -101,6 +105,5 @@ class PerturbedID(Dataset):
         )
         x = (x + 0.1 * torch.randn(x.shape, generator=g)).clamp(0, 1)
         note = f"perturbed-id: {n} {ctx.id_name} train images, 4×4 patch shuffle + N(0, 0.1²) noise, seed {ctx.seed}"
-        return ImageSet(
-            (x * 255).round().to(torch.uint8), torch.full((n,), -1, dtype=torch.long), self.name, (), (note,)
-        )
+        labels = torch.full((n,), -1, dtype=torch.long)
+        return ImageSet((x * 255).round().to(torch.uint8), labels, self.name, (), (note,), src.provenance)
