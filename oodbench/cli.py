@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     show, disabled = warnings.showwarning, os.environ.get(DISABLE_ENV)
     warnings.showwarning = _one_line_plugin_warnings(show)
     try:
-        app(args=argv, standalone_mode=False)
+        rc = app(args=argv, standalone_mode=False)  # a command's typer.Exit(n) comes back as n
     except OodbenchError as exc:
         if debug:
             raise
@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 os.environ[DISABLE_ENV] = disabled
             reset()
-    return 0
+    return rc if isinstance(rc, int) else 0
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from .cli_app import app
+from .errors import UsageError
 
 
 class BoardFmt(str, Enum):
@@ -48,20 +49,45 @@ def bench_cmd(
 def leaderboard_cmd(
     suite: Annotated[str, typer.Argument(help="Suite name.")],
     file: SuiteFile = "benchmarks.yaml",
-    results: Annotated[Optional[str], typer.Option(help="Results folder the suite was run into.")] = None,
+    results: Annotated[
+        Optional[str],
+        typer.Option(help="Records folder the suite was run into (default: ./results; with --check: leaderboards/)."),
+    ] = None,
     fmt: Annotated[BoardFmt, typer.Option("--format", help="Table format.")] = BoardFmt.github,
     write: Annotated[
         Optional[Path],
         typer.Option(help="Replace this suite's marked section of a Markdown file (e.g. LEADERBOARD.md)."),
     ] = None,
+    publish: Annotated[
+        bool, typer.Option("--publish", help="With --write: copy the records (JSON, no scores) to leaderboards/SUITE.")
+    ] = False,
+    check: Annotated[
+        Optional[Path],
+        typer.Option(help="Exit 1 if this file's section differs from the one rendered from the committed records."),
+    ] = None,
 ) -> None:
     """Ranked tables from a suite's records (one per protocol), paper numbers beside reproduced rows."""
+    from . import publish as pub
     from .suites import leaderboard, write_section
 
-    text = leaderboard(suite, file, results, fmt.value)
-    if write:
+    if check and (write or publish):
+        raise UsageError("--check only reads: use it without --write/--publish")
+    text = leaderboard(suite, file, results or (str(pub.BOARDS) if check else None), fmt.value)
+    if check:
+        problem = pub.stale(check, suite, text)
+        if problem:
+            typer.echo(f"oodbench: {problem}", err=True)
+            raise typer.Exit(1)
+        typer.echo(f"{check}: section `{suite}` matches its records")
+    elif write:
         write_section(write, suite, text)
         typer.echo(f"wrote the {suite} leaderboard into {write}")
+        if publish:
+            from .store import results_dir
+
+            typer.echo(f"copied the {suite} records to {pub.publish(results_dir(results), suite)}")
+    elif publish:
+        raise UsageError("--publish goes with --write FILE (the records and the file are committed together)")
     else:
         typer.echo(text)
 
@@ -90,7 +116,6 @@ def plot_cmd(
 ) -> None:
     """Draw pictures from result records (needs matplotlib: pip install 'oodbench\\[plot]')."""
     from . import protocols
-    from .errors import UsageError
     from .plots import corruption_curves, embedding_panels, score_histograms
     from .store import record_files, results_dir
 

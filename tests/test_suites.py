@@ -115,3 +115,35 @@ def test_killed_bench_resumes_without_redoing_finished_runs(tmp_path):
     assert len(list(markers.iterdir())) == 4
     for path, mtime in records_before.items():  # finished records were not rewritten
         assert path.stat().st_mtime_ns == mtime
+
+
+def test_leaderboard_check_against_committed_records(tmp_path, capsys, monkeypatch):
+    """Issue 13: `--write --publish` commits the records (JSON, no scores) beside the file; `--check` renders from
+    them alone and exits 1 with one line naming the stale section and the regenerating command, 0 when it matches."""
+    from oodbench.cli import main
+
+    suites = write_suite(tmp_path)
+    res = tmp_path / "res"
+    assert bench("tiny", suites, str(res))["failed"] == 0
+    monkeypatch.chdir(tmp_path)
+    board = tmp_path / "LEADERBOARD.md"
+    assert (
+        main(["leaderboard", "tiny", "--file", str(suites), "--results", str(res), "--write", str(board), "--publish"])
+        == 0
+    )
+    committed = tmp_path / "leaderboards" / "tiny"
+    assert sorted(p.name for p in committed.rglob("*.json")) == sorted(
+        p.name for p in res.joinpath("tiny").rglob("*.json")
+    )
+    assert not list(committed.rglob("*.npz"))  # scores are not committed
+    capsys.readouterr()
+    assert main(["leaderboard", "tiny", "--file", str(suites), "--check", str(board)]) == 0
+    text = board.read_text()
+    row = next(line for line in text.splitlines() if "| msp" in line and "fashionmnist" in line and "| mnist " in line)
+    cells = row.split("|")
+    cells[8] = " 12.3 " if cells[8].strip() != "12.3" else " 45.6 "  # one number edited (the AUROC column)
+    board.write_text(text.replace(row, "|".join(cells)))
+    capsys.readouterr()
+    assert main(["leaderboard", "tiny", "--file", str(suites), "--check", str(board)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "section `tiny` is stale" in err[0] and "--write" in err[0]
