@@ -18,7 +18,10 @@ DEFAULT_COLUMNS = ("auroc", "aupr_in", "aupr_out", "fpr95", "fpr80", "id_acc")
 RUN_KEY = ("detector", "backbone", "id", "ood", "tune")
 #: a row's records → {metric: [lo, hi]} or None (``oodbench.intervals.Intervals``); None: no intervals shown
 RowCI = Optional[Callable[[Sequence[Record]], Optional[dict]]]
-CI_LEGEND = "[lo, hi]: 95 % percentile bootstrap interval over test samples (ID and OOD resampled separately)"
+CI_LEGEND = (
+    "[lo, hi]: 95 % percentile bootstrap interval over test samples (1,000 resamples; the two classes, ID and OOD "
+    "or correct and wrong predictions, resampled separately)"
+)
 
 
 def tabulate_rows(headers: list[str], rows: list[list[Any]], fmt: str) -> str:
