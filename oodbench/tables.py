@@ -11,6 +11,7 @@ from typing import Any, Optional
 
 import numpy as np
 
+from .bootstrap import LEVEL, RESAMPLES
 from .metrics import METRIC_LABELS
 from .record import Record
 
@@ -19,8 +20,8 @@ RUN_KEY = ("detector", "backbone", "id", "ood", "tune")
 #: a row's records → {metric: [lo, hi]} or None (``oodbench.intervals.Intervals``); None: no intervals shown
 RowCI = Optional[Callable[[Sequence[Record]], Optional[dict]]]
 CI_LEGEND = (
-    "[lo, hi]: 95 % percentile bootstrap interval over test samples (1,000 resamples; the two classes, ID and OOD "
-    "or correct and wrong predictions, resampled separately)"
+    f"[lo, hi]: {LEVEL} % percentile bootstrap interval over test samples ({RESAMPLES:,} resamples; "
+    "the two classes, ID and OOD or correct and wrong predictions, resampled separately)"
 )
 
 
