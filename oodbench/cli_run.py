@@ -111,6 +111,12 @@ def run(
         Optional[str],
         typer.Option(help="Table columns, comma-separated metric keys (e.g. fpr95,det_err95,auroc,aupr_in,aupr_out)."),
     ] = None,
+    ci: Annotated[
+        bool,
+        typer.Option(
+            "--ci", help="Show each number's 95 % bootstrap interval: value \\[lo, hi], explained under the table."
+        ),
+    ] = False,
 ) -> None:
     """Fit detectors on ID training data and score ID vs OOD test sets under a protocol."""
     from .runner import RunRequest, run_many
@@ -146,7 +152,8 @@ def run(
         contaminate_with=contaminate_with,
     )
     columns = _columns(metrics)
-    _report(run_many(base, _seed_list(seeds, ctx.args) or [seed]), fmt.value, columns)
+    outcome = run_many(base, _seed_list(seeds, ctx.args) or [seed])
+    _report(outcome, fmt.value, columns, _intervals(results) if ci else None)
 
 
 def _seed_list(seeds: list[int] | None, extras: list[str]) -> list[int]:
@@ -186,14 +193,23 @@ def _columns(metrics: str | None) -> list[str] | None:
     return columns
 
 
-def _report(outcome, fmt: str, columns: list[str] | None) -> None:
-    """The table of the finished records, then one line per failed detector (exit 1)."""
+def _intervals(results: str | None):
+    """``--ci``: row intervals from the records and the scores saved beside them (:mod:`oodbench.intervals`)."""
+    from .intervals import Intervals
+    from .store import results_dir
+
+    return Intervals(results_dir(results))
+
+
+def _report(outcome, fmt: str, columns: list[str] | None, ci=None) -> None:
+    """The table of the finished records (with ``ci``: an interval beside each number), then one line per
+    failed detector (exit 1)."""
     from .errors import RunFailed
     from .evaluate import failure_lines
     from .report import render
 
     if outcome.records:
-        typer.echo(render(outcome.records, fmt, columns))
+        typer.echo(render(outcome.records, fmt, columns, ci))
     if outcome.failures:
         lines = failure_lines(outcome.failures)
         for line in lines[:-1]:

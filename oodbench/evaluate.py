@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .bootstrap import error_ci, fingerprint, ood_ci
 from .detector import Detector, fit_detector, validate_scores
 from .errors import UsageError, describe
 from .features import FeatureView
@@ -207,6 +208,7 @@ def _ood_row(
     record = Record(
         **ctx.identity(det, target),
         metrics={**ood_metrics(s_id, s_ood), "id_acc": got.id_acc},
+        ci=ood_ci(s_id, s_ood, ctx.seed, fingerprint(id_eval.imageset, ood_eval.imageset)),
         target=dict(target.facts),
         plugin=ctx.plugin_of(det.name),
         params={**det.get_params(), **(info.params if info else {})},
@@ -237,6 +239,7 @@ def _errors_row(det: Detector, target: Target, got: Supplied, ctx: Context, seco
     record = Record(
         **ctx.identity(det, target),
         metrics=metrics,
+        ci=error_ci(s, correct, ctx.seed, fingerprint(view.imageset, correct)),
         plugin=ctx.plugin_of(det.name),
         params=det.get_params(),
         fit=det.describe_fit(),

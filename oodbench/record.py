@@ -4,7 +4,8 @@ A record's identity is (detector, backbone + checkpoint hash, ID, OOD, protocol,
 source, seed, and the configuration that changes what was evaluated); :attr:`Record.record_id` hashes it,
 so a suite can skip finished work. ``target`` holds the protocol's facts about the row (for example
 ``{"corruption": "gaussian_noise", "severity": 3}``): tables read them, never the row's name.
-Schema 1 (before 0.2: plain dicts without ``schema``/``target``) is upgraded on read.
+Schema 1 (before 0.2: plain dicts without ``schema``/``target``) is upgraded on read. ``ci`` (95 % bootstrap
+intervals of the metrics, :mod:`oodbench.bootstrap`) is optional: records written before it read back with ``{}``.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ class Record:
     seed: int
     config: dict[str, Any]
     metrics: dict[str, float]
+    ci: dict[str, Any] = field(default_factory=dict)  # bootstrap intervals (oodbench.bootstrap); {} in old records
     tune_out: str | None = None
     target: dict[str, Any] = field(default_factory=dict)
     plugin: str = ""

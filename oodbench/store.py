@@ -13,6 +13,7 @@ from .atomic import atomic_path
 from .record import Record
 
 RESULTS_ENV = "OODBENCH_RESULTS"
+COMPARISONS = "comparisons.json"  # paired-bootstrap results of a results folder (oodbench.intervals), not a record
 
 
 def results_dir(value: str | os.PathLike | None = None) -> Path:
@@ -65,7 +66,8 @@ def scores_of(record_file: Path) -> dict[str, Any] | None:
 
 def record_files(root: Path) -> list[tuple[Path, Record]]:
     """(file, record) for every record under ``root`` (suites keep theirs in ``root/SUITE``)."""
-    return [(p, Record.from_json(p.read_text())) for p in sorted(Path(root).rglob("*.json"))]
+    files = sorted(p for p in Path(root).rglob("*.json") if p.name != COMPARISONS)
+    return [(p, Record.from_json(p.read_text())) for p in files]
 
 
 def read_records(root: Path) -> list[Record]:

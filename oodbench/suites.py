@@ -4,7 +4,9 @@ A suite is a list of run entries (the options of ``oodbench run`` as YAML, plus 
 ``paper`` — the published numbers to print beside the reproduced ones). ``bench`` expands every
 entry (seeds × held-out classes), writes a marker when a run completes and skips marked runs, and
 inside a run skips records that already exist: an interrupted suite resumes where it stopped.
-``leaderboard`` renders the records only, ranked by AUROC within each (protocol, ID, OOD).
+``leaderboard`` renders the records only, ranked by AUROC within each (protocol, ID, OOD), each number with
+its 95 % bootstrap interval; rows a paired bootstrap cannot tell apart share a rank (:mod:`oodbench.intervals`,
+whose ``comparisons.json`` keeps the comparisons for when the per-sample scores are gone).
 """
 
 from __future__ import annotations
@@ -19,13 +21,14 @@ from typing import Any
 from . import protocols
 from .errors import UsageError
 from .evaluate import failure_lines
+from .intervals import MEAN_COVERS, RANK_LEGEND, Intervals, rank_labels
 from .metrics import METRIC_LABELS
 from .progress import say
 from .record import Record
 from .request import RunRequest
 from .runner import expand, run
-from .store import read_records, results_dir
-from .tables import mean_std, over_seeds, tabulate_rows
+from .store import record_files, results_dir
+from .tables import CI_LEGEND, mean_std, over_seeds, tabulate_rows
 
 
 def warn(message: str) -> None:
@@ -122,32 +125,34 @@ def _paper_numbers(suite: dict[str, Any]) -> dict[tuple, dict[str, float]]:
     return out
 
 
-def ranked_table(records: list[Record], metrics: tuple[str, ...], paper: dict, fmt: str) -> str:
-    """Rows ranked by the first metric within each (ID, OOD), mean ± std over seeds, paper AUROC beside."""
+def ranked_table(
+    records: list[Record], metrics: tuple[str, ...], paper: dict, fmt: str, ci: Intervals | None = None
+) -> str:
+    """Rows ranked by the first metric within each (ID, OOD), mean ± std over seeds, paper AUROC beside; with
+    ``ci`` each number's interval beside it and ties from the paired bootstrap (:func:`rank_labels`)."""
     rows = []
     for key, grp, means, stds in over_seeds(records, metrics):
         id_, ood, det, tune, protocol = key["id"], key["ood"], key["detector"], key["tune"], grp[0].protocol
         base_id = re.split(r"-\{|\[", id_)[0]
         ref = paper.get((protocol, det, base_id, ood, tune)) or paper.get((protocol, det, base_id, "*", tune)) or {}
-        rows.append(
-            [
-                id_,
-                ood,
-                det + key["variant"],
-                key["backbone"],
-                tune,
-                len({g.seed for g in grp}),
-                *(mean_std(means, stds, m, len(grp) > 1) for m in metrics),
-                ref.get("auroc", "—"),
-                means.get(metrics[0], 0.0),
-            ]
-        )
-    rows.sort(key=lambda r: (r[0], r[1], -r[-1]))
-    ranked, last, rank = [], None, 0
-    for row in rows:
-        rank = rank + 1 if (row[0], row[1]) == last else 1
-        last = (row[0], row[1])
-        ranked.append([rank, *row[:-1]])
+        found = (ci(grp) or {}) if ci is not None else {}
+        row = [
+            id_,
+            ood,
+            det + key["variant"],
+            key["backbone"],
+            tune,
+            len({g.seed for g in grp}),
+            *(mean_std(means, stds, m, len(grp) > 1, found.get(m)) for m in metrics),
+            ref.get("auroc", "—"),
+        ]
+        rows.append((row, grp, means.get(metrics[0], 0.0)))
+    rows.sort(key=lambda r: (r[0][0], r[0][1], -r[2]))
+    ranked = []
+    for section in dict.fromkeys((row[0], row[1]) for row, _, _ in rows):
+        part = [(row, grp) for row, grp, _ in rows if (row[0], row[1]) == section]
+        labels = rank_labels([grp for _, grp in part], metrics[0], ci)
+        ranked += [[label, *row] for label, (row, _) in zip(labels, part)]
     headers = [
         "#",
         "ID",
@@ -166,18 +171,23 @@ def leaderboard(
     name: str, path: str | Path = "benchmarks.yaml", results: str | None = None, fmt: str = "github"
 ) -> str:
     """Ranked tables (sections chosen by each protocol) from the suite's records, paper numbers beside rows."""
-    suite = load_suites(path).get(name, {})
-    records = read_records(results_dir(results) / name)
-    if not records:
-        raise UsageError(
-            f"no records for suite {name!r} under {results_dir(results) / name}; run `oodbench bench {name}` first"
-        )
+    suite, root = load_suites(path).get(name, {}), results_dir(results) / name
+    found = record_files(root)
+    if not found:
+        raise UsageError(f"no records for suite {name!r} under {root}; run `oodbench bench {name}` first")
+    records, ci = [r for _, r in found], Intervals(root, {r.record_id: p for p, r in found})
     paper, fmt = _paper_numbers(suite), fmt if fmt != "json" else "github"
     sections: list[str] = []
     for protocol in sorted({r.protocol for r in records}):
         rs = [r for r in records if r.protocol == protocol]
-        sections += protocols.get(protocol).leaderboard(rs, fmt, lambda recs, m: ranked_table(recs, m, paper, fmt))
-    return "\n\n".join(sections)
+        sections += protocols.get(protocol).leaderboard(
+            rs, fmt, lambda recs, m: ranked_table(recs, m, paper, fmt, ci), ci=ci
+        )
+    try:
+        ci.save()
+    except OSError as exc:  # a read-only results folder still renders (from the stored comparisons)
+        warn(f"could not keep the comparisons in {root}: {exc}")
+    return "\n\n".join([*sections, f"Intervals {CI_LEGEND}; {MEAN_COVERS}. Ranks: {RANK_LEGEND}."])
 
 
 def write_section(path: str | Path, name: str, text: str) -> Path:

@@ -6,16 +6,23 @@ objects (:mod:`oodbench.protocols`); :func:`oodbench.report.render` asks the rec
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Optional
 
 import numpy as np
 
+from .bootstrap import LEVEL, RESAMPLES
 from .metrics import METRIC_LABELS
 from .record import Record
 
 DEFAULT_COLUMNS = ("auroc", "aupr_in", "aupr_out", "fpr95", "fpr80", "id_acc")
 RUN_KEY = ("detector", "backbone", "id", "ood", "tune")
+#: a row's records → {metric: [lo, hi]} or None (``oodbench.intervals.Intervals``); None: no intervals shown
+RowCI = Optional[Callable[[Sequence[Record]], Optional[dict]]]
+CI_LEGEND = (
+    f"[lo, hi]: {LEVEL} % percentile bootstrap interval over test samples ({RESAMPLES:,} resamples; "
+    "the two classes, ID and OOD or correct and wrong predictions, resampled separately)"
+)
 
 
 def tabulate_rows(headers: list[str], rows: list[list[Any]], fmt: str) -> str:
@@ -47,14 +54,29 @@ def headers_for(columns: Sequence[str], *lead: str) -> list[str]:
     return [*lead, *(METRIC_LABELS.get(c, c) for c in columns)]
 
 
-def plain_table(records: list[Record], fmt: str, columns: Sequence[str], extra_rows: list | None = None) -> str:
-    rows = [[label(r), r.backbone, r.id, r.ood, r.tune, *(r.metrics.get(c) for c in columns)] for r in records]
+def with_interval(text: str, interval: Sequence[float] | None) -> str:
+    """``"99.5"`` → ``"99.5 [99.3, 99.7]"`` (unchanged without an interval)."""
+    return text if not text or interval is None else f"{text} [{interval[0]:.1f}, {interval[1]:.1f}]"
+
+
+def cells(values: dict[str, float], columns: Sequence[str], group: Sequence[Record], ci: RowCI) -> list[Any]:
+    """Metric cells of a row: plain numbers, or with ``ci`` text with the row's interval beside each."""
+    if ci is None:
+        return [values.get(c) for c in columns]
+    found = ci(group) or {}
+    return [with_interval("" if values.get(c) is None else f"{values[c]:.1f}", found.get(c)) for c in columns]
+
+
+def plain_table(
+    records: list[Record], fmt: str, columns: Sequence[str], extra_rows: list | None = None, ci: RowCI = None
+) -> str:
+    rows = [[label(r), r.backbone, r.id, r.ood, r.tune, *cells(r.metrics, columns, [r], ci)] for r in records]
     return tabulate_rows(
         headers_for(columns, "Detector", "Backbone", "ID", "OOD", "Tune"), rows + (extra_rows or []), fmt
     )
 
 
-def mean_rows(records: list[Record], columns: Sequence[str] = DEFAULT_COLUMNS) -> list[list[Any]]:
+def mean_rows(records: list[Record], columns: Sequence[str] = DEFAULT_COLUMNS, ci: RowCI = None) -> list[list[Any]]:
     """One 'mean' row per (detector, backbone, tune) over several records (e.g. leave-one-class-out)."""
     groups: dict[tuple, list[Record]] = {}
     for r in records:
@@ -63,10 +85,8 @@ def mean_rows(records: list[Record], columns: Sequence[str] = DEFAULT_COLUMNS) -
     for (det, bb, tune), rs in groups.items():
         if len(rs) < 2:
             continue
-        vals = [
-            float(np.mean([r.metrics[c] for r in rs])) if all(c in r.metrics for r in rs) else None for c in columns
-        ]
-        rows.append([det, bb, "mean", f"{len(rs)} sets", tune, *vals])
+        vals = {c: float(np.mean([r.metrics[c] for r in rs])) for c in columns if all(c in r.metrics for r in rs)}
+        rows.append([det, bb, "mean", f"{len(rs)} sets", tune, *cells(vals, columns, rs, ci)])
     return rows
 
 
@@ -90,19 +110,25 @@ def over_seeds(records: list[Record], metrics: Iterable[str]) -> list[tuple[dict
     return out
 
 
-def mean_std(mean: dict, std: dict, m: str, spread: bool) -> str:
-    return "" if m not in mean else f"{mean[m]:.1f}" + (f" ± {std[m]:.1f}" if spread else "")
+def mean_std(mean: dict, std: dict, m: str, spread: bool, interval: Sequence[float] | None = None) -> str:
+    text = "" if m not in mean else f"{mean[m]:.1f}" + (f" ± {std[m]:.1f}" if spread else "")
+    return with_interval(text, interval)
 
 
-def seed_table(records: list[Record], fmt: str = "github", columns: Sequence[str] = DEFAULT_COLUMNS) -> str:
-    """mean ± std over seeds for each (detector, backbone, ID, OOD, tune) (SPEC.md "repeats")."""
-    rows = [
-        [
-            key["detector"] + key["variant"],
-            *(key[k] for k in RUN_KEY[1:]),
-            ",".join(str(r.seed) for r in grp),
-            *(mean_std(mean, std, c, True) for c in columns),
-        ]
-        for key, grp, mean, std in over_seeds(records, columns)
-    ]
+def seed_table(
+    records: list[Record], fmt: str = "github", columns: Sequence[str] = DEFAULT_COLUMNS, ci: RowCI = None
+) -> str:
+    """mean ± std over seeds for each (detector, backbone, ID, OOD, tune) (SPEC.md "repeats"); with ``ci``
+    the row's interval beside each (:mod:`oodbench.intervals`: it does not cover seed variance)."""
+    rows = []
+    for key, grp, mean, std in over_seeds(records, columns):
+        found = (ci(grp) or {}) if ci is not None else {}
+        rows.append(
+            [
+                key["detector"] + key["variant"],
+                *(key[k] for k in RUN_KEY[1:]),
+                ",".join(str(r.seed) for r in grp),
+                *(mean_std(mean, std, c, True, found.get(c)) for c in columns),
+            ]
+        )
     return tabulate_rows(headers_for(columns, "Detector", "Backbone", "ID", "OOD", "Tune", "Seeds"), rows, fmt)

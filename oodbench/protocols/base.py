@@ -20,6 +20,7 @@ from ..errors import UsageError
 if TYPE_CHECKING:  # pragma: no cover
     from ..record import Record
     from ..request import RunRequest
+    from ..tables import RowCI
 
 LoadOOD = Callable[[Any, tuple[int, int, int]], ImageSet]  # (dataset plugin, ID shape) → converted test set
 
@@ -109,16 +110,18 @@ class Protocol:
         """One target per ``--out`` set, converted to the ID format."""
         return tuple(Target(name, load_ood(ds, shape)) for name, ds in zip(req.oods, oods))
 
-    def table(self, records: list[Record], fmt: str, columns: Sequence[str]) -> str:
-        """The run table: one row per record, or mean ± std when several seeds are present."""
+    def table(self, records: list[Record], fmt: str, columns: Sequence[str], ci: RowCI = None) -> str:
+        """The run table: one row per record, or mean ± std when several seeds are present; ``ci``: a row's
+        records → its intervals, shown beside each number (``--ci``)."""
         from ..tables import plain_table, seed_table
 
         if len({r.seed for r in records}) > 1:
-            return seed_table(records, fmt, columns)
-        return plain_table(records, fmt, columns)
+            return seed_table(records, fmt, columns, ci)
+        return plain_table(records, fmt, columns, ci=ci)
 
-    def leaderboard(self, records: list[Record], fmt: str, ranked: Callable[..., str]) -> list[str]:
-        """Markdown sections for the leaderboard; ``ranked(records, metrics)`` renders the ranked table."""
+    def leaderboard(self, records: list[Record], fmt: str, ranked: Callable[..., str], ci: RowCI = None) -> list[str]:
+        """Markdown sections for the leaderboard; ``ranked(records, metrics)`` renders the ranked table;
+        ``ci``: a row's records → its intervals (for tables of the protocol's own)."""
         return [f"### {self.name}\n\n" + ranked(records, self.leaderboard_metrics)]
 
 

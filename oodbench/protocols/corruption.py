@@ -31,20 +31,28 @@ def is_sweep(record) -> bool:
     return "severity" in record.target
 
 
-def corruption_table(records, fmt: str = "github", metric: str = "auroc") -> str:
-    """``metric`` per corruption type × severity, with the mean per severity (mode a)."""
+def corruption_table(records, fmt: str = "github", metric: str = "auroc", ci=None) -> str:
+    """``metric`` per corruption type × severity, with the mean per severity (mode a); ``ci``: intervals beside."""
     from ..metrics import METRIC_LABELS
+    from ..tables import cells as metric_cells
     from ..tables import tabulate_rows
 
-    cells: dict[tuple, dict[int, float]] = {}
+    cells: dict[tuple, dict[int, list]] = {}
     for r in records:
         if is_sweep(r):
-            cells.setdefault((r.detector, r.target["corruption"]), {})[int(r.target["severity"])] = r.metrics[metric]
+            cells.setdefault((r.detector, r.target["corruption"]), {})[int(r.target["severity"])] = [r]
     sevs = sorted({s for v in cells.values() for s in v})
-    rows = [[det, kind, *(v.get(s) for s in sevs)] for (det, kind), v in sorted(cells.items())]
+
+    def cell(group: list) -> object:
+        if not group:
+            return None
+        return metric_cells({metric: float(np.mean([r.metrics[metric] for r in group]))}, [metric], group, ci)[0]
+
+    rows = [[det, kind, *(cell(v.get(s, [])) for s in sevs)] for (det, kind), v in sorted(cells.items())]
     for det in sorted({d for d, _ in cells}):
-        per = [[v[s] for (d, _), v in cells.items() if d == det and s in v] for s in sevs]
-        rows.append([det, "mean", *(float(np.mean(p)) if p else None for p in per)])
+        rows.append(
+            [det, "mean", *(cell([r for (d, _), v in cells.items() if d == det for r in v.get(s, [])]) for s in sevs)]
+        )
     label = METRIC_LABELS.get(metric, metric)
     return tabulate_rows(["Detector", "Corruption", *(f"{label} s{s}" for s in sevs)], rows, fmt)
 
@@ -105,17 +113,17 @@ class Corruption(Protocol):
             config={"corrupt_both": f"{kind}:{sev}", "tuning": "clean data"},
         )
 
-    def table(self, records, fmt, columns) -> str:
+    def table(self, records, fmt, columns, ci=None) -> str:
         if all(is_sweep(r) for r in records) and len({r.seed for r in records}) == 1:
-            return corruption_table(records, fmt)  # every row is in the pivot; --format json has the rest
-        return super().table(records, fmt, columns)
+            return corruption_table(records, fmt, ci=ci)  # every row is in the pivot; --format json has the rest
+        return super().table(records, fmt, columns, ci)
 
-    def leaderboard(self, records, fmt, ranked) -> list[str]:
+    def leaderboard(self, records, fmt, ranked, ci=None) -> list[str]:
         sweep = [r for r in records if is_sweep(r)]  # one pivot per ID set, not 55 rows each
         sections = [
             f"### {self.name}: {id_} test set corrupted as OOD (AUROC per type × severity)\n\n"
-            + corruption_table([r for r in sweep if r.id == id_], fmt)
+            + corruption_table([r for r in sweep if r.id == id_], fmt, ci=ci)
             for id_ in sorted({r.id for r in sweep})
         ]
         rest = [r for r in records if not is_sweep(r)]
-        return sections + (super().leaderboard(rest, fmt, ranked) if rest else [])
+        return sections + (super().leaderboard(rest, fmt, ranked, ci) if rest else [])

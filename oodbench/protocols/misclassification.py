@@ -22,10 +22,10 @@ class Misclassification(Protocol):
     def design(self, req, train, test, load_ood: LoadOOD, oods: Sequence) -> Plan:
         return Plan(self.name, req.id, train, test, (Target("errors", test, kind="errors"),))
 
-    def table(self, records, fmt, columns) -> str:
-        from ..tables import tabulate_rows
+    def table(self, records, fmt, columns, ci=None) -> str:
+        from ..tables import cells, tabulate_rows
 
-        rows = [[r.detector, r.backbone, r.id, r.seed, *(r.metrics.get(c) for c in COLUMNS)] for r in records]
+        rows = [[r.detector, r.backbone, r.id, r.seed, *cells(r.metrics, COLUMNS, [r], ci)] for r in records]
         return tabulate_rows(
             [
                 "Detector",

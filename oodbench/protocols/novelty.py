@@ -90,9 +90,9 @@ class Novelty(Protocol):
             train_out=train_out,
         )
 
-    def table(self, records, fmt, columns) -> str:
+    def table(self, records, fmt, columns, ci=None) -> str:
         from ..tables import mean_rows, plain_table
 
         if len({r.seed for r in records}) > 1:
-            return super().table(records, fmt, columns)
-        return plain_table(records, fmt, columns, extra_rows=mean_rows(records, columns))
+            return super().table(records, fmt, columns, ci)
+        return plain_table(records, fmt, columns, extra_rows=mean_rows(records, columns, ci), ci=ci)
