@@ -136,3 +136,17 @@ def plot_cmd(
     else:
         path = corruption_curves([r for _, r in found], out)
     typer.echo(f"wrote {path}")
+
+
+@app.command("report")
+def report_cmd(
+    suite: Annotated[str, typer.Argument(help="Suite name.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="HTML file to write.")],
+    file: SuiteFile = "benchmarks.yaml",
+    results: Annotated[Optional[str], typer.Option(help="Results folder the suite was run into.")] = None,
+) -> None:
+    """One self-contained HTML page: sortable leaderboard, ROC curves and score histograms per (ID, OOD),
+    corruption curves, each run's config and timing (needs matplotlib: pip install 'oodbench\\[plot]')."""
+    from .html_report import write_report
+
+    typer.echo(f"wrote {write_report(suite, out, file, results)}")
