@@ -21,21 +21,29 @@ from .features import FeatureView
 
 class TinyNetFactory(BackboneFactory):
     """A small LeNet-shaped CNN for contract checks (core code: the checks need no built-in plugin).
-    Layers conv1, conv2, fc1, penultimate, logits; the ``dropout`` option adds dropout after each conv block."""
+    Layers conv1, conv2, fc1, penultimate, logits; the ``dropout`` option adds dropout after each conv block,
+    and with ``dropout_at="layer-inputs"`` also on the image and after fc1 and fc2 (as the built-in LeNet)."""
 
     name = "tiny-testing-net"
     description = "small CNN used by oodbench.testing"
-    options = frozenset({"dropout"})
+    options = frozenset({"dropout", "dropout_at"})
     train_defaults = {"optimizer": "adam", "lr": 1e-3, "epochs": 1, "batch_size": 64}
 
-    def build(self, input_shape, num_classes, pretrained=False, dropout: float = 0.0) -> Backbone:
+    def build(
+        self, input_shape, num_classes, pretrained=False, dropout: float = 0.0, dropout_at: str = "conv-blocks"
+    ) -> Backbone:
         c, h, _ = input_shape
         flat = 16 * (((h - 4) // 2 - 4) // 2) ** 2
-        net = nn.Sequential()
+        every = bool(dropout) and dropout_at == "layer-inputs"
+
+        def drop() -> list[nn.Module]:
+            return [nn.Dropout(dropout)] if every else []
+
+        net = nn.Sequential(*drop())
         net.add_module("conv1", nn.Sequential(nn.Conv2d(c, 6, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Dropout(dropout)))
         net.add_module("conv2", nn.Sequential(nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Dropout(dropout)))
-        net.add_module("fc1", nn.Sequential(nn.Flatten(), nn.Linear(flat, 120), nn.ReLU()))
-        net.add_module("fc2", nn.Sequential(nn.Linear(120, 84), nn.ReLU()))
+        net.add_module("fc1", nn.Sequential(nn.Flatten(), nn.Linear(flat, 120), nn.ReLU(), *drop()))
+        net.add_module("fc2", nn.Sequential(nn.Linear(120, 84), nn.ReLU(), *drop()))
         net.add_module("fc3", nn.Linear(84, num_classes))
         return Backbone(
             net,
@@ -44,7 +52,7 @@ class TinyNetFactory(BackboneFactory):
             [0.5] * c,
             [0.5] * c,
             input_shape,
-            arch="tiny" if not dropout else f"tiny(dropout={dropout})",
+            arch="tiny" if not dropout else f"tiny(dropout={dropout}, at={dropout_at})",
         )
 
 
