@@ -175,7 +175,8 @@ class LayerwiseDetector(Detector):
     ``layers_`` in ``fit``. Without OOD data (``--tune none``) the score is the deepest layer's
     alone (no weights can be learned without OOD samples; paper 003 Fig. 2 and Lee et al.'s
     single-layer baselines use the last layers). After :meth:`fit_ensemble` it is the
-    logistic-regression layer ensemble of Lee et al. 2018 / paper 003 (SPEC.md).
+    logistic-regression layer ensemble of Lee et al. 2018 / paper 003 (SPEC.md). One layer is
+    no ensemble: its score is used as is, with no regression and no sign learned from OOD labels.
     """
 
     def layer_names(self, model) -> list[str]:  # pragma: no cover - abstract
@@ -187,10 +188,19 @@ class LayerwiseDetector(Detector):
     def layer_scores(self, data: FeatureView) -> np.ndarray:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def combines_layers(self) -> bool:
+        """Whether the fitted detector has more than one layer to weight (one layer: no ensemble)."""
+        self.check_fitted()
+        return len(self.layers_) > 1
+
     def fit_ensemble(self, id_data: FeatureView, ood_data: FeatureView, seed: int = 0) -> LayerwiseDetector:
-        """Fit the logistic-regression layer weights on ID (label 1) vs OOD (label 0) samples."""
+        """Fit the logistic-regression layer weights on ID (label 1) vs OOD (label 0) samples
+        (with one layer there is nothing to weight: no regression is fitted)."""
         from .ensemble import LayerEnsemble
 
+        if not self.combines_layers():
+            self.ensemble_ = None
+            return self
         scores = np.concatenate([self.layer_scores(id_data), self.layer_scores(ood_data)])
         y = np.r_[np.ones(len(id_data)), np.zeros(len(ood_data))]
         self.ensemble_ = LayerEnsemble(seed=seed).fit(scores, y)
@@ -211,6 +221,8 @@ class LayerwiseDetector(Detector):
         ensemble = getattr(self, "ensemble_", None)
         if ensemble is not None:
             facts["ensemble"] = ensemble.describe(layers)
+        elif len(layers) == 1:
+            facts["combination"] = f"one layer ({layers[0]}): its score as is; no ensemble fitted"
         else:
             facts["combination"] = f"deepest layer only ({layers[-1] if layers else '?'}); no OOD data to weight layers"
         return facts

@@ -140,7 +140,8 @@ def check_detector(cls: type[Detector]) -> None:
     if isinstance(det, LayerwiseDetector):
         det.fit_ensemble(id_test, ood_test)
         validate_scores(det, det.score_samples(id_test), len(id_test))
-        assert "ensemble" in det.describe_fit(), f"{cls.name}: describe_fit must report the fitted ensemble"
+        fitted = "ensemble" in det.describe_fit()
+        assert fitted == det.combines_layers(), f"{cls.name}: describe_fit must report the ensemble iff one was fitted"
 
 
 def synthetic_view(

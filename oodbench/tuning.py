@@ -3,8 +3,8 @@
 The tuning set is 1,000 ID-test + 1,000 OOD samples removed from evaluation. For a layer-wise
 detector one half (500 + 500) fits the logistic-regression layer weights and the other half
 selects the grid point; the chosen configuration is then fitted once more on the whole tuning
-set. A detector without layers selects its grid point on the whole tuning set. Every grid
-point reuses the features cached in the views (no re-extraction).
+set. A detector without layers, or with one layer (no ensemble), selects its grid point on the
+whole tuning set. Every grid point reuses the features cached in the views (no re-extraction).
 """
 
 from __future__ import annotations
@@ -106,7 +106,7 @@ def tune(
     run's ``supplies`` for detectors that train (MC Dropout's rate: one dropout backbone per value).
     """
     points = grid_points(detector.search_space())
-    layerwise = isinstance(detector, LayerwiseDetector)
+    layerwise = isinstance(detector, LayerwiseDetector) and detector.combines_layers()
     crit = detector.criterion
     fit_keys = set(detector.fit_params)
     refitted: dict[tuple, Detector] = {}
