@@ -19,11 +19,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .atomic import atomic_torch_save
+from .atomic import atomic_torch_save, hash_path, load_checked
 from .backbones import Backbone, BackboneFactory
 from .data import ImageSet, cache_dir
-from .errors import UsageError, plugin_code
-from .progress import say
+from .errors import CorruptFileError, UsageError, describe, plugin_code
+from .progress import pause_point, say, warn
 from .train import TrainConfig, fit_model
 
 
@@ -64,29 +64,21 @@ def load_or_train(
     device: torch.device,
     checkpoint: Path | None = None,
     owner: str = "?",
+    check: Callable[[Backbone], None] | None = None,
 ) -> tuple[Backbone, dict]:
     """Return the backbone for ``spec`` and facts for the record (source, path, hash, training log).
-    ``owner`` names the factory's plugin when its ``build`` fails."""
+    ``owner`` names the factory's plugin when its ``build`` fails; ``check(model)`` runs on the built model
+    before any training or loading (e.g. that the requested feature layers exist)."""
     torch.manual_seed(spec.train.seed)  # the initial weights are part of what the seed determines
     unknown = [k for k, _ in spec.options if k not in factory.options]
     if unknown:
         raise UsageError(f"backbone {spec.backbone!r} has no option(s) {unknown}")
     with plugin_code("backbone", spec.backbone, owner):
         model = factory.build(spec.input_shape, spec.num_classes, pretrained=spec.pretrained, **dict(spec.options))
+    if check is not None:
+        check(model)
     if checkpoint is not None:
-        if not checkpoint.is_file():
-            raise UsageError(f"checkpoint {str(checkpoint)!r} does not exist")
-        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
-        state = state.get("state_dict", state)
-        try:
-            model.load_state_dict(state)
-        except RuntimeError as exc:
-            first = str(exc).strip().splitlines()[0]
-            raise UsageError(
-                f"checkpoint {str(checkpoint)!r} does not fit backbone {spec.backbone!r}: {first}"
-            ) from None
-        say(f"loaded checkpoint {checkpoint}")
-        return model.to(device).eval(), {"source": "file", "path": str(checkpoint), "hash": file_hash(checkpoint)}
+        return load_file(model, Path(checkpoint), spec.backbone, device)
     what = f"{spec.backbone} on {spec.dataset}"
     identity = json.loads(json.dumps(dataclasses.asdict(spec), default=str))
     return train_cached(
@@ -101,6 +93,42 @@ def load_or_train(
         val=val_set,
         val_name=f"{spec.dataset} test",
     )
+
+
+def load_file(model: Backbone, checkpoint: Path, backbone: str, device: torch.device) -> tuple[Backbone, dict]:
+    """``--checkpoint FILE``: weights saved by ``torch.save`` (a state dict, or a dict with ``state_dict``)."""
+    if not checkpoint.is_file():
+        raise UsageError(f"checkpoint {str(checkpoint)!r} does not exist")
+    hint = "pass a file written by torch.save(model.state_dict(), PATH) or by `oodbench train`"
+    try:
+        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any decoding error: not a (complete) torch file
+        raise CorruptFileError("checkpoint", checkpoint, f"torch.load: {describe(exc)}", hint) from None
+    state = state.get("state_dict", state) if isinstance(state, dict) else state
+    if not isinstance(state, dict):
+        raise CorruptFileError("checkpoint", checkpoint, f"holds a {type(state).__name__}, not a state dict", hint)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise UsageError(f"checkpoint {str(checkpoint)!r} does not fit backbone {backbone!r}: {first}") from None
+    say(f"loaded checkpoint {checkpoint}")
+    return model.to(device).eval(), {"source": "file", "path": str(checkpoint), "hash": file_hash(checkpoint)}
+
+
+def _cached(path: Path, model: nn.Module) -> dict | None:
+    """The cached checkpoint's blob, loaded into ``model``; None when absent or damaged (warned, removed)."""
+    blob = load_checked(path, "checkpoint")
+    if blob is None:
+        return None
+    try:
+        model.load_state_dict(blob["state_dict"])
+    except (KeyError, TypeError, RuntimeError) as exc:
+        warn(f"checkpoint cache entry {path} does not fit the model ({describe(exc)}); retraining it")
+        path.unlink(missing_ok=True)
+        hash_path(path).unlink(missing_ok=True)
+        return None
+    return blob
 
 
 def train_cached(
@@ -119,9 +147,8 @@ def train_cached(
     (e.g. an initialisation that needs the data), train it with the one trainer (``fit_kwargs``: task, val,
     select_on, patience, …) and save it there atomically. Every trained model oodbench caches — backbones and
     trained detectors — goes through here."""
-    if path.is_file():
-        blob = torch.load(path, map_location="cpu", weights_only=True)
-        model.load_state_dict(blob["state_dict"])
+    blob = _cached(path, model)
+    if blob is not None:
         say(f"reusing cached checkpoint {path} (no training)")
         return model.to(device).eval(), {
             "source": "cache",
@@ -133,6 +160,7 @@ def train_cached(
     start = time.perf_counter()
     if before_training is not None:
         before_training(model)
+    pause_point("train")
     log = fit_model(model, train_set, cfg, device, **fit_kwargs)
     log["wall_seconds"] = time.perf_counter() - start
     model.to("cpu")

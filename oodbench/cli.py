@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 import sys
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import typer
 
@@ -33,9 +35,48 @@ def _one_line_plugin_warnings(show):
     return showwarning
 
 
+def _usage_line(exc: typer.TyperException) -> str:
+    """An option-parsing error (bad value, missing argument, unknown option) as one line."""
+    ctx = getattr(exc, "ctx", None)
+    where = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+    return f"oodbench: error: {exc.format_message()}{where}"
+
+
+def _raise(signum, frame) -> None:
+    import signal
+
+    from .errors import Interrupted, Terminated
+
+    raise Terminated() if signum == signal.SIGTERM else Interrupted()
+
+
+@contextmanager
+def _signals() -> Iterator[None]:
+    """SIGINT and SIGTERM raise :class:`~oodbench.errors.Interrupted` / ``Terminated`` while a command runs (main
+    thread only; a SIGINT that the parent set to be ignored stays ignored)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    for sig, handler in previous.items():
+        if handler in (signal.SIG_DFL, signal.default_int_handler):
+            signal.signal(sig, _raise)
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point with the one error boundary: known errors → one line on stderr + exit code."""
-    from .errors import OodbenchError
+    """Entry point with the one error boundary: known errors → one line on stderr + exit code.
+
+    Ctrl-C → exit 130, SIGTERM → exit 143 (both one line; temporary files are removed on the way out and
+    finished records are kept); a file-system error (permission, disk full) → one line, exit 1."""
+    from .errors import Interrupted, OodbenchError
 
     debug = bool(os.environ.get("OODBENCH_DEBUG"))
     if not debug:
@@ -43,7 +84,9 @@ def main(argv: list[str] | None = None) -> int:
     show, disabled = warnings.showwarning, os.environ.get(DISABLE_ENV)
     warnings.showwarning = _one_line_plugin_warnings(show)
     try:
-        rc = app(args=argv, standalone_mode=False)  # a command's typer.Exit(n) comes back as n
+        with _signals():
+            code = app(args=argv, prog_name="oodbench", standalone_mode=False)
+        return code if isinstance(code, int) else 0  # typer returns the code of a typer.Exit
     except OodbenchError as exc:
         if debug:
             raise
@@ -53,14 +96,22 @@ def main(argv: list[str] | None = None) -> int:
     except typer.Exit as exc:
         return exc.exit_code
     except typer.Abort:
-        typer.echo("aborted", err=True)
+        typer.echo("oodbench: aborted", err=True)
         return 130
-    except KeyboardInterrupt:
-        typer.echo("interrupted (finished records are kept)", err=True)
-        return 130
-    except typer.TyperException as exc:  # usage errors from option parsing (exit 2)
-        exc.show()  # type: ignore[attr-defined]
+    except Interrupted as exc:
+        typer.echo(f"oodbench: {exc.what}; finished records are kept, nothing half-written", err=True)
         return exc.exit_code
+    except typer.TyperException as exc:  # usage errors from option parsing (exit 2)
+        if type(exc).__name__ == "NoArgsIsHelpError":  # `oodbench` alone: the help text
+            exc.show()  # type: ignore[attr-defined]
+        else:
+            typer.echo(_usage_line(exc), err=True)
+        return exc.exit_code
+    except OSError as exc:
+        if debug:
+            raise
+        typer.echo(f"oodbench: error: {exc} (set OODBENCH_DEBUG=1 for the traceback)", err=True)
+        return 1
     finally:
         warnings.showwarning = show
         if os.environ.get(DISABLE_ENV) != disabled:  # --disable-plugin: undo for in-process callers (tests)
@@ -71,7 +122,6 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 os.environ[DISABLE_ENV] = disabled
             reset()
-    return rc if isinstance(rc, int) else 0
 
 
 if __name__ == "__main__":

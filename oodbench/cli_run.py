@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
@@ -12,7 +13,8 @@ from .cli_app import DataRoot, Device, Fmt, Seed, Tune, app
 
 
 def _params(values: list[str] | None) -> dict[str, dict]:
-    """``--param fssd.epsilon=0.01`` → {"fssd": {"epsilon": 0.01}} (values parsed as YAML scalars)."""
+    """``--param fssd.epsilon=0.01`` → {"fssd": {"epsilon": 0.01}} (values parsed as YAML scalars; ``1e3``,
+    which YAML 1.1 reads as text, is a number)."""
     import yaml
 
     from .errors import UsageError
@@ -21,9 +23,15 @@ def _params(values: list[str] | None) -> dict[str, dict]:
     for item in values or []:
         key, sep, raw = item.partition("=")
         det, dot, name = key.partition(".")
-        if not sep or not dot:
+        if not sep or not dot or not det or not name:
             raise UsageError(f"--param takes DETECTOR.NAME=VALUE, got {item!r}")
-        out.setdefault(det, {})[name] = yaml.safe_load(raw)
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            raise UsageError(f"--param {key}: cannot read the value {raw!r} (quote text, e.g. {key}='a b')") from None
+        if isinstance(value, str) and re.fullmatch(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+", value):
+            value = float(value)
+        out.setdefault(det, {})[name] = value
     return out
 
 
@@ -119,7 +127,7 @@ def run(
     ] = False,
 ) -> None:
     """Fit detectors on ID training data and score ID vs OOD test sets under a protocol."""
-    from .runner import RunRequest, run_many
+    from .request import RunRequest  # checked on construction, before torch loads
 
     params = _with_layers(_params(param), layers, detector)
     base = RunRequest(
@@ -151,9 +159,11 @@ def run(
         contaminate=contaminate,
         contaminate_with=contaminate_with,
     )
+    seed_list = _seed_list(seeds, ctx.args) or [seed]
     columns = _columns(metrics)
-    outcome = run_many(base, _seed_list(seeds, ctx.args) or [seed])
-    _report(outcome, fmt.value, columns, _intervals(results) if ci else None)
+    from .runner import run_many
+
+    _report(run_many(base, seed_list), fmt.value, columns, _intervals(results) if ci else None)
 
 
 def _seed_list(seeds: list[int] | None, extras: list[str]) -> list[int]:
@@ -163,20 +173,29 @@ def _seed_list(seeds: list[int] | None, extras: list[str]) -> list[int]:
     seed_list = list(seeds or [])
     for extra in extras:
         if not seed_list or not extra.lstrip("-").isdigit():
-            raise UsageError(f"unexpected argument {extra!r}")
+            hint = "; --seeds takes whole numbers, e.g. --seeds 0 1 2" if seed_list else ""
+            raise UsageError(f"unexpected argument {extra!r}{hint}")
         seed_list.append(int(extra))
     return seed_list
 
 
 def _with_layers(params: dict[str, dict], layers: str | None, detectors: list[str]) -> dict[str, dict]:
     """``--layers conv2,penultimate``: the ``layers`` parameter of every layer-wise detector in the run."""
-    if layers:
+    if layers is not None:
+        from .errors import UsageError
         from .plugins import registries
 
         chosen = [x.strip() for x in layers.split(",") if x.strip()]
-        for name in detectors:
-            if "layers" in registries().detectors.get(name)().get_params():
-                params.setdefault(name, {}).setdefault("layers", chosen)
+        if not chosen:
+            raise UsageError(f"--layers takes comma-separated layer names, got {layers!r}")
+        takers = [n for n in detectors if "layers" in registries().detectors.get(n)().get_params()]
+        if not takers:
+            raise UsageError(
+                f"--layers applies to layer-wise detectors (e.g. mahalanobis, fssd, gram); "
+                f"none of {', '.join(detectors)} takes layers"
+            )
+        for name in takers:
+            params.setdefault(name, {}).setdefault("layers", chosen)
     return params
 
 
@@ -230,10 +249,13 @@ def train(
     pretrained: Annotated[bool, typer.Option(help="Start from hub weights (timm:/torchvision:).")] = False,
 ) -> None:
     """Train a backbone and cache its checkpoint (``run`` reuses it when the configuration matches)."""
+    from .request import check_int, resolve_device
+
+    check_int("epochs", epochs, 1, optional=True)
+    check_int("train_limit", train_limit, 1, optional=True)
     from .checkpoints import ModelSpec, load_or_train
     from .data import LoadContext, resolve_data_root
     from .plugins import registries
-    from .request import resolve_device
     from .supply import default_backbone
     from .train import default_config
 

@@ -134,7 +134,10 @@ class ImageSet:
                 x = (x.float() * weights).sum(1, keepdim=True).round().clamp(0, 255).to(torch.uint8)
                 steps.append("RGB→grey (ITU-R 601 luma)")
             else:
-                raise UsageError(f"cannot convert {self.name} from {x.shape[1]} to {c} channels")
+                raise UsageError(
+                    f"cannot convert {self.name} from {x.shape[1]} to {c} channels (only 1 ↔ 3 are converted); "
+                    "pick datasets whose channels match"
+                )
         if tuple(x.shape[2:]) != (h, w):
             chunks = []
             for part in x.split(4096):

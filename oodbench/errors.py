@@ -36,6 +36,35 @@ class DataNotFoundError(UsageError):
     """A dataset whose files are not under the data root (and may not be downloaded)."""
 
 
+class ConfigError(UsageError):
+    """A malformed file the user wrote (``benchmarks.yaml``, ``oodbench.yaml``): the message starts ``FILE:LINE:``."""
+
+
+class CorruptFileError(UsageError):
+    """A file oodbench reads (dataset file, checkpoint) that is damaged, cut short or of the wrong kind."""
+
+    def __init__(self, what: str, path: object, exc: BaseException | str, hint: str):
+        problem = exc if isinstance(exc, str) else describe(exc)
+        super().__init__(f"{what} {str(path)!r} is damaged or not what it should be ({problem}); {hint}")
+        self.path = path
+
+
+class Interrupted(BaseException):
+    """Ctrl-C (SIGINT), raised by the CLI's signal handler (exit 130). A ``BaseException`` like
+    ``KeyboardInterrupt``, so no ``except Exception`` swallows it and ``finally`` blocks remove temporary files;
+    a class of its own, so that no library turns it into something else on the way up."""
+
+    exit_code = 130
+    what = "interrupted (Ctrl-C)"
+
+
+class Terminated(Interrupted):
+    """SIGTERM, raised by the CLI's signal handler (exit 143)."""
+
+    exit_code = 143
+    what = "terminated (SIGTERM)"
+
+
 class NameConflictError(UsageError):
     """A name that two or more plugins register: using it is an error until all but one are disabled."""
 

@@ -16,10 +16,10 @@ from typing import Any
 
 import torch
 
-from .atomic import atomic_torch_save
+from .atomic import atomic_torch_save, load_checked
 from .backbones import Backbone
 from .data import ImageSet, to_float
-from .progress import track
+from .progress import pause_point, track
 
 __all__ = ["FeatureView", "to_float"]
 
@@ -92,11 +92,12 @@ class FeatureView:
         todo = [name for name in layers if name not in self._features]
         if todo and self.cache_dir is not None:
             for name in list(todo):
-                path = self.cache_dir / f"{name}.pt"
-                if path.is_file():
-                    self._features[name] = torch.load(path, weights_only=True)
+                cached = load_checked(self.cache_dir / f"{name}.pt", "feature")
+                if cached is not None:
+                    self._features[name] = cached
                     todo.remove(name)
         if todo:
+            pause_point("extract")
             parts: dict[str, list[torch.Tensor]] = {name: [] for name in todo}
             self.model.eval()
             with torch.inference_mode(), self.autocast():

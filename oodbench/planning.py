@@ -17,7 +17,7 @@ from .data import ImageSet, LoadContext, resolve_data_root
 from .errors import UsageError
 from .progress import say
 from .protocols import Plan, Split
-from .request import TUNE_MODES, RunRequest, resolve_device
+from .request import N_TUNE_DEFAULT, TUNE_MODES, RunRequest, resolve_device
 
 
 @dataclass(frozen=True)
@@ -32,14 +32,55 @@ class Resolved:
     device: torch.device
 
 
+def check_param(detector: str, key: str, value: Any, default: Any) -> None:
+    """``--param DETECTOR.KEY=VALUE`` of the default's type (an int is a float too); a None default or value
+    (no declared type) is left to the detector."""
+    if default is None or value is None:
+        return
+    kinds: tuple[type, ...] = (int, float) if isinstance(default, float) else (type(default),)
+    if isinstance(default, (list, tuple)):
+        kinds = (list, tuple)
+    if not isinstance(value, kinds) or (isinstance(value, bool) and not isinstance(default, bool)):
+        raise UsageError(
+            f"--param {detector}.{key} takes a {type(default).__name__} (default {default!r}), "
+            f"got {value!r} ({type(value).__name__})"
+        )
+
+
 def make_detector(cls: type, seed: int, params: dict[str, Any]):
     det = cls()
     if "seed" in det.get_params():
         det.set_params(seed=seed)
-    bad = [k for k in params if k not in det.get_params()]
+    defaults = det.get_params()
+    bad = [k for k in params if k not in defaults]
     if bad:
-        raise UsageError(f"detector {cls.name!r} has no parameter(s) {bad}; it has {sorted(det.get_params())}")
+        raise UsageError(f"detector {cls.name!r} has no parameter(s) {bad}; it has {sorted(defaults)}")
+    for key, value in params.items():
+        check_param(cls.name, key, value, defaults[key])
     return det.set_params(**params)
+
+
+def check_combinations(req: RunRequest) -> None:
+    """Options that cannot go together, and paths that must exist (after the names, before any work)."""
+    from .store import results_dir
+
+    strays = sorted(set(req.detector_params) - set(req.detectors))
+    if strays:
+        raise UsageError(
+            f"--param {strays[0]}.…: detector {strays[0]!r} is not in this run ({', '.join(req.detectors)}); "
+            f"add --detector {strays[0]} or drop the --param"
+        )
+    if req.checkpoint is not None:
+        if req.epochs is not None:
+            raise UsageError(
+                "--checkpoint loads trained weights and --epochs trains new ones: give one of them "
+                "(fine-tuning a checkpoint is not supported)"
+            )
+        if not req.checkpoint.is_file():
+            raise UsageError(f"--checkpoint {str(req.checkpoint)!r} is not a file")
+    out = results_dir(req.results)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"results folder {str(out)!r} is a file; pass another --results folder")
 
 
 def resolve(req: RunRequest) -> Resolved:
@@ -52,6 +93,7 @@ def resolve(req: RunRequest) -> Resolved:
         raise UsageError(f"unknown tuning mode {req.tune!r} ({' | '.join(TUNE_MODES)})")
     classes = [regs.detectors.get(name) for name in req.detectors]  # names first, then option combinations
     protocol.check(req)
+    check_combinations(req)
     detectors = tuple(make_detector(cls, req.seed, req.detector_params.get(cls.name, {})) for cls in classes)
     tune_out = None
     if req.tune == "heldout":
@@ -167,6 +209,25 @@ def contaminated(req: RunRequest, plan: Plan, ctx: LoadContext) -> dict:
     }
 
 
+def check_n_tune(req: RunRequest, plan: Plan) -> None:
+    """A set gives at most half its samples to tuning. An explicit ``--n-tune`` larger than half the ID test set
+    (the set ``--test-limit`` sizes) is refused; otherwise smaller sets are capped, with a note. Tuning
+    (``--tune oracle | heldout``) needs at least one sample per side."""
+    most = len(plan.id_test) // 2
+    if req.n_tune > most and req.n_tune != N_TUNE_DEFAULT:
+        limit = f" (--test-limit {req.test_limit})" if req.test_limit else ""
+        raise UsageError(
+            f"--n-tune {req.n_tune}: the {plan.id_name} test set has {len(plan.id_test)} samples{limit}, so at "
+            f"most {most} can be held out for tuning; lower --n-tune or raise --test-limit"
+        )
+    sets = [plan.id_test, *(t.clean for t in plan.targets if not (t.paired or t.kind == "errors"))]
+    small = [f"{s.name}: {len(s) // 2}" for s in sets if len(s) // 2 < req.n_tune]
+    if small:
+        say(f"--n-tune {req.n_tune} capped at half of a set ({', '.join(small)})")
+    if req.tune != "none" and min([req.n_tune] + [len(s) // 2 for s in sets]) < 1:
+        raise UsageError(f"--tune {req.tune} needs tuning samples: --n-tune ≥ 1 and test sets of ≥ 2 samples")
+
+
 def make_plan(req: RunRequest, resolved: Resolved) -> Plan:
     """The complete plan of one run."""
     ctx = LoadContext(root=resolve_data_root(req.data_root), download=req.download, seed=req.seed, id_name=req.id)
@@ -177,6 +238,7 @@ def make_plan(req: RunRequest, resolved: Resolved) -> Plan:
     )
     plan = dataclasses.replace(plan, train_out=training_outliers(req, plan, resolved, ctx), trained_on=req.id)
     plan = dataclasses.replace(plan, **contaminated(req, plan, ctx))
+    check_n_tune(req, plan)
     id_split = Split.of(len(plan.id_test), req.n_tune, req.seed)
     splits = tuple(
         id_split if t.paired or t.kind == "errors" else Split.of(len(t.clean), req.n_tune, req.seed + 1)

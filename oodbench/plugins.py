@@ -21,7 +21,7 @@ from typing import Any, Generic, TypeVar
 import pluggy
 
 from . import hookspecs
-from .errors import NameConflictError, PluginError, UnknownNameError, describe, plugin_code
+from .errors import ConfigError, NameConflictError, PluginError, UnknownNameError, describe, plugin_code
 
 ENTRY_POINT_GROUP = "oodbench"
 DISABLE_ENV = "OODBENCH_DISABLE_PLUGINS"
@@ -261,6 +261,8 @@ def _stage(pm: pluggy.PluginManager, regs: Registries) -> tuple[Staged, dict[str
                 objs = list(impl.function() or [])
                 for obj in objs:
                     _name_of(obj, registry.kind, plugin)
+            except ConfigError:  # the user's file is malformed (oodbench.yaml): one line, fix it
+                raise
             except Exception as exc:  # noqa: BLE001 - a broken plugin must not break the harness
                 failed[plugin] = _skip(pm, plugin, f"failed in {hook_name}", exc)
                 staged.pop(plugin, None)

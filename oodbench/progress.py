@@ -28,3 +28,31 @@ def say(message: str) -> None:
     """A status line on stderr (kept out of stdout, which carries tables and JSON)."""
     if not os.environ.get("OODBENCH_QUIET"):
         print(message, file=sys.stderr, flush=True)
+
+
+def warn(message: str) -> None:
+    """A one-line warning on stderr (``oodbench: warning: …``) that ``OODBENCH_QUIET`` does not silence."""
+    print(f"oodbench: warning: {message}", file=sys.stderr, flush=True)
+
+
+PAUSE_ENV, RESUME_ENV = "OODBENCH_TEST_PAUSE", "OODBENCH_TEST_RESUME"
+_paused: set[str] = set()
+
+
+def pause_point(stage: str) -> None:
+    """Test hook (tests/test_bad_inputs.py): with ``OODBENCH_TEST_PAUSE=STAGE[:SECONDS]`` the first time this
+    process reaches ``stage`` it prints ``oodbench: test-pause STAGE`` and waits (default 60 s, or until the file
+    named by ``OODBENCH_TEST_RESUME`` exists), so that a test can act at exactly that moment.
+    Stages: train, extract, write-cache, write-record, bench-claimed."""
+    want = os.environ.get(PAUSE_ENV)
+    if not want or stage in _paused:
+        return
+    name, _, seconds = want.partition(":")
+    if name == stage:
+        import time
+
+        _paused.add(stage)
+        print(f"oodbench: test-pause {stage}", file=sys.stderr, flush=True)
+        end, resume = time.monotonic() + float(seconds or 60), os.environ.get(RESUME_ENV)
+        while time.monotonic() < end and not (resume and os.path.exists(resume)):
+            time.sleep(0.05)

@@ -35,25 +35,42 @@ def write_scores(root: Path, record: Record, **scores: Any) -> Path:
     import numpy as np
 
     path = record_path(root, record).with_suffix(".npz")
-    with atomic_path(path) as tmp:
-        np.savez_compressed(tmp, **{k: np.asarray(v, dtype=np.float32) for k, v in scores.items()})
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:  # a file object: numpy adds no ".npz" to it
+        np.savez_compressed(f, **{k: np.asarray(v, dtype=np.float32) for k, v in scores.items()})
     return path
 
 
 def write_record(root: Path, record: Record, **scores: Any) -> Path:
-    """Scores first, then the record (temp file + rename): a record never lacks its scores and a reader
-    never sees half a record."""
-    if scores:
-        write_scores(root, record, **scores)
+    """Scores first, then the record (temp file + rename): a record never lacks its scores, a reader never
+    sees half a record, and a write that is interrupted leaves neither."""
+    scores_file = write_scores(root, record, **scores) if scores else None
     path = record_path(root, record)
-    with atomic_path(path) as tmp, open(tmp, "w") as f:
-        json.dump(record.to_dict(), f, indent=2, sort_keys=True, default=str)
+    try:
+        with atomic_path(path, stage="write-record") as tmp, open(tmp, "w") as f:
+            json.dump(record.to_dict(), f, indent=2, sort_keys=True, default=str)
+    except BaseException:  # interrupted or failed: no scores file without its record
+        if scores_file is not None and not path.is_file():
+            scores_file.unlink(missing_ok=True)
+        raise
     return path
 
 
+def _parse(path: Path) -> Record | None:
+    """The record in ``path``; a file that is not a record gets a one-line warning and None (it is never
+    deleted: records are results)."""
+    try:
+        return Record.from_json(path.read_text())
+    except (ValueError, TypeError, KeyError, UnicodeDecodeError) as exc:
+        from .errors import describe
+        from .progress import warn
+
+        warn(f"skipping {path}: not a readable record ({describe(exc)})")
+        return None
+
+
 def read_record(path: Path) -> Record | None:
-    """The record at ``path``, or None if there is none."""
-    return Record.from_json(path.read_text()) if path.is_file() else None
+    """The record at ``path``, or None if there is none (or it cannot be read: then it is recomputed)."""
+    return _parse(path) if path.is_file() else None
 
 
 def scores_of(record_file: Path) -> dict[str, Any] | None:
@@ -66,8 +83,9 @@ def scores_of(record_file: Path) -> dict[str, Any] | None:
 
 def record_files(root: Path) -> list[tuple[Path, Record]]:
     """(file, record) for every record under ``root`` (suites keep theirs in ``root/SUITE``)."""
-    files = sorted(p for p in Path(root).rglob("*.json") if p.name != COMPARISONS)
-    return [(p, Record.from_json(p.read_text())) for p in files]
+    files = (p for p in sorted(Path(root).rglob("*.json")) if p.name != COMPARISONS and not p.name.startswith("."))
+    found = ((p, _parse(p)) for p in files)
+    return [(p, r) for p, r in found if r is not None]
 
 
 def read_records(root: Path) -> list[Record]:

@@ -19,16 +19,19 @@ from pathlib import Path
 from typing import Any
 
 from . import protocols
+from .atomic import atomic_write_bytes
+from .claims import claim, owner
 from .errors import UsageError
 from .evaluate import failure_lines
 from .intervals import MEAN_COVERS, RANK_LEGEND, Intervals, rank_labels
 from .metrics import METRIC_LABELS
-from .progress import say
+from .progress import pause_point, say
 from .record import Record
-from .request import RunRequest
+from .request import BadValue, RunRequest, check_seeds
 from .runner import expand, run
 from .store import record_files, results_dir
 from .tables import CI_LEGEND, mean_std, over_seeds, tabulate_rows
+from .yamlfile import YamlFile
 
 
 def warn(message: str) -> None:
@@ -41,25 +44,51 @@ def warn(message: str) -> None:
 SUITE_KEYS = {f.name for f in dataclasses.fields(RunRequest)} | {"seeds", "paper"}
 
 
-def load_suites(path: str | Path = "benchmarks.yaml") -> dict[str, Any]:
-    import yaml
-
+def read_suite_file(path: str | Path = "benchmarks.yaml") -> tuple[dict[str, Any], YamlFile]:
+    """(suites, the parsed file) with the file's shape checked: a mistake is one line ``FILE:LINE: …``."""
     p = Path(path)
     if not p.is_file():
         raise UsageError(f"suite file {str(p)!r} not found (run from the project root or pass --file)")
-    return (yaml.safe_load(p.read_text()) or {}).get("suites", {})
+    f = YamlFile(p)
+    top = f.expect(f.data if f.data is not None else {}, dict, (), "a mapping with a 'suites:' key")
+    suites = f.expect(top.get("suites") or {}, dict, ["suites"], "a mapping SUITE: {runs: [...]}")
+    for name, suite in suites.items():
+        f.expect(suite, dict, ["suites", name], "a mapping with 'runs:' (and 'description:')")
+        runs = f.expect(suite.get("runs") or [], list, ["suites", name, "runs"], "a list of runs")
+        for i, entry in enumerate(runs):
+            f.expect(entry, dict, ["suites", name, "runs", i], "a mapping of `oodbench run` options")
+            unknown = sorted(set(entry) - SUITE_KEYS)
+            if unknown:
+                raise f.error(["suites", name, "runs", i, unknown[0]], f"unknown key {unknown[0]!r} in a run")
+    return suites, f
 
 
-def suite_requests(suite: dict[str, Any], out_dir: Path) -> list[tuple[RunRequest, dict]]:
-    """Every (request, entry) of a suite, expanded over seeds and held-out classes."""
+def load_suites(path: str | Path = "benchmarks.yaml") -> dict[str, Any]:
+    return read_suite_file(path)[0]
+
+
+def suite_requests(
+    suite: dict[str, Any], out_dir: Path, where: tuple[YamlFile, str] | None = None
+) -> list[tuple[RunRequest, dict]]:
+    """Every (request, entry) of a suite, expanded over seeds and held-out classes. ``where`` (the file and
+    the suite's name) puts ``FILE:LINE`` in front of a bad value."""
     out = []
     for i, entry in enumerate(suite.get("runs", [])):
         unknown = set(entry) - SUITE_KEYS
         if unknown:
             raise UsageError(f"suite entry {i} has unknown keys {sorted(unknown)}")
         fields = {k: v for k, v in entry.items() if k not in ("seeds", "paper")}
-        req = RunRequest(**fields, results=str(out_dir))
-        for part in expand(req, entry.get("seeds")):
+        try:
+            seeds = check_seeds(entry["seeds"]) if "seeds" in entry else None
+            req = RunRequest(**fields, results=str(out_dir))
+        except BadValue as exc:
+            if where is None:
+                raise
+            f, name = where
+            raise f.error(["suites", name, "runs", i, exc.field], f"run {i + 1} of suite {name!r}: {exc}") from None
+        except TypeError as exc:  # a required key missing
+            raise UsageError(f"run {i + 1}: {exc}") from None
+        for part in expand(req, seeds):
             out.append((part, entry))
     return out
 
@@ -69,38 +98,60 @@ def request_key(req: RunRequest) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+def _describe(req: RunRequest) -> str:
+    target = ",".join(req.oods) or req.holdout or ""
+    return f"{req.protocol} {req.id}→{target} seed {req.seed}: {', '.join(req.detectors)}"
+
+
+def _run_one(req: RunRequest, marker: Path, tag: str, counts: dict[str, int], wait: bool) -> bool:
+    """Run ``req`` under its claim unless done; False if another process holds the claim (and not ``wait``)."""
+    lock = marker.parent.parent / ".claims" / f"{marker.name}.lock"
+    with claim(lock, wait=wait) as mine:
+        if not mine:
+            say(f"{tag} busy (another oodbench process, pid {owner(lock)}, is running it): {_describe(req)}")
+            return False
+        if marker.is_file():  # finished by another process meanwhile
+            counts["skipped"] += 1
+            say(f"{tag} skip (done): {_describe(req)}")
+            return True
+        pause_point("bench-claimed")
+        say(f"{tag} run: {_describe(req)}")
+        outcome = run(req, skip_existing=True)
+        if outcome.failures:
+            counts["failed"] += 1
+            for line in failure_lines(outcome.failures):
+                warn(f"{tag} {line}")
+            return True
+        atomic_write_bytes(marker, json.dumps(dataclasses.asdict(req), default=str).encode())
+        counts["done"] += 1
+        return True
+
+
 def bench(name: str, path: str | Path = "benchmarks.yaml", results: str | None = None) -> dict[str, int]:
     """Run suite ``name``; returns counts of runs done now, skipped as already done, and failed.
-    A run whose detectors failed gets no marker: the next call retries it (its finished records are kept)."""
-    suites = load_suites(path)
+    A run whose detectors failed gets no marker: the next call retries it (its finished records are kept).
+    Each run is claimed while it runs (:mod:`oodbench.claims`): a second process on the same results folder
+    passes over runs the first is running, and at the end waits for them and counts them as done there."""
+    suites, f = read_suite_file(path)
     if name not in suites:
         from .errors import UnknownNameError
 
         raise UnknownNameError("suite", name, suites)
     out_dir = results_dir(results) / name
-    todo = suite_requests(suites[name], out_dir)
+    todo = suite_requests(suites[name], out_dir, (f, name))
     markers = out_dir / ".done"
     markers.mkdir(parents=True, exist_ok=True)
     counts = {"done": 0, "skipped": 0, "failed": 0, "total": len(todo)}
+    busy = []
     for i, (req, _) in enumerate(todo, 1):
-        marker = markers / request_key(req)
-        what = (
-            f"{req.protocol} {req.id}→{','.join(req.oods) or req.holdout or ''} seed {req.seed}: "
-            f"{', '.join(req.detectors)}"
-        )
+        marker, tag = markers / request_key(req), f"[{i}/{len(todo)}]"
         if marker.is_file():
             counts["skipped"] += 1
-            say(f"[{i}/{len(todo)}] skip (done): {what}")
-            continue
-        say(f"[{i}/{len(todo)}] run: {what}")
-        outcome = run(req, skip_existing=True)
-        if outcome.failures:
-            counts["failed"] += 1
-            for line in failure_lines(outcome.failures):
-                warn(f"[{i}/{len(todo)}] {line}")
-            continue
-        marker.write_text(json.dumps(dataclasses.asdict(req), default=str))
-        counts["done"] += 1
+            say(f"{tag} skip (done): {_describe(req)}")
+        elif not _run_one(req, marker, tag, counts, wait=False):
+            busy.append((req, marker, tag))
+    for req, marker, tag in busy:  # runs another process had: wait for it, then skip (or run if it failed)
+        _run_one(req, marker, tag, counts, wait=True)
     say(
         f"suite {name}: {counts['done']} run(s) done now, {counts['skipped']} skipped as already done, "
         f"{counts['failed']} failed" + (" — nothing to do" if counts["done"] + counts["failed"] == 0 else "")

@@ -78,6 +78,23 @@ def backbone_spec(req: RunRequest, plan: Plan) -> tuple[str, ModelSpec]:
     )
 
 
+def layer_check(detectors, backbone: str):
+    """A check that every layer the detectors ask for (``--layers``, their defaults) exists in the built backbone,
+    run before training or extraction."""
+    from .errors import UsageError
+
+    def check(model: Backbone) -> None:
+        for det in detectors:
+            bad = [layer for layer in det.required_layers(model) if layer not in model.feature_layers]
+            if bad:
+                raise UsageError(
+                    f"backbone {backbone!r} has no feature layer {', '.join(map(repr, bad))} (asked for by "
+                    f"{det.name}); it has: {', '.join(model.feature_layers)} (see `oodbench layers {backbone}`)"
+                )
+
+    return check
+
+
 def view_factory(req: RunRequest, model: Backbone, model_hash: str, device: torch.device):
     def view(data: ImageSet) -> FeatureView:
         disk = None
@@ -96,7 +113,8 @@ def supply(req: RunRequest, plan: Plan, resolved: Resolved) -> Supplied:
     factory = registries().backbones.get(name)
     t0 = time.perf_counter()
     owner = registries().backbones.owner(name)
-    model, info = load_or_train(spec, factory, plan.id_train, plan.id_test, device, req.checkpoint, owner)
+    check = layer_check(resolved.detectors, name)
+    model, info = load_or_train(spec, factory, plan.id_train, plan.id_test, device, req.checkpoint, owner, check)
     seconds = {"backbone": time.perf_counter() - t0}
     view = view_factory(req, model, info["hash"], device)
     id_view = view(plan.id_test)

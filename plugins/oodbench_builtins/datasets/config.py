@@ -24,14 +24,24 @@ def config_path() -> Path | None:
 
 
 def config_datasets() -> list[FolderDataset]:
+    """The folders declared in the config file; a malformed file is one line ``FILE:LINE: …`` (every command
+    that looks names up refuses to run until it is fixed, as git does with a broken config)."""
     path = config_path()
     if path is None or not path.is_file():
         return []
-    import yaml
+    from oodbench.yamlfile import YamlFile
 
-    cfg = yaml.safe_load(path.read_text()) or {}
+    cfg = YamlFile(path)
+    top = cfg.expect(cfg.data if cfg.data is not None else {}, dict, (), "a mapping with a 'datasets:' key")
+    declared = cfg.expect(top.get("datasets") or {}, dict, ["datasets"], "a mapping NAME: {folder: PATH}")
     out = []
-    for name, spec in (cfg.get("datasets") or {}).items():
+    for name, spec in declared.items():
+        where = ["datasets", name]
         spec = spec if isinstance(spec, dict) else {"folder": spec}
-        out.append(FolderDataset(str(name), spec["folder"], spec.get("description", f"image folder from {path}")))
+        unknown = sorted(set(spec) - {"folder", "description"})
+        if unknown:
+            raise cfg.error(where, f"dataset {name!r}: unknown key {unknown[0]!r} (expected folder, description)")
+        cfg.expect(spec.get("folder"), str, [*where, "folder"], "a folder path")
+        description = cfg.expect(spec.get("description", f"image folder from {path}"), str, where, "text")
+        out.append(FolderDataset(str(name), spec["folder"], description))
     return out

@@ -4,15 +4,19 @@ With ``train/`` and ``test/`` sub-folders the folder is a full ID dataset; witho
 has one ``test`` split holding every image (an OOD set). All images are decoded once
 (parallel threads) into one uint8 tensor and cached under ``<cache>/folders`` keyed by the
 folder's path, file count and newest modification time. Images whose size differs from the
-most common size are resized to it (recorded in the notes).
+most common size are resized to it (recorded in the notes); an alpha channel is dropped.
+Files that cannot be decoded are skipped with a one-line warning (count and first names).
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import sys
 from collections import Counter
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -35,27 +39,57 @@ def _class_files(folder: Path) -> tuple[list[str], list[tuple[Path, int]]]:
     return classes, items
 
 
-def _decode(path: Path) -> torch.Tensor:
+def _decode(path: Path) -> torch.Tensor | None:
+    """One image as uint8 C×H×W (16-bit scaled down), the alpha channel dropped (grey+alpha → grey, RGBA → RGB);
+    None if the file cannot be decoded (corrupt, truncated, not an image)."""
     from torchvision.io import decode_image, read_file
+    from torchvision.transforms.v2.functional import to_dtype
 
-    return decode_image(read_file(str(path)))
+    try:
+        im = decode_image(read_file(str(path)))
+        im = im if im.dtype == torch.uint8 else to_dtype(im, torch.uint8, scale=True)  # 16-bit PNG
+    except Exception:  # noqa: BLE001 - every decoder error means: unreadable file
+        return None
+    return im[:-1] if im.shape[0] in (2, 4) else im
 
 
-def decode_folder(folder: Path) -> ImageSet:
-    classes, items = _class_files(folder)
-    if not items:
-        raise UsageError(f"image folder {str(folder)!r} holds no images in class sub-folders (<class>/*.png|jpg)")
-    newest = max(os.stat(p).st_mtime_ns for p, _ in items)
-    key = hashlib.sha256(f"{folder.resolve()}|{len(items)}|{newest}".encode()).hexdigest()[:16]
-    cached = cache_dir() / "folders" / f"{folder.name}-{key}.pt"
-    if cached.is_file():
-        blob = torch.load(cached, weights_only=True)
-        return ImageSet(blob["images"], blob["labels"], folder.name, tuple(classes), tuple(blob["notes"]))
-    with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2)) as pool:
-        images = list(pool.map(_decode, [p for p, _ in items], chunksize=256))
+@contextmanager
+def _c_stderr_silenced() -> Iterator[None]:
+    """libpng/libjpeg print their complaints about a broken file straight to file descriptor 2; the one-line
+    warning about skipped files says it instead (``OODBENCH_DEBUG=1`` keeps the decoders' own lines)."""
+    if os.environ.get("OODBENCH_DEBUG"):
+        yield
+        return
+    sys.stderr.flush()
+    saved, null = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(null)
+
+
+def _decode_all(paths: list[Path]) -> list[torch.Tensor | None]:
+    """Decode in parallel threads; Ctrl-C cancels what has not started instead of waiting for it."""
+    pool = ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2))
+    try:
+        with _c_stderr_silenced():
+            return list(pool.map(_decode, paths))
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _skipped_note(folder: Path, skipped: list[str]) -> str:
+    first = ", ".join(skipped[:3]) + (", …" if len(skipped) > 3 else "")
+    return f"{len(skipped)} unreadable image(s) skipped in {folder}: {first}"
+
+
+def _uniform(images: list[torch.Tensor], notes: list[str]) -> torch.Tensor:
+    """Stack images in the most common channel count and size (others converted/resized, noted)."""
     channels = Counter(im.shape[0] for im in images).most_common(1)[0][0]
     size = Counter(tuple(im.shape[1:]) for im in images).most_common(1)[0][0]
-    notes = [f"image folder {folder} ({len(items)} images, {len(classes)} classes)"]
     resized = 0
     for i, im in enumerate(images):
         if im.shape[0] != channels:
@@ -75,12 +109,37 @@ def decode_folder(folder: Path) -> ImageSet:
         images[i] = im
     if resized:
         notes.append(f"{resized} images resized to {size[0]}×{size[1]}")
-    stacked = torch.stack(images)
-    labels = torch.tensor([label for _, label in items], dtype=torch.long)
-    from oodbench.checkpoints import atomic_torch_save
+    return torch.stack(images)
 
-    atomic_torch_save({"images": stacked, "labels": labels, "notes": notes}, cached)
-    return ImageSet(stacked, labels, folder.name, tuple(classes), tuple(notes))
+
+def decode_folder(folder: Path) -> ImageSet:
+    """Decode every image of ``folder`` (cached). Unreadable images are skipped with a one-line warning that
+    counts them and names the first three (also kept in the notes); a folder with no readable image is refused."""
+    from oodbench.atomic import atomic_torch_save, load_checked
+    from oodbench.progress import warn
+
+    classes, items = _class_files(folder)
+    if not items:
+        raise UsageError(f"image folder {str(folder)!r} holds no images in class sub-folders (<class>/*.png|jpg)")
+    newest = max(os.stat(p).st_mtime_ns for p, _ in items)
+    key = hashlib.sha256(f"{folder.resolve()}|{len(items)}|{newest}".encode()).hexdigest()[:16]
+    cached = cache_dir() / "folders" / f"{folder.name}-{key}.pt"
+    blob = load_checked(cached, "decoded image folder")
+    if blob is None:
+        decoded = _decode_all([p for p, _ in items])
+        skipped = [str(p.relative_to(folder)) for (p, _), im in zip(items, decoded) if im is None]
+        kept = [(im, label) for (_, label), im in zip(items, decoded) if im is not None]
+        if not kept:
+            raise UsageError(f"image folder {str(folder)!r}: none of its {len(items)} image files can be decoded")
+        notes = [f"image folder {folder} ({len(kept)} images, {len(classes)} classes)"]
+        notes += [_skipped_note(folder, skipped)] if skipped else []
+        stacked = _uniform([im for im, _ in kept], notes)
+        labels = torch.tensor([label for _, label in kept], dtype=torch.long)
+        blob = {"images": stacked, "labels": labels, "notes": notes, "skipped": skipped}
+        atomic_torch_save(blob, cached)
+    if blob.get("skipped"):
+        warn(_skipped_note(folder, blob["skipped"]) + " (remove or replace them to use them)")
+    return ImageSet(blob["images"], blob["labels"], folder.name, tuple(classes), tuple(blob["notes"]))
 
 
 class FolderDataset(Dataset):

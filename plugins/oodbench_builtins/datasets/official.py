@@ -8,6 +8,8 @@ through torchvision's classes, whose md5 checks reject partial or re-packed copi
 from __future__ import annotations
 
 import pickle
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +17,21 @@ import torch
 
 from oodbench import Dataset, ImageSet
 from oodbench.data import LoadContext, missing, require_split
+from oodbench.errors import CorruptFileError, OodbenchError
+
+FIX = "restore it from the official source (or delete it and pass --download)"
+
+
+@contextmanager
+def reading(name: str, path: Path) -> Iterator[None]:
+    """Any error while decoding an official file (cut short, wrong format) → one line naming the file."""
+    try:
+        yield
+    except OodbenchError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - decoders raise anything on damaged input
+        raise CorruptFileError(f"dataset {name!r}: file", path, exc, FIX) from None
+
 
 MNIST_FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
@@ -59,8 +76,13 @@ class IdxDataset(Dataset):
             paths = [self._find(ctx.root, img_name), self._find(ctx.root, lbl_name)]
         if None in paths:
             raise missing(self.name, ctx.root / self.folder / "raw")
-        images = _read_idx(paths[0], read_image_file).unsqueeze(1)
-        labels = _read_idx(paths[1], read_label_file).long()
+        with reading(self.name, paths[0]):
+            images = _read_idx(paths[0], read_image_file).unsqueeze(1)
+        with reading(self.name, paths[1]):
+            labels = _read_idx(paths[1], read_label_file).long()
+        if len(images) != len(labels):
+            what = f"{len(images)} images but {len(labels)} labels in {paths[1].name}"
+            raise CorruptFileError(f"dataset {self.name!r}: file", paths[0], what, FIX)
         return ImageSet(images.contiguous(), labels, self.name, self.classes, (f"{self.name} {split}: {paths[0]}",))
 
 
@@ -118,13 +140,15 @@ class CIFAR10(Dataset):
             raise missing(self.name, folder)
         images, labels = [], []
         for p in paths:
-            with open(p, "rb") as f:
+            with reading(self.name, p), open(p, "rb") as f:
                 entry = pickle.load(f, encoding="bytes")
-            images.append(np.asarray(entry[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
-            labels.extend(entry[self.label_key])
+                images.append(np.asarray(entry[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
+                labels.extend(entry[self.label_key])
+                if len(labels) != sum(map(len, images)):
+                    raise ValueError(f"{len(images[-1])} images but {len(entry[self.label_key])} labels")
         classes: tuple[str, ...] = ()
         if (folder / self.meta).is_file():
-            with open(folder / self.meta, "rb") as f:
+            with reading(self.name, folder / self.meta), open(folder / self.meta, "rb") as f:
                 classes = tuple(c.decode() for c in pickle.load(f, encoding="bytes")[self.meta_key])
         return ImageSet(
             torch.from_numpy(np.concatenate(images)),
@@ -160,9 +184,12 @@ class SVHN(Dataset):
             _download("SVHN", ctx.root / "SVHN", split)
         if not path.is_file():
             raise missing(self.name, path.parent)
-        mat = loadmat(str(path))
-        images = torch.from_numpy(np.ascontiguousarray(np.transpose(mat["X"], (3, 2, 0, 1))))
-        labels = torch.from_numpy(mat["y"].astype(np.int64).ravel() % 10)
+        with reading(self.name, path):
+            mat = loadmat(str(path))
+            images = torch.from_numpy(np.ascontiguousarray(np.transpose(mat["X"], (3, 2, 0, 1))))
+            labels = torch.from_numpy(mat["y"].astype(np.int64).ravel() % 10)
+            if len(images) != len(labels) or images.dtype != torch.uint8:
+                raise ValueError(f"X holds {tuple(images.shape)} {images.dtype}, y holds {len(labels)} labels")
         return ImageSet(
             images, labels, self.name, tuple(str(i) for i in range(10)), (f"svhn {split}: {path} (n={len(labels)})",)
         )
@@ -199,7 +226,12 @@ class Omniglot(Dataset):
             raise missing(self.name, base)
         keys = sorted(files)
         alphabets = sorted({k.split("/")[0] for k in keys})
-        images = torch.stack([decode_image(read_file(str(files[k])), mode=ImageReadMode.GRAY) for k in keys])
+        decoded = []
+        for k in keys:
+            with reading(self.name, files[k]):
+                decoded.append(decode_image(read_file(str(files[k])), mode=ImageReadMode.GRAY))
+        with reading(self.name, base):
+            images = torch.stack(decoded)
         labels = torch.tensor([alphabets.index(k.split("/")[0]) for k in keys], dtype=torch.long)
         return ImageSet(
             images,
