@@ -47,6 +47,13 @@ class RunRequest:
     detector_params: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
+def describe_run(req: RunRequest) -> str:
+    """One line naming a run: protocol, ID → OOD sets or held-out classes, seed, detectors."""
+    return (
+        f"{req.protocol} {req.id}→{','.join(req.oods) or req.holdout or ''} seed {req.seed}: {', '.join(req.detectors)}"
+    )
+
+
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")

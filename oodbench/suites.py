@@ -13,17 +13,19 @@ import dataclasses
 import hashlib
 import json
 import re
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
 from . import protocols
 from .errors import UsageError
 from .evaluate import failure_lines
+from .executors import Executor, LocalExecutor
 from .metrics import METRIC_LABELS
 from .progress import say
 from .record import Record
-from .request import RunRequest
-from .runner import expand, run
+from .request import RunRequest, describe_run
+from .runner import expand
 from .store import read_records, results_dir
 from .tables import mean_std, over_seeds, tabulate_rows
 
@@ -55,6 +57,8 @@ def suite_requests(suite: dict[str, Any], out_dir: Path) -> list[tuple[RunReques
         if unknown:
             raise UsageError(f"suite entry {i} has unknown keys {sorted(unknown)}")
         fields = {k: v for k, v in entry.items() if k not in ("seeds", "paper")}
+        if fields.get("checkpoint") is not None:
+            fields["checkpoint"] = Path(fields["checkpoint"])  # YAML gives a string; the run loads a Path
         req = RunRequest(**fields, results=str(out_dir))
         for part in expand(req, entry.get("seeds")):
             out.append((part, entry))
@@ -66,9 +70,12 @@ def request_key(req: RunRequest) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def bench(name: str, path: str | Path = "benchmarks.yaml", results: str | None = None) -> dict[str, int]:
+def bench(
+    name: str, path: str | Path = "benchmarks.yaml", results: str | None = None, executor: Executor | None = None
+) -> dict[str, int]:
     """Run suite ``name``; returns counts of runs done now, skipped as already done, and failed.
-    A run whose detectors failed gets no marker: the next call retries it (its finished records are kept)."""
+    A run whose detectors failed gets no marker: the next call retries it (its finished records are kept).
+    ``executor`` runs the runs not done yet (default: :class:`~oodbench.executors.LocalExecutor`, in this process)."""
     suites = load_suites(path)
     if name not in suites:
         from .errors import UnknownNameError
@@ -79,25 +86,24 @@ def bench(name: str, path: str | Path = "benchmarks.yaml", results: str | None =
     markers = out_dir / ".done"
     markers.mkdir(parents=True, exist_ok=True)
     counts = {"done": 0, "skipped": 0, "failed": 0, "total": len(todo)}
+    pending = []
     for i, (req, _) in enumerate(todo, 1):
-        marker = markers / request_key(req)
-        what = (
-            f"{req.protocol} {req.id}→{','.join(req.oods) or req.holdout or ''} seed {req.seed}: "
-            f"{', '.join(req.detectors)}"
-        )
-        if marker.is_file():
+        if (markers / request_key(req)).is_file():
             counts["skipped"] += 1
-            say(f"[{i}/{len(todo)}] skip (done): {what}")
+            say(f"[{i}/{len(todo)}] skip (done): {describe_run(req)}")
             continue
-        say(f"[{i}/{len(todo)}] run: {what}")
-        outcome = run(req, skip_existing=True)
-        if outcome.failures:
-            counts["failed"] += 1
-            for line in failure_lines(outcome.failures):
-                warn(f"[{i}/{len(todo)}] {line}")
-            continue
-        marker.write_text(json.dumps(dataclasses.asdict(req), default=str))
-        counts["done"] += 1
+        pending.append((i, req))
+    with closing((executor or LocalExecutor()).run_all(pending, out_dir, len(todo))) as finished:
+        for i, outcome in finished:
+            req = todo[i - 1][0]
+            if outcome.failures or outcome.error:
+                counts["failed"] += 1
+                lines = [f"run failed ({describe_run(req)}): {outcome.error}"] if outcome.error else []
+                for line in lines + failure_lines(outcome.failures):
+                    warn(f"[{i}/{len(todo)}] {line}")
+                continue
+            (markers / request_key(req)).write_text(json.dumps(dataclasses.asdict(req), default=str))
+            counts["done"] += 1
     say(
         f"suite {name}: {counts['done']} run(s) done now, {counts['skipped']} skipped as already done, "
         f"{counts['failed']} failed" + (" — nothing to do" if counts["done"] + counts["failed"] == 0 else "")
