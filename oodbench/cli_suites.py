@@ -19,6 +19,11 @@ class BoardFmt(str, Enum):
     html = "html"
 
 
+class Executor(str, Enum):
+    local = "local"
+    ray = "ray"
+
+
 SuiteFile = Annotated[str, typer.Option("--file", help="Suite definitions.")]
 
 
@@ -30,11 +35,21 @@ def bench_cmd(
         Optional[str],
         typer.Option(help="Results folder (default: $OODBENCH_RESULTS or ./results); records go to RESULTS/SUITE."),
     ] = None,
+    executor: Annotated[
+        Executor, typer.Option(help="local: one run after another here; ray: each run a Ray task (docs/ray.md).")
+    ] = Executor.local,
+    address: Annotated[
+        Optional[str],
+        typer.Option(help="ray: join this cluster (auto | ray://HOST:PORT); default: start a local Ray."),
+    ] = None,
+    max_parallel: Annotated[Optional[int], typer.Option(help="ray: at most N tasks at once.")] = None,
+    cpus_per_run: Annotated[int, typer.Option(help="ray: CPUs each task reserves (and its torch threads).")] = 1,
 ) -> None:
     """Run a suite; finished runs and records are skipped, so an interrupted suite resumes."""
+    from .executors import make_executor
     from .suites import bench
 
-    counts = bench(suite, file, results)
+    counts = bench(suite, file, results, make_executor(executor.value, address, max_parallel, cpus_per_run))
     typer.echo(
         f"{suite}: {counts['done']} run(s) done, {counts['skipped']} already done, {counts['failed']} failed, "
         f"{counts['total']} in the suite"

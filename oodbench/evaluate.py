@@ -68,7 +68,7 @@ class Context:
     tune: str
     seed: int
     identity: Callable[[Detector, Target], dict[str, Any]]  # a record's identity fields
-    facts: dict[str, Any]  # data, model, device, versions, created: shared by every record of the run
+    facts: dict[str, Any]  # data, model, device, versions, host, created: shared by every record of the run
     existing: Callable[[dict[str, Any]], Record | None] = lambda identity: None
     plugin_of: Callable[[str], str] = lambda name: "?"
 
@@ -256,7 +256,7 @@ def _extra_models(got: Supplied, mark: int) -> list[dict]:
 
 
 def _facts(ctx: Context, ood_notes: list[str] | None = None) -> dict[str, Any]:
-    facts = {k: ctx.facts[k] for k in ("model", "device", "versions", "created")}
+    facts = {k: ctx.facts[k] for k in ("model", "device", "versions", "host", "created")}
     data = dict(ctx.facts["data"])
     if ood_notes is not None:
         data["ood"] = ood_notes

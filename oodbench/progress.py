@@ -56,3 +56,27 @@ def pause_point(stage: str) -> None:
         end, resume = time.monotonic() + float(seconds or 60), os.environ.get(RESUME_ENV)
         while time.monotonic() < end and not (resume and os.path.exists(resume)):
             time.sleep(0.05)
+
+
+class SuiteBar:
+    """One bar for a suite (runs done / total, failures), from ``done`` already done; silent like :func:`track`."""
+
+    def __init__(self, total: int, done: int):
+        self.progress, self.failed = None, 0
+        if enabled():
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+            self.progress = Progress(*columns, console=Console(stderr=True), transient=True)
+            self.task = self.progress.add_task("runs", total=total, completed=done)
+            self.progress.start()
+
+    def advance(self, failed: bool) -> None:
+        self.failed += failed
+        if self.progress is not None:
+            self.progress.update(self.task, advance=1, description=f"runs ({self.failed} failed)")
+
+    def close(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()

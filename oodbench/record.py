@@ -48,6 +48,7 @@ class Record:
     model: dict[str, Any] = field(default_factory=dict)
     device: str = ""
     versions: dict[str, str] = field(default_factory=dict)
+    host: dict[str, Any] = field(default_factory=dict)  # hostname and pid (+ Ray node and worker) that produced it
     created: str = ""
     schema: int = SCHEMA
 

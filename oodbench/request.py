@@ -133,6 +133,13 @@ class RunRequest:
         check_request(self)
 
 
+def describe_run(req: RunRequest) -> str:
+    """One line naming a run: protocol, ID → OOD sets or held-out classes, seed, detectors."""
+    return (
+        f"{req.protocol} {req.id}→{','.join(req.oods) or req.holdout or ''} seed {req.seed}: {', '.join(req.detectors)}"
+    )
+
+
 def resolve_device(name: str) -> torch.device:
     import torch
 

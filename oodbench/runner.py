@@ -17,8 +17,9 @@ from __future__ import annotations
 import dataclasses
 import os
 import platform
+import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,7 +28,7 @@ from .evaluate import Context, Failure, evaluate
 from .planning import make_plan, resolve
 from .progress import say
 from .protocols import Plan, Target
-from .record import Record
+from .record import Record, identity_hash
 from .request import TUNE_MODES, RunRequest, resolve_device
 from .store import read_record, record_path, results_dir, write_record
 from .supply import Supplied, default_backbone, supply
@@ -37,10 +38,14 @@ __all__ = ["TUNE_MODES", "RunOutcome", "RunRequest", "default_backbone", "expand
 
 @dataclass
 class RunOutcome:
-    """The records of a run (new and resumed) and the (detector, target) pairs that failed."""
+    """The records of a run (new and resumed) and the (detector, target) pairs that failed. ``unsaved``: the new
+    records with their per-sample scores when the run did not store them (``run(store=False)``); ``error``: one
+    line when an executor caught the whole run failing."""
 
     records: list[Record] = field(default_factory=list)
     failures: list[Failure] = field(default_factory=list)
+    unsaved: list[tuple[Record, dict[str, Any]]] = field(default_factory=list)
+    error: str | None = None
 
     def __iter__(self) -> Iterator[Record]:
         return iter(self.records)
@@ -54,6 +59,7 @@ class RunOutcome:
     def __iadd__(self, other: RunOutcome) -> RunOutcome:
         self.records += other.records
         self.failures += other.failures
+        self.unsaved += other.unsaved
         return self
 
 
@@ -80,6 +86,7 @@ def run_facts(plan: Plan, got: Supplied) -> dict[str, Any]:
         | {"train_config": dataclasses.asdict(got.spec.train), "train_log": info.get("train", {})},
         "device": str(got.train.device),
         "versions": versions(),
+        "host": {"hostname": socket.gethostname(), "pid": os.getpid()},
         "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
 
@@ -117,9 +124,13 @@ def identity_of(req: RunRequest, plan: Plan, got: Supplied):
     return identity
 
 
-def run(req: RunRequest, skip_existing: bool = False) -> RunOutcome:
+def run(
+    req: RunRequest, skip_existing: bool = False, *, known: Mapping[str, Record] | None = None, store: bool = True
+) -> RunOutcome:
     """Run ``req``; records are written under ``req.results`` as they finish. ``skip_existing``: records
-    already on disk are read back instead of recomputed (a detector whose records all exist is not fitted)."""
+    already on disk are read back instead of recomputed (a detector whose records all exist is not fitted).
+    ``known`` (record id → record): look existing records up there instead of on disk; ``store=False``: write
+    nothing, keep the new records and their scores in ``outcome.unsaved`` (a worker without the results folder)."""
     resolved = resolve(req)
     t0 = time.perf_counter()
     plan = make_plan(req, resolved)
@@ -130,7 +141,11 @@ def run(req: RunRequest, skip_existing: bool = False) -> RunOutcome:
     identity = identity_of(req, plan, got)
 
     def existing(ident: dict[str, Any]) -> Record | None:
-        return read_record(record_path(out_dir, Record(**ident, metrics={}))) if skip_existing else None
+        if not skip_existing:
+            return None
+        if known is not None:
+            return known.get(identity_hash(ident))
+        return read_record(record_path(out_dir, Record(**ident, metrics={})))
 
     ctx = Context(req.tune, req.seed, identity, run_facts(plan, got), existing, lambda n: resolved.owners.get(n, "?"))
     outcome = RunOutcome()
@@ -141,10 +156,13 @@ def run(req: RunRequest, skip_existing: bool = False) -> RunOutcome:
                 continue
             assert o.record is not None
             if not o.existing:
-                write_record(out_dir, o.record, **o.scores)
+                if store:
+                    write_record(out_dir, o.record, **o.scores)
+                else:
+                    outcome.unsaved.append((o.record, o.scores))
                 report_tuning(o.record)
             outcome.records.append(o.record)
-    say(f"{len(outcome.records)} record(s) under {out_dir}{os.sep}{req.protocol}")
+    say(f"{len(outcome.records)} record(s)" + (f" under {out_dir}{os.sep}{req.protocol}" if store else ""))
     return outcome
 
 

@@ -15,6 +15,7 @@ import dataclasses
 import hashlib
 import json
 import re
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -23,11 +24,12 @@ from .atomic import atomic_write_bytes
 from .claims import claim, owner
 from .errors import UsageError
 from .evaluate import failure_lines
+from .executors import Executor, LocalExecutor
 from .intervals import MEAN_COVERS, RANK_LEGEND, Intervals, rank_labels
 from .metrics import METRIC_LABELS
 from .progress import pause_point, say
 from .record import Record
-from .request import BadValue, RunRequest, check_seeds
+from .request import BadValue, RunRequest, check_seeds, describe_run
 from .runner import expand, run
 from .store import record_files, results_dir
 from .tables import CI_LEGEND, mean_std, over_seeds, tabulate_rows
@@ -78,6 +80,8 @@ def suite_requests(
         if unknown:
             raise UsageError(f"suite entry {i} has unknown keys {sorted(unknown)}")
         fields = {k: v for k, v in entry.items() if k not in ("seeds", "paper")}
+        if fields.get("checkpoint") is not None:
+            fields["checkpoint"] = Path(fields["checkpoint"])  # YAML gives a string; the run loads a Path
         try:
             seeds = check_seeds(entry["seeds"]) if "seeds" in entry else None
             req = RunRequest(**fields, results=str(out_dir))
@@ -127,11 +131,14 @@ def _run_one(req: RunRequest, marker: Path, tag: str, counts: dict[str, int], wa
         return True
 
 
-def bench(name: str, path: str | Path = "benchmarks.yaml", results: str | None = None) -> dict[str, int]:
+def bench(
+    name: str, path: str | Path = "benchmarks.yaml", results: str | None = None, executor: Executor | None = None
+) -> dict[str, int]:
     """Run suite ``name``; returns counts of runs done now, skipped as already done, and failed.
     A run whose detectors failed gets no marker: the next call retries it (its finished records are kept).
     Each run is claimed while it runs (:mod:`oodbench.claims`): a second process on the same results folder
-    passes over runs the first is running, and at the end waits for them and counts them as done there."""
+    passes over runs the first is running, and at the end waits for them and counts them as done there.
+    Another ``executor`` (Ray) runs the runs not done yet as tasks; only this process writes records and markers."""
     suites, f = read_suite_file(path)
     if name not in suites:
         from .errors import UnknownNameError
@@ -142,6 +149,19 @@ def bench(name: str, path: str | Path = "benchmarks.yaml", results: str | None =
     markers = out_dir / ".done"
     markers.mkdir(parents=True, exist_ok=True)
     counts = {"done": 0, "skipped": 0, "failed": 0, "total": len(todo)}
+    if executor is None or isinstance(executor, LocalExecutor):
+        _bench_here(todo, markers, counts)
+    else:
+        _bench_with(executor, todo, markers, out_dir, counts)
+    say(
+        f"suite {name}: {counts['done']} run(s) done now, {counts['skipped']} skipped as already done, "
+        f"{counts['failed']} failed" + (" — nothing to do" if counts["done"] + counts["failed"] == 0 else "")
+    )
+    return counts
+
+
+def _bench_here(todo: list, markers: Path, counts: dict[str, int]) -> None:
+    """One run after another in this process, each under its claim (runs another process holds: waited for)."""
     busy = []
     for i, (req, _) in enumerate(todo, 1):
         marker, tag = markers / request_key(req), f"[{i}/{len(todo)}]"
@@ -152,11 +172,28 @@ def bench(name: str, path: str | Path = "benchmarks.yaml", results: str | None =
             busy.append((req, marker, tag))
     for req, marker, tag in busy:  # runs another process had: wait for it, then skip (or run if it failed)
         _run_one(req, marker, tag, counts, wait=True)
-    say(
-        f"suite {name}: {counts['done']} run(s) done now, {counts['skipped']} skipped as already done, "
-        f"{counts['failed']} failed" + (" — nothing to do" if counts["done"] + counts["failed"] == 0 else "")
-    )
-    return counts
+
+
+def _bench_with(executor: Executor, todo: list, markers: Path, out_dir: Path, counts: dict[str, int]) -> None:
+    """The runs not done yet through ``executor``; records and markers are written here as runs finish."""
+    pending = []
+    for i, (req, _) in enumerate(todo, 1):
+        if (markers / request_key(req)).is_file():
+            counts["skipped"] += 1
+            say(f"[{i}/{len(todo)}] skip (done): {describe_run(req)}")
+            continue
+        pending.append((i, req))
+    with closing(executor.run_all(pending, out_dir, len(todo))) as finished:
+        for i, outcome in finished:
+            req = todo[i - 1][0]
+            if outcome.failures or outcome.error:
+                counts["failed"] += 1
+                lines = [f"run failed ({describe_run(req)}): {outcome.error}"] if outcome.error else []
+                for line in lines + failure_lines(outcome.failures):
+                    warn(f"[{i}/{len(todo)}] {line}")
+                continue
+            atomic_write_bytes(markers / request_key(req), json.dumps(dataclasses.asdict(req), default=str).encode())
+            counts["done"] += 1
 
 
 def _paper_numbers(suite: dict[str, Any]) -> dict[tuple, dict[str, float]]:

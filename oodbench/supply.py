@@ -106,15 +106,23 @@ def view_factory(req: RunRequest, model: Backbone, model_hash: str, device: torc
     return view
 
 
+def supply_backbone(req: RunRequest, plan: Plan, resolved: Resolved) -> tuple[str, ModelSpec, Backbone, dict]:
+    """The run's backbone (name, spec, model, facts): ``--checkpoint``, the cache, or trained and cached."""
+    name, spec = backbone_spec(req, plan)
+    factory, owner = registries().backbones.get(name), registries().backbones.owner(name)
+    check = layer_check(resolved.detectors, name)
+    model, info = load_or_train(
+        spec, factory, plan.id_train, plan.id_test, resolved.device, req.checkpoint, owner, check
+    )
+    return name, spec, model, info
+
+
 def supply(req: RunRequest, plan: Plan, resolved: Resolved) -> Supplied:
     """Train or load the backbone, build every view and extract the detectors' layers once per split."""
     device = resolved.device
-    name, spec = backbone_spec(req, plan)
-    factory = registries().backbones.get(name)
     t0 = time.perf_counter()
-    owner = registries().backbones.owner(name)
-    check = layer_check(resolved.detectors, name)
-    model, info = load_or_train(spec, factory, plan.id_train, plan.id_test, device, req.checkpoint, owner, check)
+    name, spec, model, info = supply_backbone(req, plan, resolved)
+    factory, owner = registries().backbones.get(name), registries().backbones.owner(name)
     seconds = {"backbone": time.perf_counter() - t0}
     view = view_factory(req, model, info["hash"], device)
     id_view = view(plan.id_test)
