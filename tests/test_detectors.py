@@ -131,7 +131,8 @@ def test_features_come_back_from_the_disk_cache(tmp_path):
     train, id_test, _ = tiny_views()
     first = FeatureView(id_test.imageset, id_test.model, cache_dir=tmp_path / "f")
     want = first.features(["conv1", "logits"])
-    assert sorted(p.name for p in (tmp_path / "f").iterdir()) == ["conv1.pt", "logits.pt"]
+    names = sorted(p.name for p in (tmp_path / "f").iterdir())
+    assert names == ["conv1.pt", "conv1.pt.sha256", "logits.pt", "logits.pt.sha256"]  # each entry with its hash
 
     class Exploding(torch.nn.Module):
         def forward(self, x):  # pragma: no cover - must not run
