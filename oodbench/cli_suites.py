@@ -44,12 +44,13 @@ def bench_cmd(
     ] = None,
     max_parallel: Annotated[Optional[int], typer.Option(help="ray: at most N tasks at once.")] = None,
     cpus_per_run: Annotated[int, typer.Option(help="ray: CPUs each task reserves (and its torch threads).")] = 1,
+    download: Annotated[bool, typer.Option(help="Let each run download the datasets that can be fetched.")] = False,
 ) -> None:
     """Run a suite; finished runs and records are skipped, so an interrupted suite resumes."""
     from .executors import make_executor
     from .suites import bench
 
-    counts = bench(suite, file, results, make_executor(executor.value, address, max_parallel, cpus_per_run))
+    counts = bench(suite, file, results, make_executor(executor.value, address, max_parallel, cpus_per_run), download)
     typer.echo(
         f"{suite}: {counts['done']} run(s) done, {counts['skipped']} already done, {counts['failed']} failed, "
         f"{counts['total']} in the suite"

@@ -98,7 +98,8 @@ def suite_requests(
 
 
 def request_key(req: RunRequest) -> str:
-    blob = json.dumps(dataclasses.asdict(req), sort_keys=True, default=str)
+    """A run's marker name; ``--download`` does not change what a run computes, so it is not part of it."""
+    blob = json.dumps(dataclasses.asdict(dataclasses.replace(req, download=False)), sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -132,7 +133,11 @@ def _run_one(req: RunRequest, marker: Path, tag: str, counts: dict[str, int], wa
 
 
 def bench(
-    name: str, path: str | Path = "benchmarks.yaml", results: str | None = None, executor: Executor | None = None
+    name: str,
+    path: str | Path = "benchmarks.yaml",
+    results: str | None = None,
+    executor: Executor | None = None,
+    download: bool = False,
 ) -> dict[str, int]:
     """Run suite ``name``; returns counts of runs done now, skipped as already done, and failed.
     A run whose detectors failed gets no marker: the next call retries it (its finished records are kept).
@@ -146,6 +151,8 @@ def bench(
         raise UnknownNameError("suite", name, suites)
     out_dir = results_dir(results) / name
     todo = suite_requests(suites[name], out_dir, (f, name))
+    if download:  # datasets that can be fetched are (a machine with internet builds the data it needs)
+        todo = [(dataclasses.replace(req, download=True), entry) for req, entry in todo]
     markers = out_dir / ".done"
     markers.mkdir(parents=True, exist_ok=True)
     counts = {"done": 0, "skipped": 0, "failed": 0, "total": len(todo)}

@@ -147,3 +147,15 @@ def test_leaderboard_check_against_committed_records(tmp_path, capsys, monkeypat
     assert main(["leaderboard", "tiny", "--file", str(suites), "--check", str(board)]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "section `tiny` is stale" in err[0] and "--write" in err[0]
+
+
+def test_download_does_not_change_which_runs_are_done():
+    """`bench --download` (issue 13) lets runs fetch data; a run done without it is still done with it."""
+    import dataclasses
+
+    from oodbench.request import RunRequest
+    from oodbench.suites import request_key
+
+    req = RunRequest(detectors=["msp"], id="mnist", oods=["notmnist"])
+    assert request_key(req) == request_key(dataclasses.replace(req, download=True))
+    assert request_key(req) != request_key(dataclasses.replace(req, seed=1))
