@@ -69,7 +69,7 @@ class SuiteBar:
 
             columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
             self.progress = Progress(*columns, console=Console(stderr=True), transient=True)
-            self.task = self.progress.add_task("runs", total=total, completed=done)
+            self.task = self.progress.add_task("runs (0 failed)", total=total, completed=done)
             self.progress.start()
 
     def advance(self, failed: bool) -> None:

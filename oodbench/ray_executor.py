@@ -278,8 +278,9 @@ class RayExecutor:
         started = not ray.is_initialized()
         if started:
             try:
-                local = {"include_dashboard": False} if self.address is None else {}
-                ray.init(address=self.address, logging_level=logging.WARNING, **local)
+                fresh = self.address is None and not os.environ.get("RAY_ADDRESS")  # Ray's own variable may name one
+                options = {"include_dashboard": False} if fresh else {}
+                ray.init(address=self.address, logging_level=logging.WARNING, **options)
             except Exception as exc:
                 raise OodbenchError(f"cannot start or join Ray (--address {self.address}): {describe(exc)}") from exc
         res = ray.cluster_resources()
