@@ -243,7 +243,7 @@ def test_odm_takes_the_seen_partition_and_plots_its_embedding(capsys, tmp_path):
             ],
             "no train split and is also an --out set",
         ),
-        (["-d", "msp", "--holdout", "0,1", "--contaminate", "1.5", "--contaminate-with", "gaussian"], "rate in (0, 1)"),
+        (["-d", "msp", "--holdout", "0,1", "--contaminate", "1.5", "--contaminate-with", "gaussian"], "rate in [0, 1)"),
         (["-d", "msp", "--holdout", "in:2,6,7/seen:0,3/unseen:5", "--train-out", "gaussian"], "use one"),
     ],
 )
