@@ -476,8 +476,10 @@ def test_two_bench_processes_never_run_one_run_twice_and_a_dead_claim_is_free(tm
         if " busy " in line:
             break
     killed(first)
-    out, err = second.communicate(timeout=300)
-    err = "".join(seen) + err
+    # read the rest through the same buffered file: communicate() would skip what the loop above read ahead
+    err = "".join(seen) + second.stderr.read()
+    out = second.stdout.read()
+    second.wait(timeout=300)
     assert second.returncode == 0, err
     assert f"[1/3] busy (another oodbench process, pid {first.pid}, is running it)" in err
     assert sorted(ran(err)) == sorted(set(ran(err))) and len(ran(err)) == 3, err
