@@ -40,6 +40,9 @@ class Backbone(nn.Module):
         head: dotted path of the final classifier module (its input is ``"penultimate"``).
         mean, std: per-channel normalisation applied to ``[0, 1]`` inputs.
         input_shape: C×H×W the network expects.
+        data_config: how the network's own evaluation preprocessing resizes and crops (timm's
+            ``resolve_data_config``: ``crop_pct``, ``interpolation``, ``crop_mode``); applied to streamed
+            image sets (:mod:`oodbench.streams`), None = the ImageNet convention.
     """
 
     def __init__(
@@ -51,8 +54,10 @@ class Backbone(nn.Module):
         std: Sequence[float],
         input_shape: tuple[int, int, int],
         arch: str = "",
+        data_config: dict[str, Any] | None = None,
     ):
         super().__init__()
+        self.data_config = dict(data_config or {})
         self.net = net
         self.layer_paths = dict(layers)
         self.head_path = head

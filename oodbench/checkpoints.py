@@ -24,6 +24,7 @@ from .backbones import Backbone, BackboneFactory
 from .data import ImageSet, cache_dir
 from .errors import CorruptFileError, UsageError, describe, plugin_code
 from .progress import pause_point, say, warn
+from .streams import refuse_streamed
 from .train import TrainConfig, fit_model
 
 
@@ -156,6 +157,7 @@ def train_cached(
             "hash": key,
             "train": blob.get("log", {}),
         }
+    refuse_streamed(train_set.images, f"training on {train_set.name}")
     say(f"training {what} ({len(train_set)} images, {cfg.epochs} epochs, {device})")
     start = time.perf_counter()
     if before_training is not None:

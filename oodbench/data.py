@@ -18,6 +18,7 @@ import torch.nn.functional as F
 
 from .errors import DataNotFoundError, UsageError
 from .provenance import Provenance
+from .streams import ImageFiles, is_streamed
 
 DATA_ENV = "OODBENCH_DATA"
 CACHE_ENV = "OODBENCH_CACHE"
@@ -51,7 +52,7 @@ def resolve_data_root(data_root: str | os.PathLike | None = None) -> Path:
 class ImageSet:
     """Images (uint8, N×C×H×W) and labels (int64, N; -1 = unlabelled) of one split."""
 
-    images: torch.Tensor
+    images: torch.Tensor | ImageFiles  # ImageFiles: streamed from disk in batches (oodbench.streams)
     labels: torch.Tensor
     name: str
     classes: tuple[str, ...] = ()
@@ -86,6 +87,10 @@ class ImageSet:
         """Content hash of images and labels (keys the on-disk feature cache)."""
         import hashlib
 
+        if is_streamed(self.images):
+            return hashlib.sha256(f"{self.images.fingerprint()}|".encode() + self.labels.numpy().tobytes()).hexdigest()[
+                :16
+            ]
         h = hashlib.sha256()
         h.update(str(tuple(self.images.shape)).encode())
         h.update(self.images.contiguous().numpy().tobytes())
@@ -122,6 +127,11 @@ class ImageSet:
         """Convert to another C×H×W (channel repeat / luminance, bilinear antialiased resize)."""
         if self.shape == tuple(shape):
             return self
+        if is_streamed(self.images):
+            if shape[0] not in (1, 3):
+                raise UsageError(f"cannot stream {self.name} as {shape[0]} channels (only 1 or 3)")
+            images = self.images.to_shape(tuple(shape))
+            return replace(self, images=images, notes=self.notes + (images.describe(),))
         c, h, w = shape
         x = self.images
         steps = []

@@ -18,6 +18,7 @@ from .errors import UsageError
 from .progress import say
 from .protocols import Plan, Split
 from .request import N_TUNE_DEFAULT, TUNE_MODES, RunRequest, resolve_device
+from .streams import refuse_streamed
 
 
 @dataclass(frozen=True)
@@ -147,6 +148,7 @@ def contaminate(train: ImageSet, outliers: ImageSet, rate: float, seed: int) -> 
     each given a random ID label (as paper 000's noise sets are labelled)."""
     if not 0.0 < rate < 1.0:
         raise UsageError(f"--contaminate takes a rate in (0, 1), got {rate}")
+    refuse_streamed(train.images, f"--contaminate on {train.name}")
     g = torch.Generator().manual_seed(seed + 31)
     n = round(rate * len(train) / (1.0 - rate))
     if n > len(outliers):

@@ -77,6 +77,8 @@ _WEIGHTS: dict[int, torch.Tensor] = {}
 def content_keys(images: torch.Tensor) -> torch.Tensor:
     """A 64-bit hash of each image's bytes (equal images, equal keys; distinct ones collide with probability
     about 2⁻⁶³ per pair). Vectorised: a dot product with fixed random odd weights, wrapping modulo 2⁶⁴."""
+    if hasattr(images, "content_keys"):  # streamed files (oodbench.streams): a hash of each file's bytes
+        return images.content_keys()
     flat = images.reshape(len(images), -1)
     d = flat.shape[1]
     if d not in _WEIGHTS:

@@ -15,6 +15,7 @@ import dataclasses
 import hashlib
 import json
 import re
+import sys
 from contextlib import closing
 from pathlib import Path
 from typing import Any
@@ -32,14 +33,12 @@ from .record import Record
 from .request import BadValue, RunRequest, check_seeds, describe_run
 from .runner import expand, run
 from .store import record_files, results_dir
-from .tables import CI_LEGEND, mean_std, over_seeds, tabulate_rows
+from .tables import CI_LEGEND, group_table, mean_std, over_seeds, tabulate_rows
 from .yamlfile import YamlFile
 
 
 def warn(message: str) -> None:
     """A line on stderr that ``OODBENCH_QUIET`` does not silence (failures)."""
-    import sys
-
     print(message, file=sys.stderr, flush=True)
 
 
@@ -277,6 +276,10 @@ def leaderboard(
         rs = [r for r in records if r.protocol == protocol]
         sections += protocols.get(protocol).leaderboard(
             rs, fmt, lambda recs, m: ranked_table(recs, m, paper, fmt, ci), ci=ci
+        )
+    if suite.get("groups"):  # OpenOOD's near-/far-OOD means (e.g. the imagenet suite)
+        sections.append(
+            "**OOD groups** (mean AUROC over each group's sets)\n\n" + group_table(records, suite["groups"], fmt)
         )
     try:
         ci.save()

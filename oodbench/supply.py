@@ -9,6 +9,7 @@ was handed (MC Dropout's tuning grid trains one model per dropout rate through i
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import time
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ from .planning import Resolved
 from .plugins import registries
 from .protocols import Plan
 from .request import RunRequest
+from .streams import is_streamed
 from .train import default_config
 
 
@@ -97,6 +99,11 @@ def layer_check(detectors, backbone: str):
 
 def view_factory(req: RunRequest, model: Backbone, model_hash: str, device: torch.device):
     def view(data: ImageSet) -> FeatureView:
+        if is_streamed(data.images) and model.data_config:  # resized and cropped as the backbone's own eval does
+            files = data.images.with_geometry(model.data_config)
+            data = dataclasses.replace(
+                data, images=files, notes=(*data.notes, f"backbone geometry: {files.describe()}")
+            )
         disk = None
         if req.feature_cache:
             key = hashlib.sha256(f"{model_hash}|{data.name}|{data.fingerprint()}".encode()).hexdigest()[:20]

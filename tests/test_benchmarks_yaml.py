@@ -11,17 +11,42 @@ import yaml
 from oodbench.plugins import registries
 from oodbench.runner import TUNE_MODES, RunRequest
 
-SUITES = yaml.safe_load((Path(__file__).resolve().parents[1] / "benchmarks.yaml").read_text())["suites"]
+ROOT = Path(__file__).resolve().parents[1]
+SUITES = yaml.safe_load((ROOT / "benchmarks.yaml").read_text())["suites"]
 RUNS = [(suite, i, run) for suite, body in SUITES.items() for i, run in enumerate(body["runs"])]
 
 
 def test_required_suites_exist():
-    assert {"smoke", "cpu", "gpu"} <= set(SUITES)
+    assert {"smoke", "cpu", "gpu", "imagenet"} <= set(SUITES)
+
+
+def test_imagenet_suite_groups_name_its_ood_sets():
+    suite = SUITES["imagenet"]
+    grouped = [name for members in suite["groups"].values() for name in members]
+    assert sorted(grouped) == sorted(suite["runs"][0]["oods"])
+    assert all(run.get("tune", "none") in ("none", "heldout") for run in suite["runs"])
+
+
+@pytest.fixture
+def declared_for(monkeypatch):
+    """Registries that see the datasets a suite's ``config:`` template declares (e.g. the imagenet suite's)."""
+    from oodbench.plugins import reset
+
+    def regs(suite: str):
+        config = SUITES[suite].get("config")
+        if config:
+            monkeypatch.setenv("OODBENCH_CONFIG", str(ROOT / config))
+        reset()
+        return registries()
+
+    yield regs
+    monkeypatch.delenv("OODBENCH_CONFIG", raising=False)
+    reset()
 
 
 @pytest.mark.parametrize("suite, i, run", RUNS, ids=[f"{s}-{i}" for s, i, _ in RUNS])
-def test_suite_entry_is_valid(suite, i, run):
-    regs = registries()
+def test_suite_entry_is_valid(suite, i, run, declared_for):
+    regs = declared_for(suite)
     fields = {f.name for f in dataclasses.fields(RunRequest)}
     extra = set(run) - fields - {"seeds", "paper"}
     assert not extra, f"{suite}[{i}] has unknown keys {extra}"

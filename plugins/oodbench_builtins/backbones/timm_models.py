@@ -42,7 +42,10 @@ class TimmModel(BackboneFactory):
         std = list(cfg.get("std", (0.5,) * input_shape[0]))[: input_shape[0]]
         if len(mean) != input_shape[0]:
             mean, std = [0.5] * input_shape[0], [0.5] * input_shape[0]
-        return Backbone(net, layers, head, mean, std, input_shape, arch=self.name)
+        from timm.data import resolve_data_config
+
+        data_config = resolve_data_config({"input_size": tuple(input_shape)}, model=net)
+        return Backbone(net, layers, head, mean, std, input_shape, arch=self.name, data_config=data_config)
 
 
 class TimmPrefix(BackboneFactory):

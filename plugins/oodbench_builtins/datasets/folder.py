@@ -147,10 +147,18 @@ class FolderDataset(Dataset):
 
     splits = ("train", "test")  # "train" exists only when the folder has train/ and test/ sub-folders
 
-    def __init__(self, name: str, path: str | os.PathLike, description: str = ""):
+    def __init__(
+        self,
+        name: str,
+        path: str | os.PathLike,
+        description: str = "",
+        stream: bool | None = None,
+        size: int | None = None,
+    ):
         self.name = name
         self.path = Path(path)
         self.description = description or f"image folder {path}"
+        self.stream, self.size = stream, size  # streamed.should_stream decides when stream is None
 
     def _folder(self, ctx: LoadContext) -> Path:
         folder = self.path if self.path.is_absolute() else ctx.root / self.path
@@ -162,16 +170,29 @@ class FolderDataset(Dataset):
         require_split(self, split)
         folder = self._folder(ctx)
         has_splits = (folder / "train").is_dir() and (folder / "test").is_dir()
-        if has_splits:
-            data = decode_folder(folder / split)
-        elif split == "test":
-            data = decode_folder(folder)
-        else:
+        if not has_splits and split != "test":
             raise UsageError(
                 f"dataset {self.name!r} ({folder}) has no train/ and test/ sub-folders, so it can only be an OOD set"
             )
+        where = folder / split if has_splits else folder
+        imagenet_style = has_splits and next((folder / "train").glob("*/*.JPEG"), None) is not None
+        data = self._streamed(where, True if imagenet_style and self.stream is None else self.stream)
+        data = data or decode_folder(where)
         source = folder.resolve() / split if has_splits else folder.resolve()
         return ImageSet(data.images, data.labels, self.name, data.classes, data.notes).stamped(f"folder:{source}")
+
+    def _streamed(self, where: Path, stream: bool | None) -> ImageSet | None:
+        """The folder as a streamed set when it should stream (:func:`.streamed.should_stream`), else None."""
+        from .streamed import should_stream, streamed_set
+
+        if stream is False:
+            return None
+        classes, items = _class_files(where)
+        paths = [p for p, _ in items]
+        if not items or not should_stream(paths, stream):
+            return None
+        labels = [label for _, label in items]
+        return streamed_set(self.name, paths, labels, classes, self.size, f"image folder {where}")
 
 
 class FolderPrefix(Dataset):

@@ -1,0 +1,161 @@
+"""Image files decoded in batches, never held whole: what an :class:`~oodbench.data.ImageSet` holds for data
+that does not fit in memory (ImageNet-size folders and OpenOOD image lists).
+
+:class:`ImageFiles` stands where an ImageSet's uint8 ``N×C×H×W`` tensor would: it has ``dtype``, ``ndim``,
+``shape`` and ``len``, takes a tensor index (subsets, class selections, random limits) and ``split(batch)``
+yields uint8 batches decoded by a torch ``DataLoader`` with CPU workers (torchvision ``decode_image``), each
+image resized and centre-cropped as the backbone's own evaluation preprocessing does — timm's
+``resolve_data_config`` + ``create_transform`` for timm models (only their geometric steps: every backbone
+normalises internally), the ImageNet convention (resize the shorter side to size / 0.875, centre crop)
+otherwise. Peak memory is O(batch × workers) plus what the caller keeps (features).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .errors import UsageError
+
+#: the ImageNet evaluation convention (resize to size / 0.875, centre crop) where no backbone says otherwise
+DEFAULT_GEOMETRY = {"crop_pct": 0.875, "interpolation": "bilinear", "crop_mode": "center"}
+
+
+def _geometric_steps(size: tuple[int, int], geometry: dict[str, Any]):
+    """The resize and crop of timm's evaluation transform for ``geometry`` (a timm data config), as torchvision
+    tensor transforms on uint8 images (timm's ToTensor/Normalize are left out: backbones normalise)."""
+    from timm.data import create_transform
+    from torchvision import transforms
+
+    cfg = {**DEFAULT_GEOMETRY, **{k: v for k, v in geometry.items() if k in DEFAULT_GEOMETRY}}
+    full = create_transform(input_size=(3, *size), is_training=False, **cfg)
+    steps = [t for t in full.transforms if isinstance(t, (transforms.Resize, transforms.CenterCrop))]
+    return transforms.Compose(steps)
+
+
+class _Decoded(torch.utils.data.Dataset):
+    """One image per item, decoded to RGB/grey uint8 and brought to ``shape`` (what a DataLoader worker runs)."""
+
+    def __init__(self, paths: Sequence[str], shape: tuple[int, int, int], geometry: dict[str, Any]):
+        self.paths, self.shape = paths, shape
+        self.steps = _geometric_steps(shape[1:], geometry)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        from torchvision.io import ImageReadMode, decode_image, read_file
+
+        mode = ImageReadMode.RGB if self.shape[0] == 3 else ImageReadMode.GRAY
+        try:
+            im = decode_image(read_file(self.paths[i]), mode=mode)
+        except Exception as exc:  # noqa: BLE001 - every decoder error means: unreadable file
+            raise UsageError(f"cannot decode image {self.paths[i]!r} ({type(exc).__name__}); remove it") from None
+        return self.steps(im)
+
+
+def stream_workers() -> int:
+    """DataLoader workers for decoding: ``$OODBENCH_DECODE_WORKERS``, else min(4, CPUs)."""
+    return int(os.environ.get("OODBENCH_DECODE_WORKERS") or min(4, os.cpu_count() or 1))
+
+
+class _Batches:
+    """``ImageFiles.split(n)``: a sized iterable of uint8 batches (sized so progress bars know the total)."""
+
+    def __init__(self, files: ImageFiles, batch_size: int):
+        self.files, self.batch_size = files, batch_size
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.files) / self.batch_size)
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        f = self.files
+        workers = stream_workers() if len(f) > self.batch_size else 0
+        loader = torch.utils.data.DataLoader(
+            _Decoded(f.paths, f.image_shape, dict(f.geometry)),
+            batch_size=self.batch_size,
+            num_workers=workers,
+            prefetch_factor=2 if workers else None,
+        )
+        yield from loader
+
+
+@dataclass(frozen=True, eq=False)
+class ImageFiles:
+    """Image files seen as a uint8 ``N×C×H×W`` tensor that is decoded batch by batch (see the module doc)."""
+
+    paths: tuple[str, ...]
+    image_shape: tuple[int, int, int]
+    geometry: tuple[tuple[str, Any], ...] = tuple(sorted(DEFAULT_GEOMETRY.items()))
+
+    dtype = torch.uint8
+    ndim = 4
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "geometry", tuple(sorted(dict(self.geometry).items())))
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    @property
+    def shape(self) -> torch.Size:
+        return torch.Size((len(self.paths), *self.image_shape))
+
+    def __getitem__(self, index: torch.Tensor | Sequence[int]) -> ImageFiles:
+        picked = torch.as_tensor(index, dtype=torch.long).tolist()
+        return replace(self, paths=tuple(self.paths[i] for i in picked))
+
+    def split(self, batch_size: int) -> _Batches:
+        return _Batches(self, batch_size)
+
+    def to_shape(self, shape: tuple[int, int, int]) -> ImageFiles:
+        """The same files decoded to another C×H×W (RGB or grey decode; resize and crop to H×W)."""
+        return replace(self, image_shape=tuple(shape))
+
+    def with_geometry(self, data_config: dict[str, Any]) -> ImageFiles:
+        """The same files resized and cropped as a backbone's data config says (timm ``resolve_data_config``)."""
+        return replace(self, geometry=tuple(sorted({**dict(self.geometry), **data_config}.items())))
+
+    def describe(self) -> str:
+        g = dict(self.geometry)
+        h, w = self.image_shape[1:]
+        return (
+            f"streamed: resize shorter side to {math.floor(h / g['crop_pct'])} ({g['interpolation']}), "
+            f"centre crop {h}×{w}, {self.image_shape[0]} channel(s)"
+        )
+
+    def fingerprint(self) -> str:
+        """Keys the feature cache: every path with its size and modification time, the shape and geometry."""
+        h = hashlib.sha256(repr((self.image_shape, self.geometry)).encode())
+        for p in self.paths:
+            st = os.stat(p)
+            h.update(f"{p}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+        return h.hexdigest()[:16]
+
+    def content_keys(self) -> torch.Tensor:
+        """A 64-bit hash of each file's bytes (equal files, equal keys), for the leakage check's duplicate count."""
+        keys = [
+            int.from_bytes(hashlib.blake2b(Path(p).read_bytes(), digest_size=8).digest(), "little", signed=True)
+            for p in self.paths
+        ]
+        return torch.tensor(keys, dtype=torch.long)
+
+
+def is_streamed(images: object) -> bool:
+    return isinstance(images, ImageFiles)
+
+
+def refuse_streamed(images: object, what: str) -> None:
+    """One line when ``what`` (training, contamination, …) needs images in memory but gets a streamed set."""
+    if is_streamed(images):
+        raise UsageError(
+            f"{what} needs its images in memory, but this set is streamed from disk (too large to hold); "
+            "use a backbone that needs no training (--checkpoint, --pretrained-file) or a smaller folder"
+        )

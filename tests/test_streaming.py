@@ -1,0 +1,144 @@
+"""Streamed image sets (issue 12 item 3): ImageNet-style folders and OpenOOD image lists decode in batches,
+resized and cropped by the backbone's own data config, and run end to end without being held in memory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from oodbench.data import ImageSet, LoadContext
+from oodbench.errors import UsageError
+from oodbench.streams import is_streamed
+
+
+def smooth_images(n: int, h: int, w: int, seed: int, shift: float = 0.0) -> torch.Tensor:
+    """Low-frequency random RGB images (JPEG keeps them nearly intact), optionally brightened."""
+    g = torch.Generator().manual_seed(seed)
+    small = torch.rand(n, 3, 4, 4, generator=g) * (1 - shift) + shift
+    return (torch.nn.functional.interpolate(small, size=(h, w), mode="bilinear") * 255).round().to(torch.uint8)
+
+
+def write_tree(root: Path, counts: dict[str, int], size: tuple[int, int], seed: int, shift: float = 0.0) -> None:
+    from torchvision.io import encode_jpeg
+
+    for k, (cls, n) in enumerate(counts.items()):
+        (root / cls).mkdir(parents=True)
+        for i, im in enumerate(smooth_images(n, *size, seed=seed + k, shift=shift)):
+            (root / cls / f"img_{i:03d}.JPEG").write_bytes(encode_jpeg(im, quality=90).numpy().tobytes())
+
+
+@pytest.fixture(scope="module")
+def imagenet_like(tmp_path_factory) -> Path:
+    """``ood-imnet/{train,test}/<class>/*.JPEG`` (two classes, 48×64), an OOD folder of 40×40 images
+    and an OpenOOD-style image list over the test folder."""
+    root = tmp_path_factory.mktemp("streamed")
+    write_tree(root / "imnet" / "train", {"n01": 24, "n02": 24}, (48, 64), seed=0)
+    write_tree(root / "imnet" / "test", {"n01": 12, "n02": 12}, (48, 64), seed=10)
+    write_tree(root / "far", {"x": 20}, (40, 40), seed=20, shift=0.6)
+    lines = [f"test/{p.parent.name}/{p.name} {int(p.parent.name == 'n02')}" for p in (root / "imnet").glob("test/*/*")]
+    (root / "test_imnet.txt").write_text("\n".join(sorted(lines)) + "\n")
+    (root / "oodbench.yaml").write_text(
+        "datasets:\n"
+        f"  imnet: {{folder: {root / 'imnet'}, size: 32}}\n"
+        f"  far: {{folder: {root / 'far'}, stream: true, size: 32}}\n"
+        f"  imnet-list: {{lists: {{test: {root / 'test_imnet.txt'}}}, root: {root / 'imnet'}, size: 32}}\n"
+    )
+    return root
+
+
+@pytest.fixture
+def declared(imagenet_like, monkeypatch):
+    from oodbench.plugins import registries, reset
+
+    monkeypatch.setenv("OODBENCH_CONFIG", str(imagenet_like / "oodbench.yaml"))
+    reset()
+    yield lambda name, split="test": registries().datasets.get(name).load(split, LoadContext(imagenet_like))
+    monkeypatch.delenv("OODBENCH_CONFIG")
+    reset()
+
+
+def test_imagenet_style_folder_streams_and_decodes_like_torchvision(declared):
+    from torchvision import transforms
+    from torchvision.io import decode_image
+
+    data = declared("imnet", "train")
+    assert is_streamed(data.images) and data.shape == (3, 32, 32) and len(data) == 48
+    assert data.classes == ("n01", "n02") and data.labels.tolist() == [0] * 24 + [1] * 24
+    batches = list(data.images.split(20))
+    assert [len(b) for b in batches] == [20, 20, 8] and all(b.dtype == torch.uint8 for b in batches)
+    # the ImageNet convention where no backbone says otherwise: shorter side to 32 / 0.875 = 36, centre crop 32
+    steps = transforms.Compose([transforms.Resize(36), transforms.CenterCrop(32)])
+    expected = torch.stack([steps(decode_image(p)) for p in data.images.paths])
+    assert torch.equal(torch.cat(batches), expected)
+    sub = data.subset(torch.tensor([3, 30]))
+    assert torch.equal(torch.cat(list(sub.images.split(8))), expected[[3, 30]])
+    assert sub.provenance.index.tolist() == [3, 30]
+
+
+def test_geometry_and_files_key_the_fingerprint(declared):
+    data = declared("imnet")
+    bicubic = data.images.with_geometry({"interpolation": "bicubic", "crop_pct": 0.95})
+    assert "resize shorter side to 33 (bicubic)" in bicubic.describe()
+    assert data.fingerprint() == declared("imnet").fingerprint()
+    assert ImageSet(bicubic, data.labels, data.name).fingerprint() != data.fingerprint()
+    assert data.subset(torch.arange(5)).fingerprint() != data.fingerprint()
+
+
+def test_image_list_reads_openood_format(declared, imagenet_like):
+    listed, folder = declared("imnet-list"), declared("imnet")
+    assert is_streamed(listed.images) and len(listed) == 24
+    assert sorted(listed.labels.tolist()) == sorted(folder.labels.tolist())
+    assert listed.provenance.sources[0].startswith("list:")
+    (imagenet_like / "bad.txt").write_text("test/n01/img_000.JPEG 0 extra\n")
+    from oodbench_builtins.datasets.streamed import read_image_list
+
+    with pytest.raises(UsageError, match=r"bad.txt:1: expected 'relative/path label'"):
+        read_image_list(imagenet_like / "bad.txt", imagenet_like / "imnet")
+
+
+def test_small_folders_still_decode_into_memory(imagenet_like):
+    from oodbench_builtins.datasets.folder import FolderDataset
+
+    plain = FolderDataset("far-plain", imagenet_like / "far").load("test", LoadContext(imagenet_like))
+    assert isinstance(plain.images, torch.Tensor) and plain.shape == (3, 40, 40)
+    forced = FolderDataset("far-forced", imagenet_like / "far", stream=True).load("test", LoadContext(imagenet_like))
+    assert is_streamed(forced.images) and forced.shape == (3, 40, 40)  # its own size (≤ 224) when none is declared
+
+
+def test_run_end_to_end_on_streamed_sets_with_a_timm_backbone(declared, imagenet_like, tmp_path):
+    from oodbench.plugins import registries
+    from oodbench.runner import RunRequest, run
+
+    torch.manual_seed(0)
+    net = registries().backbones.get("timm:test_resnet").build((3, 32, 32), 2)  # random weights, in a file
+    weights = tmp_path / "test_resnet.pth"
+    torch.save(net.state_dict(), weights)
+    req = RunRequest(
+        detectors=["msp", "knn"],
+        id="imnet",
+        oods=["far"],
+        backbone="timm:test_resnet",
+        checkpoint=weights,
+        results=str(tmp_path / "results"),
+        batch_size=16,
+    )
+    records = list(run(req))
+    assert {r.detector for r in records} == {"msp", "knn"}
+    assert all(0.0 <= r.metrics["auroc"] <= 100.0 for r in records)
+    knn = next(r for r in records if r.detector == "knn")
+    assert knn.metrics["auroc"] > 90  # far's images are much brighter: any feature space separates them
+    notes = " ".join(map(str, knn.data.values()))
+    assert "streamed" in notes and "bilinear" in notes  # test_resnet's own data config: bilinear, crop_pct 0.95
+
+
+def test_training_on_a_streamed_set_is_refused_in_one_line(declared, tmp_path):
+    from oodbench.runner import RunRequest, run
+
+    req = RunRequest(
+        detectors=["msp"], id="imnet", oods=["far"], backbone="timm:test_resnet", epochs=1, results=str(tmp_path / "r")
+    )
+    with pytest.raises(UsageError, match="training on imnet needs its images in memory") as info:
+        run(req)
+    assert "\n" not in str(info.value)
