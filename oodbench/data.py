@@ -161,8 +161,8 @@ class ImageSet:
 
 @dataclass(frozen=True)
 class LoadContext:
-    """What a dataset's ``load`` may use: the data root, the download permission, a seed, and
-    (for synthetic sets) the shape and size to produce."""
+    """What a dataset's ``load`` may use: the data root, the download permission, a seed, (for synthetic
+    sets) the shape and size to produce, and the run's device."""
 
     root: Path
     download: bool = False
@@ -170,6 +170,7 @@ class LoadContext:
     shape: tuple[int, int, int] | None = None
     size: int = 10_000
     id_name: str | None = None  # the run's ID dataset (for sets derived from it, e.g. perturbed-id)
+    device: str = "cpu"  # the run's device: image folders decode JPEGs there (torchvision decode_jpeg on CUDA)
 
 
 class Dataset(ABC):

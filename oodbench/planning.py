@@ -232,7 +232,8 @@ def check_n_tune(req: RunRequest, plan: Plan) -> None:
 
 def make_plan(req: RunRequest, resolved: Resolved) -> Plan:
     """The complete plan of one run."""
-    ctx = LoadContext(root=resolve_data_root(req.data_root), download=req.download, seed=req.seed, id_name=req.id)
+    root = resolve_data_root(req.data_root)
+    ctx = LoadContext(root, req.download, req.seed, id_name=req.id, device=str(resolved.device))
     train = load_split(resolved.id_dataset, "train", ctx).head(req.train_limit, req.seed)
     test = load_split(resolved.id_dataset, "test", ctx).head(req.test_limit, req.seed)
     plan = protocols.get(req.protocol).design(

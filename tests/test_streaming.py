@@ -142,3 +142,23 @@ def test_training_on_a_streamed_set_is_refused_in_one_line(declared, tmp_path):
     with pytest.raises(UsageError, match="training on imnet needs its images in memory") as info:
         run(req)
     assert "\n" not in str(info.value)
+
+
+def test_batched_jpeg_decode_matches_the_cpu_decoder_and_cuda_falls_back(imagenet_like, tmp_path, monkeypatch, capfd):
+    """decode_jpeg over a list (what runs on CUDA) gives the CPU decoder's pixels here; asking for CUDA on a
+    machine without it warns in one line and decodes on the CPU (issue 12 item 1's fallback)."""
+    from oodbench_builtins.datasets.device_decode import decode_batched
+    from oodbench_builtins.datasets.folder import _decode, decode_folder
+
+    monkeypatch.setenv("OODBENCH_CACHE", str(tmp_path / "cache"))
+    paths = sorted((imagenet_like / "far" / "x").glob("*.JPEG"))
+    assert all(torch.equal(a, _decode(p)) for a, p in zip(decode_batched(paths, "cpu"), paths))
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA: the fallback is not exercised")
+    data = decode_folder(imagenet_like / "far", device="cuda")
+    err = capfd.readouterr().err
+    assert "decoding JPEGs on cuda failed" in err and "decoding them on the CPU instead" in err
+    assert len(err.strip().splitlines()) == 1 and len(data) == 20
+    assert not any("decoded on cuda" in n for n in data.notes)
+    again = decode_folder(imagenet_like / "far", device="cuda")  # the CPU-decoded cache is reused, no new warning
+    assert torch.equal(again.images, data.images) and capfd.readouterr().err == ""

@@ -112,31 +112,50 @@ def _uniform(images: list[torch.Tensor], notes: list[str]) -> torch.Tensor:
     return torch.stack(images)
 
 
-def decode_folder(folder: Path) -> ImageSet:
-    """Decode every image of ``folder`` (cached). Unreadable images are skipped with a one-line warning that
-    counts them and names the first three (also kept in the notes); a folder with no readable image is refused."""
+def _folder_cache(folder: Path, items: list, decoder: str) -> Path:
+    newest = max(os.stat(p).st_mtime_ns for p, _ in items)
+    tag = f"|{decoder}" if decoder != "cpu" else ""  # CPU-decoded folders keep their earlier keys
+    key = hashlib.sha256(f"{folder.resolve()}|{len(items)}|{newest}{tag}".encode()).hexdigest()[:16]
+    return cache_dir() / "folders" / f"{folder.name}-{key}.pt"
+
+
+def _decoded_blob(folder: Path, classes: list[str], items: list, decoded: list, decoder: str) -> dict:
+    skipped = [str(p.relative_to(folder)) for (p, _), im in zip(items, decoded) if im is None]
+    kept = [(im, label) for (_, label), im in zip(items, decoded) if im is not None]
+    if not kept:
+        raise UsageError(f"image folder {str(folder)!r}: none of its {len(items)} image files can be decoded")
+    notes = [f"image folder {folder} ({len(kept)} images, {len(classes)} classes)"]
+    notes += [f"decoded on {decoder} (torchvision decode_jpeg)"] if decoder != "cpu" else []
+    notes += [_skipped_note(folder, skipped)] if skipped else []
+    stacked = _uniform([im for im, _ in kept], notes)
+    labels = torch.tensor([label for _, label in kept], dtype=torch.long)
+    return {"images": stacked, "labels": labels, "notes": notes, "skipped": skipped}
+
+
+def decode_folder(folder: Path, device: str = "cpu") -> ImageSet:
+    """Decode every image of ``folder`` (cached), JPEGs on ``device`` when it is CUDA (:mod:`.device_decode`).
+    Unreadable images are skipped with a one-line warning that counts them and names the first three (also kept
+    in the notes); a folder with no readable image is refused."""
     from oodbench.atomic import atomic_torch_save, load_checked
     from oodbench.progress import warn
+
+    from .device_decode import decode_on_device
 
     classes, items = _class_files(folder)
     if not items:
         raise UsageError(f"image folder {str(folder)!r} holds no images in class sub-folders (<class>/*.png|jpg)")
-    newest = max(os.stat(p).st_mtime_ns for p, _ in items)
-    key = hashlib.sha256(f"{folder.resolve()}|{len(items)}|{newest}".encode()).hexdigest()[:16]
-    cached = cache_dir() / "folders" / f"{folder.name}-{key}.pt"
-    blob = load_checked(cached, "decoded image folder")
+    on_device = device.startswith("cuda")
+    blob = load_checked(_folder_cache(folder, items, device), "decoded image folder") if on_device else None
+    blob = blob or load_checked(_folder_cache(folder, items, "cpu"), "decoded image folder")
     if blob is None:
-        decoded = _decode_all([p for p, _ in items])
-        skipped = [str(p.relative_to(folder)) for (p, _), im in zip(items, decoded) if im is None]
-        kept = [(im, label) for (_, label), im in zip(items, decoded) if im is not None]
-        if not kept:
-            raise UsageError(f"image folder {str(folder)!r}: none of its {len(items)} image files can be decoded")
-        notes = [f"image folder {folder} ({len(kept)} images, {len(classes)} classes)"]
-        notes += [_skipped_note(folder, skipped)] if skipped else []
-        stacked = _uniform([im for im, _ in kept], notes)
-        labels = torch.tensor([label for _, label in kept], dtype=torch.long)
-        blob = {"images": stacked, "labels": labels, "notes": notes, "skipped": skipped}
-        atomic_torch_save(blob, cached)
+        with _c_stderr_silenced():  # CUDA libraries print their own complaints to fd 2; the warning says it
+            decoded, failure = decode_on_device([p for p, _ in items], device) if on_device else (None, "")
+        if failure:
+            warn(failure)
+        decoder = device if decoded is not None else "cpu"
+        decoded = decoded if decoded is not None else _decode_all([p for p, _ in items])
+        blob = _decoded_blob(folder, classes, items, decoded, decoder)
+        atomic_torch_save(blob, _folder_cache(folder, items, decoder))
     if blob.get("skipped"):
         warn(_skipped_note(folder, blob["skipped"]) + " (remove or replace them to use them)")
     return ImageSet(blob["images"], blob["labels"], folder.name, tuple(classes), tuple(blob["notes"]))
@@ -177,7 +196,7 @@ class FolderDataset(Dataset):
         where = folder / split if has_splits else folder
         imagenet_style = has_splits and next((folder / "train").glob("*/*.JPEG"), None) is not None
         data = self._streamed(where, True if imagenet_style and self.stream is None else self.stream)
-        data = data or decode_folder(where)
+        data = data or decode_folder(where, ctx.device)
         source = folder.resolve() / split if has_splits else folder.resolve()
         return ImageSet(data.images, data.labels, self.name, data.classes, data.notes).stamped(f"folder:{source}")
 
