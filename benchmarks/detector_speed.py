@@ -1,6 +1,8 @@
-"""Per-detector fit/score seconds on FashionMNIST vs MNIST (LeNet), and pytorch-ood's on the same features.
+"""Per-detector fit/score seconds (default FashionMNIST vs MNIST, LeNet) and pytorch-ood's on the same features.
 
     OODBENCH_DATA=../shared/datasets python benchmarks/detector_speed.py [--epochs 2] [--device cpu]
+    python benchmarks/detector_speed.py --id cifar10-jpeg --ood svhn --backbone resnet18 --device cuda \
+        [--checkpoint FILE]        # the GPU comparison of issue 12 (benchmarks/gpu.py runs it)
 
 Features are extracted once (timed separately) and shared by every oodbench detector, as in a run.
 pytorch-ood timings use its feature-level API (fit_features / predict_features or static scores on
@@ -14,13 +16,18 @@ import argparse
 import os
 import tempfile
 import time
+from pathlib import Path
 
 import torch
 
 
 def timed(fn):
+    """(result, seconds), CUDA work included (synchronised before and after)."""
+    sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
+    sync()
     t = time.perf_counter()
     out = fn()
+    sync()
     return out, time.perf_counter() - t
 
 
@@ -28,6 +35,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--epochs", type=int, default=2)
+    ap.add_argument("--id", default="fashionmnist")
+    ap.add_argument("--ood", default="mnist")
+    ap.add_argument("--backbone", default="lenet")
+    ap.add_argument("--checkpoint", help="load these weights (oodbench's checkpoint layout) instead of training")
+    ap.add_argument("--batch-size", type=int, default=1024)
     args = ap.parse_args()
     os.environ.setdefault("OODBENCH_QUIET", "1")
     os.environ["OODBENCH_CACHE"] = tempfile.mkdtemp(prefix="oodbench-bench-")
@@ -38,33 +50,33 @@ def main() -> None:
     from oodbench.features import FeatureView
     from oodbench.models import ModelProvider
     from oodbench.plugins import registries
-    from oodbench.train import TrainConfig
+    from oodbench.train import default_config
 
     regs = registries()
     ctx = LoadContext(resolve_data_root())
-    train = regs.datasets.get("fashionmnist").load("train", ctx)
+    id_set, ood_set = regs.datasets.get(args.id), regs.datasets.get(args.ood)
+    train, id_test = id_set.load("train", ctx), id_set.load("test", ctx)
+    ood_test = ood_set.load("test", ctx).to_format(train.shape)
     test = ImageSet(
-        torch.cat(
-            [
-                regs.datasets.get("fashionmnist").load("test", ctx).images,
-                regs.datasets.get("mnist").load("test", ctx).images,
-            ]
-        ),
-        torch.full((20000,), -1),
-        "fmnist+mnist",
+        torch.cat([id_test.images, ood_test.images]), torch.full((len(id_test) + len(ood_test),), -1), "id+ood"
     )
-    factory = regs.backbones.get("lenet")
-    spec = ModelSpec("lenet", "fashionmnist", (1, 28, 28), 10, TrainConfig(epochs=args.epochs))
-    model, _ = load_or_train(spec, factory, train, None, torch.device(args.device))
-    supplies = Supplies(ModelProvider(spec, factory, train, None, torch.device(args.device)))
-    tr = FeatureView(train, model, args.device, 1024)
-    te = FeatureView(test, model, args.device, 1024)
+    factory = regs.backbones.get(args.backbone)
+    cfg = default_config(factory.train_defaults, epochs=args.epochs)
+    spec = ModelSpec(args.backbone, args.id, train.shape, train.num_classes, cfg)
+    device = torch.device(args.device)
+    model, _ = load_or_train(spec, factory, train, None, device, Path(args.checkpoint) if args.checkpoint else None)
+    supplies = Supplies(ModelProvider(spec, factory, train, None, device))
+    tr = FeatureView(train, model, args.device, args.batch_size, amp=device.type == "cuda")
+    te = FeatureView(test, model, args.device, args.batch_size, amp=device.type == "cuda")
     layers = model.feature_layers
     _, t_extract = timed(lambda: (tr.features(layers), te.features(layers)))
-    print(f"feature extraction (80k images, {len(layers)} layers, one pass): {t_extract:.2f} s")
+    n = len(train) + len(test)
+    print(
+        f"feature extraction ({n} images, {len(layers)} layers, one pass): {t_extract:.2f} s, {n / t_extract:.0f} img/s"
+    )
 
     ours: dict[str, float] = {}
-    print(f"{'detector':22s} {'fit s':>8s} {'score s':>8s}   (20k test images)")
+    print(f"{'detector':22s} {'fit s':>8s} {'score s':>8s}   ({len(test)} test images)")
     params = {"odin": {"epsilon": 0.0014}}  # time ODIN with its input pre-processing step
     backbone_variants = {"deep-ensemble", "mcdropout"}  # trained detectors that only retrain the backbone
     for entry in regs.detectors:
@@ -81,10 +93,16 @@ def main() -> None:
     except ImportError:
         print("pytorch-ood not installed: pip install pytorch-ood==0.4.0 for the comparison")
         return
-    z_tr = tr.features(["penultimate"])["penultimate"]
-    z_te = te.features(["penultimate"])["penultimate"]
-    logits_tr, logits_te = tr.logits(), te.logits()
-    x = test.images.float() / 255
+    # pytorch-ood computes where its inputs live: the features go to the model's device for it
+    z_tr = tr.features(["penultimate"])["penultimate"].to(device)
+    z_te = te.features(["penultimate"])["penultimate"].to(device)
+    logits_tr, logits_te = tr.logits().to(device), te.logits().to(device)
+    labels = train.labels.to(device)
+    x = test.images.float().div(255).to(device)
+
+    def batched(detector):  # the model-level detectors see the same batch size as oodbench's
+        return lambda: torch.cat([detector.predict(part) for part in x.split(args.batch_size)])
+
     head = model.head
     w, b = head.weight.detach(), head.bias.detach()
     theirs = {
@@ -94,15 +112,15 @@ def main() -> None:
         "entropy": lambda: pood.Entropy.score(logits_te),
         "gen": lambda: pood.GEN.score(logits_te, gamma=0.1, M=10),
         "klm": lambda: pood.KLMatching(None).fit_logits(logits_tr).predict_logits(logits_te),
-        "mahalanobis": lambda: pood.Mahalanobis(None).fit_features(z_tr, train.labels).predict_features(z_te),
-        "rmd": lambda: pood.RMD(None).fit_features(z_tr, train.labels).predict_features(z_te),
-        "knn": lambda: pood.KNN(None, k=50).fit_features(z_tr, train.labels).predict_features(z_te),
-        "vim": lambda: pood.ViM(None, d=42, w=w, b=b).fit_features(z_tr, train.labels).predict_features(z_te),
-        "dice": lambda: pood.DICE(None, w=w, b=b, p=0.9).fit_features(z_tr, train.labels).predict_features(z_te),
-        "she": lambda: pood.SHE(None, head).fit_features(z_tr, train.labels).predict_features(z_te),
-        "nnguide": lambda: pood.NNGuide(None, head, k=10).fit_features(z_tr, train.labels).predict_features(z_te),
-        "odin": lambda: pood.ODIN(model, eps=0.0014, temperature=1000.0).predict(x),
-        "gradnorm": lambda: pood.GradNorm(model, param_filter=lambda n: n == "net.fc3.weight").predict(x),
+        "mahalanobis": lambda: pood.Mahalanobis(None).fit_features(z_tr, labels).predict_features(z_te),
+        "rmd": lambda: pood.RMD(None).fit_features(z_tr, labels).predict_features(z_te),
+        "knn": lambda: pood.KNN(None, k=50).fit_features(z_tr, labels).predict_features(z_te),
+        "vim": lambda: pood.ViM(None, d=42, w=w, b=b).fit_features(z_tr, labels).predict_features(z_te),
+        "dice": lambda: pood.DICE(None, w=w, b=b, p=0.9).fit_features(z_tr, labels).predict_features(z_te),
+        "she": lambda: pood.SHE(None, head).fit_features(z_tr, labels).predict_features(z_te),
+        "nnguide": lambda: pood.NNGuide(None, head, k=10).fit_features(z_tr, labels).predict_features(z_te),
+        "odin": batched(pood.ODIN(model, eps=0.0014, temperature=1000.0)),
+        "gradnorm": batched(pood.GradNorm(model, param_filter=lambda n: n == f"net.{model.head_path}.weight")),
     }
     print(f"\n{'detector':22s} {'oodbench s':>10s} {'pytorch-ood s':>14s} {'ratio':>8s}")
     for name, fn in theirs.items():

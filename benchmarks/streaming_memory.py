@@ -72,13 +72,14 @@ def tree_memory(pid: int) -> tuple[int, int]:
 
 
 def make_data(work: Path, n: int, side: int) -> Path:
-    import timm
+    from oodbench.plugins import registries
 
     write_jpegs(work / "imnet" / "train", n // 2, side, 1, 10)
     write_jpegs(work / "imnet" / "test", n // 4, side, 2, 10)
     write_jpegs(work / "far", n - n // 2 - n // 4, side, 3, 1)
     weights = work / "resnet18-10.pth"
-    torch.save(timm.create_model("resnet18", num_classes=10).state_dict(), weights)
+    torch.manual_seed(0)  # random weights in oodbench's checkpoint layout (what --checkpoint loads)
+    torch.save(registries().backbones.get("timm:resnet18").build((3, 224, 224), 10).state_dict(), weights)
     (work / "oodbench.yaml").write_text(
         f"datasets:\n  imnet: {{folder: {work / 'imnet'}, size: 224}}\n"
         f"  far: {{folder: {work / 'far'}, stream: true, size: 224}}\n"
@@ -103,7 +104,7 @@ def main() -> None:
     env = dict(os.environ, OODBENCH_CONFIG=str(work / "oodbench.yaml"), OODBENCH_CACHE=str(work / "cache"))
     env.update(OODBENCH_DECODE_WORKERS=str(args.workers), OODBENCH_QUIET="1")
     cmd = [sys.executable, "-m", "oodbench", "run", "-d", "msp", "-d", "knn", "--in", "imnet", "--out", "far"]
-    cmd += ["--backbone", "timm:resnet18", "--checkpoint", str(weights), "--no-feature-cache", "--batch-size", "64"]
+    cmd += ["--backbone", "timm:resnet18", "--checkpoint", str(weights), "--no-feature-cache"]
     cmd += ["--results", str(work / "results"), "--device", "cpu"]
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
