@@ -66,6 +66,18 @@ def stream_workers() -> int:
     return int(os.environ.get("OODBENCH_DECODE_WORKERS") or min(4, os.cpu_count() or 1))
 
 
+def _worker_start():
+    """Workers start from a forkserver that has imported torch once, not as forks of the run: a fork maps the
+    run's whole heap (model, features), so every worker would count it again in its resident memory."""
+    import multiprocessing
+
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return None
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(["oodbench.streams"])
+    return ctx
+
+
 class _Batches:
     """``ImageFiles.split(n)``: a sized iterable of uint8 batches (sized so progress bars know the total)."""
 
@@ -83,6 +95,7 @@ class _Batches:
             batch_size=self.batch_size,
             num_workers=workers,
             prefetch_factor=2 if workers else None,
+            multiprocessing_context=_worker_start() if workers else None,
         )
         yield from loader
 

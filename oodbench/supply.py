@@ -97,6 +97,18 @@ def layer_check(detectors, backbone: str):
     return check
 
 
+#: on the CPU a batch holds at most this many input pixels (64 images at 224×224): activations of large
+#: inputs (a ResNet's first map is 64 × (H/2) × (W/2) floats per image) would otherwise take gigabytes
+CPU_BATCH_PIXELS = 64 * 224 * 224
+
+
+def batch_for(batch_size: int, shape: tuple[int, int, int], device: torch.device) -> int:
+    """``batch_size`` on CUDA; on the CPU at most :data:`CPU_BATCH_PIXELS` pixels (MNIST/CIFAR keep 512)."""
+    if device.type == "cuda":
+        return batch_size
+    return max(1, min(batch_size, CPU_BATCH_PIXELS // (shape[1] * shape[2])))
+
+
 def view_factory(req: RunRequest, model: Backbone, model_hash: str, device: torch.device):
     def view(data: ImageSet) -> FeatureView:
         if is_streamed(data.images) and model.data_config:  # resized and cropped as the backbone's own eval does
@@ -108,7 +120,8 @@ def view_factory(req: RunRequest, model: Backbone, model_hash: str, device: torc
         if req.feature_cache:
             key = hashlib.sha256(f"{model_hash}|{data.name}|{data.fingerprint()}".encode()).hexdigest()[:20]
             disk = cache_dir() / "features" / key
-        return FeatureView(data, model, device, req.batch_size, amp=device.type == "cuda", cache_dir=disk)
+        batch = batch_for(req.batch_size, data.shape, device)
+        return FeatureView(data, model, device, batch, amp=device.type == "cuda", cache_dir=disk)
 
     return view
 
