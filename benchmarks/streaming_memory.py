@@ -7,8 +7,7 @@ a temporary ImageNet-style tree (``train/<class>/*.JPEG``), saves a randomly ini
 10-class head to a local weights file, and runs ``oodbench run -d msp -d knn --in imnet --out far --backbone
 timm:resnet18 --checkpoint FILE --no-feature-cache`` on the CPU (images streamed at 224×224, the backbone's own
 data config). While it runs, the resident memory (RSS) and proportional set size (PSS: shared pages divided
-among the processes sharing them) of the run and every process it starts (DataLoader workers included) are
-summed every 0.1 s. Prints the decoded size the set would need whole, peak summed RSS and PSS, wall time, and
+among the processes sharing them) of the run and every process it starts are summed every 0.1 s. Prints the decoded size the set would need whole, peak summed RSS and PSS, wall time, and
 the extraction throughput from the record's stage timings.
 """
 
@@ -91,7 +90,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--images", type=int, default=4000)
     ap.add_argument("--side", type=int, default=512)
-    ap.add_argument("--workers", type=int, default=2, help="DataLoader decode workers ($OODBENCH_DECODE_WORKERS)")
+    ap.add_argument("--workers", type=int, default=2, help="decoder threads ($OODBENCH_DECODE_WORKERS)")
     ap.add_argument("--keep", type=Path, help="generate the images here (reused when present)")
     args = ap.parse_args()
     work = args.keep or Path(tempfile.mkdtemp(prefix="oodbench-stream-"))

@@ -3,11 +3,11 @@ that does not fit in memory (ImageNet-size folders and OpenOOD image lists).
 
 :class:`ImageFiles` stands where an ImageSet's uint8 ``N×C×H×W`` tensor would: it has ``dtype``, ``ndim``,
 ``shape`` and ``len``, takes a tensor index (subsets, class selections, random limits) and ``split(batch)``
-yields uint8 batches decoded by a torch ``DataLoader`` with CPU workers (torchvision ``decode_image``), each
+yields uint8 batches decoded ahead by CPU threads (torchvision ``decode_image``; it releases the GIL), each
 image resized and centre-cropped as the backbone's own evaluation preprocessing does — timm's
 ``resolve_data_config`` + ``create_transform`` for timm models (only their geometric steps: every backbone
 normalises internally), the ImageNet convention (resize the shorter side to size / 0.875, centre crop)
-otherwise. Peak memory is O(batch × workers) plus what the caller keeps (features).
+otherwise. Peak memory is O(batch × prefetched batches) plus what the caller keeps (features), in one process.
 """
 
 from __future__ import annotations
@@ -15,8 +15,11 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+from collections import deque
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -40,8 +43,8 @@ def _geometric_steps(size: tuple[int, int], geometry: dict[str, Any]):
     return transforms.Compose(steps)
 
 
-class _Decoded(torch.utils.data.Dataset):
-    """One image per item, decoded to RGB/grey uint8 and brought to ``shape`` (what a DataLoader worker runs)."""
+class _Decoded:
+    """One image per item, decoded to RGB/grey uint8 and brought to ``shape`` (what a decoder thread runs)."""
 
     def __init__(self, paths: Sequence[str], shape: tuple[int, int, int], geometry: dict[str, Any]):
         self.paths, self.shape = paths, shape
@@ -61,25 +64,17 @@ class _Decoded(torch.utils.data.Dataset):
         return self.steps(im)
 
 
-def stream_workers() -> int:
-    """DataLoader workers for decoding: ``$OODBENCH_DECODE_WORKERS``, else min(4, CPUs)."""
-    return int(os.environ.get("OODBENCH_DECODE_WORKERS") or min(4, os.cpu_count() or 1))
-
-
-def _worker_start():
-    """Workers start from a forkserver that has imported torch once, not as forks of the run: a fork maps the
-    run's whole heap (model, features), so every worker would count it again in its resident memory."""
-    import multiprocessing
-
-    if "forkserver" not in multiprocessing.get_all_start_methods():
-        return None
-    ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(["oodbench.streams"])
-    return ctx
+def decode_threads() -> int:
+    """Decoder threads: ``$OODBENCH_DECODE_WORKERS``, else min(4, CPUs). torchvision's decoders and resizes
+    release the GIL, so threads decode in parallel without starting processes that would each hold torch."""
+    return max(1, int(os.environ.get("OODBENCH_DECODE_WORKERS") or min(4, os.cpu_count() or 1)))
 
 
 class _Batches:
-    """``ImageFiles.split(n)``: a sized iterable of uint8 batches (sized so progress bars know the total)."""
+    """``ImageFiles.split(n)``: a sized iterable of uint8 batches (sized so progress bars know the total), decoded
+    by a thread pool that keeps :data:`PREFETCH` batches queued ahead of the one being consumed."""
+
+    PREFETCH = 2
 
     def __init__(self, files: ImageFiles, batch_size: int):
         self.files, self.batch_size = files, batch_size
@@ -88,16 +83,22 @@ class _Batches:
         return math.ceil(len(self.files) / self.batch_size)
 
     def __iter__(self) -> Iterator[torch.Tensor]:
-        f = self.files
-        workers = stream_workers() if len(f) > self.batch_size else 0
-        loader = torch.utils.data.DataLoader(
-            _Decoded(f.paths, f.image_shape, dict(f.geometry)),
-            batch_size=self.batch_size,
-            num_workers=workers,
-            prefetch_factor=2 if workers else None,
-            multiprocessing_context=_worker_start() if workers else None,
-        )
-        yield from loader
+        f, n, size = self.files, len(self.files), self.batch_size
+        decode = _Decoded(f.paths, f.image_shape, dict(f.geometry))
+        starts = iter(range(0, n, size))
+        pool = ThreadPoolExecutor(max_workers=decode_threads())
+
+        def submit(start: int) -> list[Future]:
+            return [pool.submit(decode.__getitem__, i) for i in range(start, min(start + size, n))]
+
+        try:
+            queued = deque(submit(s) for s in islice(starts, self.PREFETCH))
+            while queued:
+                batch = queued.popleft()
+                queued.extend(submit(s) for s in islice(starts, 1))
+                yield torch.stack([job.result() for job in batch])
+        finally:  # an error or Ctrl-C cancels what has not started instead of waiting for it
+            pool.shutdown(wait=True, cancel_futures=True)
 
 
 @dataclass(frozen=True, eq=False)

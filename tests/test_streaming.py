@@ -162,3 +162,18 @@ def test_batched_jpeg_decode_matches_the_cpu_decoder_and_cuda_falls_back(imagene
     assert not any("decoded on cuda" in n for n in data.notes)
     again = decode_folder(imagenet_like / "far", device="cuda")  # the CPU-decoded cache is reused, no new warning
     assert torch.equal(again.images, data.images) and capfd.readouterr().err == ""
+
+
+def test_an_unreadable_streamed_file_is_one_line_naming_it(imagenet_like, tmp_path):
+    import shutil
+
+    from oodbench.streams import ImageFiles
+
+    good = sorted((imagenet_like / "far" / "x").glob("*.JPEG"))[:5]
+    bad = tmp_path / "broken.JPEG"
+    bad.write_bytes(good[0].read_bytes()[:100])  # a truncated JPEG
+    copies = [shutil.copy(p, tmp_path / p.name) for p in good]
+    files = ImageFiles((*map(str, copies), str(bad)), (3, 32, 32))
+    with pytest.raises(UsageError, match=r"cannot decode image '.*broken\.JPEG'") as info:
+        list(files.split(2))
+    assert "\n" not in str(info.value)
