@@ -200,7 +200,7 @@ def _ood_row(
             "ood_source": info.ood_source,
             "n_id": n_id_tune,
             "n_ood": len(split.tune) if ctx.tune == "oracle" else len(got.heldout or []),
-            "protocol": "regression half / selection half, then refit on the whole tuning set",
+            "protocol": info.protocol,
             "trials": info.trials,
             "disjoint": dict(target.tuning_check or {}),
         }

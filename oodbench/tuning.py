@@ -32,6 +32,12 @@ class TuneResult:
     grid_size: int
     ood_source: str
     trials: list[dict[str, Any]] = field(default_factory=list)
+    protocol: str = ""  # how the tuning set was used (recorded as tuning.protocol)
+
+
+LAYERWISE_PROTOCOL = "regression half / selection half, then refit on the whole tuning set"
+WHOLE_SET_PROTOCOL = "grid point chosen on the whole tuning set (no layer ensemble)"
+SINGLE_POINT_PROTOCOL = "one grid point: nothing chosen"
 
 
 def grid_points(space: dict[str, list[Any]]) -> list[dict[str, Any]]:
@@ -124,7 +130,7 @@ def tune(
         return base.tuned_copy(**{k: v for k, v in point.items() if k not in fit_keys})
 
     if len(points) == 1 and not layerwise:
-        return candidate(points[0]), TuneResult(points[0], crit, None, 1, ood_source)
+        return candidate(points[0]), TuneResult(points[0], crit, None, 1, ood_source, [], SINGLE_POINT_PROTOCOL)
     if layerwise:
         reg_id, sel_id = halves(id_tune, seed)
         reg_ood, sel_ood = halves(ood_tune, seed + 1)
@@ -143,4 +149,5 @@ def tune(
     final = candidate(points[best])
     if layerwise:
         final.fit_ensemble(id_tune, ood_tune, seed=seed)
-    return final, TuneResult(points[best], crit, scores[best][0], len(points), ood_source, trials)
+    how = LAYERWISE_PROTOCOL if layerwise else WHOLE_SET_PROTOCOL
+    return final, TuneResult(points[best], crit, scores[best][0], len(points), ood_source, trials, how)

@@ -29,10 +29,12 @@ def test_one_layer_selects_on_the_whole_tuning_set():
         cand = det.tuned_copy(epsilon=trial["epsilon"])
         value = criterion_value("tnr95", cand.score_samples(id_test), cand.score_samples(ood_test))
         assert np.isclose(trial["tnr95"], value)
+    assert info.protocol == "grid point chosen on the whole tuning set (no layer ensemble)"  # what the record says
 
 
 def test_two_layers_still_fit_the_ensemble():
     train, id_test, ood_test = tiny_views()
     det = registries().detectors.get("fssd")(layers=["conv2", "logits"]).fit(train)
-    tuned, _ = tune(det, id_test, ood_test, "noise", seed=0)
+    tuned, info = tune(det, id_test, ood_test, "noise", seed=0)
     assert set(tuned.describe_fit()["ensemble"]["weights"]) == {"conv2", "logits"}
+    assert info.protocol.startswith("regression half / selection half")
