@@ -7,7 +7,8 @@ a temporary ImageNet-style tree (``train/<class>/*.JPEG``), saves a randomly ini
 10-class head to a local weights file, and runs ``oodbench run -d msp -d knn --in imnet --out far --backbone
 timm:resnet18 --checkpoint FILE --no-feature-cache`` on the CPU (images streamed at 224×224, the backbone's own
 data config). While it runs, the resident memory (RSS) and proportional set size (PSS: shared pages divided
-among the processes sharing them) of the run and every process it starts are summed every 0.1 s. Prints the decoded size the set would need whole, peak summed RSS and PSS, wall time, and
+among the processes sharing them) of the run and every process it starts are summed every 0.1 s.
+Prints the decoded size the set would need whole, peak summed RSS and PSS, wall time, and
 the extraction throughput from the record's stage timings.
 """
 

@@ -41,12 +41,18 @@ class ModelSpec:
     train_limit: int | None = None
     pretrained: bool = False
     options: tuple[tuple[str, object], ...] = ()  # build options, e.g. (("dropout", 0.1),)
+    weights: str = ""  # pretrained weights fine-tuned from: "" (none or hub), else the local file's hash
+
+    def identity(self) -> dict:
+        """What keys the cache (``weights`` only when set, so earlier keys stay valid)."""
+        out = dataclasses.asdict(self)
+        return out if self.weights else {k: v for k, v in out.items() if k != "weights"}
 
     def key(self) -> str:
-        return cached_model_path(f"{self.backbone}-{self.dataset}", dataclasses.asdict(self))[1]
+        return cached_model_path(f"{self.backbone}-{self.dataset}", self.identity())[1]
 
     def path(self) -> Path:
-        return cached_model_path(f"{self.backbone}-{self.dataset}", dataclasses.asdict(self))[0]
+        return cached_model_path(f"{self.backbone}-{self.dataset}", self.identity())[0]
 
 
 def file_hash(path: Path) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from enum import Enum
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
@@ -78,4 +79,8 @@ DataRoot = Annotated[
     typer.Option("--data-root", help="Dataset folder (else $OODBENCH_DATA, else the user cache).", show_default=False),
 ]
 Device = Annotated[str, typer.Option(help="auto | cpu | cuda")]
+PretrainedFile = Annotated[
+    Optional[Path],
+    typer.Option(help="Local timm:/torchvision: weights file (implies --pretrained; no download).", show_default=False),
+]
 Seed = Annotated[int, typer.Option(help="Seed for training, splits and synthetic data.")]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from enum import Enum
 from pathlib import Path
@@ -9,7 +10,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .cli_app import DataRoot, Device, Fmt, Seed, Tune, app
+from .cli_app import DataRoot, Device, Fmt, PretrainedFile, Seed, Tune, app
 
 
 def _params(values: list[str] | None) -> dict[str, dict]:
@@ -100,7 +101,10 @@ def run(
     ] = None,
     test_limit: Annotated[Optional[int], typer.Option(help="Use seeded random subsets of the test sets.")] = None,
     n_tune: Annotated[int, typer.Option(help="Tuning samples per side, removed from evaluation.")] = 1000,
-    pretrained: Annotated[bool, typer.Option(help="Start timm:/torchvision: backbones from hub weights.")] = False,
+    pretrained: Annotated[
+        bool, typer.Option(help="timm:/torchvision: weights from the hub (or oodbench.yaml's pretrained_file).")
+    ] = False,
+    pretrained_file: PretrainedFile = None,
     param: Annotated[
         Optional[list[str]], typer.Option(help="Detector parameter, DETECTOR.NAME=VALUE (repeatable).")
     ] = None,
@@ -147,6 +151,7 @@ def run(
         test_limit=test_limit,
         n_tune=n_tune,
         pretrained=pretrained,
+        pretrained_file=str(pretrained_file) if pretrained_file else None,
         results=results,
         detector_params=params,
         feature_cache=feature_cache,
@@ -247,15 +252,17 @@ def train(
     download: Annotated[bool, typer.Option(help="Download missing datasets through torchvision.")] = False,
     train_limit: Annotated[Optional[int], typer.Option(help="Use a seeded random subset of the training set.")] = None,
     pretrained: Annotated[bool, typer.Option(help="Start from hub weights (timm:/torchvision:).")] = False,
+    pretrained_file: PretrainedFile = None,
 ) -> None:
     """Train a backbone and cache its checkpoint (``run`` reuses it when the configuration matches)."""
     from .request import check_int, resolve_device
 
     check_int("epochs", epochs, 1, optional=True)
     check_int("train_limit", train_limit, 1, optional=True)
-    from .checkpoints import ModelSpec, load_or_train
+    from .checkpoints import ModelSpec, file_hash, load_or_train
     from .data import LoadContext, resolve_data_root
     from .plugins import registries
+    from .pretrained import pretrained_backbone, weights_file
     from .supply import default_backbone
     from .train import default_config
 
@@ -276,7 +283,13 @@ def train(
         tr.num_classes,
         default_config(factory.train_defaults, epochs=epochs, seed=seed),
         train_limit=train_limit,
-        pretrained=pretrained,
+        pretrained=pretrained or pretrained_file is not None,
     )
-    _, info = load_or_train(spec, factory, tr, te, dev, owner=regs.backbones.owner(name))
+    owner = regs.backbones.owner(name)
+    weights = weights_file(name, pretrained, str(pretrained_file) if pretrained_file else None)
+    if spec.pretrained:  # fine-tune from the weights (the head replaced when its class count differs)
+        spec = dataclasses.replace(spec, weights=file_hash(weights) if weights is not None else "")
+        _, info = pretrained_backbone(spec, factory, weights, (tr, te), dev, owner, lambda m: None, fine_tune=True)
+    else:
+        _, info = load_or_train(spec, factory, tr, te, dev, owner=owner)
     typer.echo(f"checkpoint: {info['path']} ({info['source']})")

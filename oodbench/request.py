@@ -114,6 +114,7 @@ class RunRequest:
     test_limit: int | None = None
     n_tune: int = N_TUNE_DEFAULT
     pretrained: bool = False
+    pretrained_file: str | None = None  # local weights (implies pretrained); oodbench.pretrained
     feature_cache: bool = True
     batch_size: int = 512
     results: str | None = None

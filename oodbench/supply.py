@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import torch
 
 from .backbones import Backbone
-from .checkpoints import ModelSpec, load_or_train
+from .checkpoints import ModelSpec, file_hash, load_or_train
 from .data import ImageSet, cache_dir
 from .detector import Supplies
 from .features import FeatureView
@@ -25,6 +25,7 @@ from .metrics import accuracy
 from .models import ModelProvider
 from .planning import Resolved
 from .plugins import registries
+from .pretrained import pretrained_backbone, report_accuracy, weights_file
 from .protocols import Plan
 from .request import RunRequest
 from .streams import is_streamed
@@ -76,7 +77,7 @@ def backbone_spec(req: RunRequest, plan: Plan) -> tuple[str, ModelSpec]:
         cfg,
         classes=plan.classes,
         train_limit=req.train_limit,
-        pretrained=req.pretrained,
+        pretrained=req.pretrained or req.pretrained_file is not None,
     )
 
 
@@ -131,6 +132,13 @@ def supply_backbone(req: RunRequest, plan: Plan, resolved: Resolved) -> tuple[st
     name, spec = backbone_spec(req, plan)
     factory, owner = registries().backbones.get(name), registries().backbones.owner(name)
     check = layer_check(resolved.detectors, name)
+    if spec.pretrained and req.checkpoint is None:
+        weights = weights_file(name, req.pretrained, req.pretrained_file)
+        spec = dataclasses.replace(spec, weights=file_hash(weights) if weights is not None else "")
+        data = (plan.id_train, plan.id_test)
+        fine_tune = req.epochs is not None
+        model, info = pretrained_backbone(spec, factory, weights, data, resolved.device, owner, check, fine_tune)
+        return name, spec, model, info
     model, info = load_or_train(
         spec, factory, plan.id_train, plan.id_test, resolved.device, req.checkpoint, owner, check
     )
@@ -156,6 +164,9 @@ def supply(req: RunRequest, plan: Plan, resolved: Resolved) -> Supplied:
     for v in {id(v): v for v in [id_view, id_scored, *(x for t in targets for x in (t.clean, t.scored))]}.values():
         v.features(layers)  # one pass per split, shared by every detector
     seconds["extract_features"] = time.perf_counter() - t0
+    id_acc = accuracy(id_view.logits().numpy(), plan.id_test.labels.numpy())
+    if spec.pretrained:
+        report_accuracy(id_acc, spec.num_classes, name)
     provider = ModelProvider(spec, factory, plan.id_train, plan.id_test, device, owner)
     supplies = Supplies(provider, plan.train_out, req.seed)
     return Supplied(
@@ -169,6 +180,6 @@ def supply(req: RunRequest, plan: Plan, resolved: Resolved) -> Supplied:
         id_scored,
         tuple(targets),
         view(plan.tune_out) if plan.tune_out is not None else None,
-        accuracy(id_view.logits().numpy(), plan.id_test.labels.numpy()),
+        id_acc,
         seconds,
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 from torch import nn
 
 from oodbench import Backbone, BackboneFactory
+from oodbench.errors import UsageError
 
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR_STD = (0.2470, 0.2435, 0.2616)
@@ -37,7 +38,7 @@ class _CifarResNet(BackboneFactory):
 
     def build(self, input_shape, num_classes, pretrained=False, **options):
         if pretrained:
-            raise ValueError(f"{self.name} (CIFAR stem) has no pretrained weights; try torchvision:resnet{self.depth}")
+            raise UsageError(f"{self.name} (CIFAR stem) has no pretrained weights; try torchvision:resnet{self.depth}")
         c = input_shape[0]
         net = cifar_resnet(self.depth, c, num_classes)
         mean = CIFAR_MEAN if c == 3 else (0.5,) * c

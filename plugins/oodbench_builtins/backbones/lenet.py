@@ -14,6 +14,7 @@ from __future__ import annotations
 from torch import nn
 
 from oodbench import Backbone, BackboneFactory
+from oodbench.errors import UsageError
 
 DROPOUT_AT = ("conv-blocks", "layer-inputs")
 
@@ -57,7 +58,7 @@ class LeNetFactory(BackboneFactory):
 
     def build(self, input_shape, num_classes, pretrained=False, dropout: float = 0.0, dropout_at: str = "conv-blocks"):
         if pretrained:
-            raise ValueError("lenet has no pretrained weights")
+            raise UsageError("lenet has no pretrained weights (--pretrained, --pretrained-file); it trains")
         c, h, w = input_shape
         if h != w or h < 16:
             raise ValueError(f"lenet needs square inputs of at least 16×16, got {h}×{w}")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from torch import nn
 
 from oodbench import Backbone, BackboneFactory
@@ -30,6 +32,30 @@ def stage_layers(net: nn.Module, head: str) -> dict[str, str]:
     }
 
 
+def _from_file(model_name: str, path: Path) -> nn.Module:
+    """A torchvision model with the weights of a state-dict file, its head sized as the file's."""
+    import torch
+    import torchvision
+
+    from oodbench.errors import CorruptFileError
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = state.get("state_dict", state)
+    except Exception as exc:  # noqa: BLE001 - any decoding error: not a (complete) weights file
+        raise CorruptFileError("pretrained weights file", path, exc, "pass a torch.save(state_dict) file") from None
+    probe = torchvision.models.get_model(model_name, weights=None)
+    head = [name for name, m in probe.named_modules() if isinstance(m, nn.Linear)][-1]
+    classes = state[f"{head}.weight"].shape[0] if f"{head}.weight" in state else 1000
+    net = torchvision.models.get_model(model_name, weights=None, num_classes=classes)
+    try:
+        net.load_state_dict(state)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise UsageError(f"weights file {str(path)!r} does not fit torchvision:{model_name}: {first}") from None
+    return net
+
+
 class TorchvisionModel(BackboneFactory):
     train_defaults = {"optimizer": "sgd", "lr": 0.05, "weight_decay": 5e-4, "epochs": 10}
 
@@ -39,15 +65,19 @@ class TorchvisionModel(BackboneFactory):
         self.description = f"torchvision model {model_name}"
 
     def build(self, input_shape, num_classes, pretrained=False, **options):
+        """``pretrained``: False, True (torchvision's DEFAULT hub weights) or a local state-dict file.
+        ``num_classes=None`` with weights keeps the weights' own head; another count gets a new head."""
         import torchvision
 
-        if pretrained:
+        if isinstance(pretrained, (str, Path)):
+            net = _from_file(self.model_name, Path(pretrained))
+        elif pretrained:
             net = torchvision.models.get_model(self.model_name, weights="DEFAULT")
         else:
             net = torchvision.models.get_model(self.model_name, weights=None, num_classes=num_classes)
         head = [name for name, m in net.named_modules() if isinstance(m, nn.Linear)][-1]
         old = net.get_submodule(head)
-        if old.out_features != num_classes:
+        if num_classes is not None and old.out_features != num_classes:
             _set_module(net, head, nn.Linear(old.in_features, num_classes))
         if input_shape[0] != 3:
             raise UsageError(f"{self.name} expects 3-channel input; the ID data has {input_shape[0]}")

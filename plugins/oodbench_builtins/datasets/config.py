@@ -18,21 +18,13 @@ Lists and large folders stream (``plugins/oodbench_builtins/datasets/streamed.py
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from oodbench import Dataset
+from oodbench.userconfig import config_path
 
 from .folder import FolderDataset
 from .streamed import ImageListDataset
-
-
-def config_path() -> Path | None:
-    if os.environ.get("OODBENCH_CONFIG"):
-        return Path(os.environ["OODBENCH_CONFIG"]).expanduser()
-    local = Path("oodbench.yaml")
-    return local if local.is_file() else None
-
 
 KEYS = ("folder", "lists", "root", "description", "stream", "size")
 
