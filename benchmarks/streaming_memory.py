@@ -5,7 +5,7 @@
 Writes ``--images`` ``--side``×``--side`` JPEGs (half ID train, a quarter ID test, a quarter OOD; 10 classes) into
 a temporary ImageNet-style tree (``train/<class>/*.JPEG``), saves a randomly initialised timm ResNet-18 with a
 10-class head to a local weights file, and runs ``oodbench run -d msp -d knn --in imnet --out far --backbone
-timm:resnet18 --checkpoint FILE --no-feature-cache`` on the CPU (images streamed at 224×224, the backbone's own
+timm:resnet18 --pretrained-file FILE --no-feature-cache`` on the CPU (images streamed at 224×224, the backbone's own
 data config). While it runs, the resident memory (RSS) and proportional set size (PSS: shared pages divided
 among the processes sharing them) of the run and every process it starts are summed every 0.1 s.
 Prints the decoded size the set would need whole, peak summed RSS and PSS, wall time, and
@@ -72,14 +72,14 @@ def tree_memory(pid: int) -> tuple[int, int]:
 
 
 def make_data(work: Path, n: int, side: int) -> Path:
-    from oodbench.plugins import registries
+    import timm
 
     write_jpegs(work / "imnet" / "train", n // 2, side, 1, 10)
     write_jpegs(work / "imnet" / "test", n // 4, side, 2, 10)
     write_jpegs(work / "far", n - n // 2 - n // 4, side, 3, 1)
-    weights = work / "resnet18-10.pth"
-    torch.manual_seed(0)  # random weights in oodbench's checkpoint layout (what --checkpoint loads)
-    torch.save(registries().backbones.get("timm:resnet18").build((3, 224, 224), 10).state_dict(), weights)
+    weights = work / "resnet18-10-timm.pth"
+    torch.manual_seed(0)  # random weights in timm's own layout, as a downloaded state dict would be
+    torch.save(timm.create_model("resnet18", num_classes=10).state_dict(), weights)
     (work / "oodbench.yaml").write_text(
         f"datasets:\n  imnet: {{folder: {work / 'imnet'}, size: 224}}\n"
         f"  far: {{folder: {work / 'far'}, stream: true, size: 224}}\n"
@@ -98,13 +98,13 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     t = time.perf_counter()
     fresh = not (work / "oodbench.yaml").is_file()
-    weights = make_data(work, args.images, args.side) if fresh else work / "resnet18-10.pth"
+    weights = make_data(work, args.images, args.side) if fresh else work / "resnet18-10-timm.pth"
     print(f"data: {args.images} JPEGs {args.side}×{args.side} in {work} ({time.perf_counter() - t:.0f} s to write)")
     print(f"decoded whole they would take {args.images * 3 * args.side**2 / 2**30:.2f} GiB")
     env = dict(os.environ, OODBENCH_CONFIG=str(work / "oodbench.yaml"), OODBENCH_CACHE=str(work / "cache"))
     env.update(OODBENCH_DECODE_WORKERS=str(args.workers), OODBENCH_QUIET="1")
     cmd = [sys.executable, "-m", "oodbench", "run", "-d", "msp", "-d", "knn", "--in", "imnet", "--out", "far"]
-    cmd += ["--backbone", "timm:resnet18", "--checkpoint", str(weights), "--no-feature-cache"]
+    cmd += ["--backbone", "timm:resnet18", "--pretrained-file", str(weights), "--no-feature-cache"]
     cmd += ["--results", str(work / "results"), "--device", "cpu"]
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -121,7 +121,7 @@ def main() -> None:
     extract = record["seconds"].get("extract_features", float("nan"))
     extracted = args.images - args.images // 2  # test + OOD in the supply stage (the train split on fit)
     print(out.strip())
-    print(f"peak RSS (run + workers, summed): {peak_rss / 2**30:.2f} GiB; peak PSS: {peak_pss / 2**30:.2f} GiB")
+    print(f"peak RSS (the run and every process it starts, summed): {peak_rss / 2**30:.2f} GiB; peak PSS: {peak_pss / 2**30:.2f} GiB")
     rate = extracted / extract
     print(f"wall {wall:.0f} s; extraction of {extracted} test/OOD images: {extract:.0f} s = {rate:.1f} img/s")
 
