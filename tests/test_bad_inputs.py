@@ -147,7 +147,7 @@ CASES = [
     (
         "config-without-folder",
         ("list", "datasets"),
-        "cfg-folder.yaml:2: datasets.xrays.folder",
+        "cfg-folder.yaml:2: dataset 'xrays': give either 'folder' or 'lists'",
         2,
         {"OODBENCH_CONFIG": "{fx}/cfg-folder.yaml"},
     ),

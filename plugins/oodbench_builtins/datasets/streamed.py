@@ -31,13 +31,16 @@ def _sample_shapes(paths: list[Path], n: int = 8) -> list[tuple[int, int, int]]:
     """C×H×W of up to ``n`` evenly spaced files (decoded: torchvision reads no header alone)."""
     from torchvision.io import decode_image, read_file
 
+    from .folder import _c_stderr_silenced  # libpng/libjpeg complain on fd 2 about broken files
+
     step = max(1, len(paths) // n)
     shapes = []
-    for p in paths[::step][:n]:
-        try:
-            shapes.append(tuple(decode_image(read_file(str(p))).shape))
-        except Exception:  # noqa: BLE001 - an unreadable file says nothing about the others' size
-            continue
+    with _c_stderr_silenced():
+        for p in paths[::step][:n]:
+            try:
+                shapes.append(tuple(decode_image(read_file(str(p))).shape))
+            except Exception:  # noqa: BLE001 - an unreadable file says nothing about the others' size
+                continue
     return shapes
 
 
