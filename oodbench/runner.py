@@ -83,7 +83,10 @@ def run_facts(plan: Plan, got: Supplied) -> dict[str, Any]:
     return {
         "data": {"id_train": list(plan.id_train.notes), "id_test": list(plan.id_test.notes)},
         "model": {k: v for k, v in info.items() if k != "train"}
-        | {"train_config": dataclasses.asdict(got.spec.train), "train_log": info.get("train", {})},
+        | {  # pretrained weights evaluated as they are were never trained here: no training config to record
+            "train_config": {} if info.get("source") == "pretrained" else dataclasses.asdict(got.spec.train),
+            "train_log": info.get("train", {}),
+        },
         "device": str(got.train.device),
         "versions": versions(),
         "host": {"hostname": socket.gethostname(), "pid": os.getpid()},

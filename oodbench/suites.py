@@ -23,7 +23,7 @@ from typing import Any
 from . import protocols
 from .atomic import atomic_write_bytes
 from .claims import claim, owner
-from .errors import UsageError
+from .errors import UnknownNameError, UsageError
 from .evaluate import failure_lines
 from .executors import Executor, LocalExecutor
 from .intervals import MEAN_COVERS, RANK_LEGEND, Intervals, rank_labels
@@ -33,6 +33,7 @@ from .record import Record
 from .request import BadValue, RunRequest, check_seeds, describe_run
 from .runner import expand, run
 from .store import record_files, results_dir
+from .suite_config import require_declared
 from .tables import CI_LEGEND, group_table, mean_std, over_seeds, tabulate_rows
 from .yamlfile import YamlFile
 
@@ -145,9 +146,8 @@ def bench(
     Another ``executor`` (Ray) runs the runs not done yet as tasks; only this process writes records and markers."""
     suites, f = read_suite_file(path)
     if name not in suites:
-        from .errors import UnknownNameError
-
         raise UnknownNameError("suite", name, suites)
+    require_declared(suites[name], name)
     out_dir = results_dir(results) / name
     todo = suite_requests(suites[name], out_dir, (f, name))
     if download:  # datasets that can be fetched are (a machine with internet builds the data it needs)

@@ -83,3 +83,16 @@ def test_first_imagenet_entry_runs_on_the_declared_lists_and_renders_near_far_gr
         monkeypatch.delenv("OODBENCH_CONFIG")
         reset()
     assert "near-OOD (ssb-hard, ninco)" in text and "far-OOD (inaturalist, textures, openimage-o)" in text
+
+
+def test_bench_without_the_declared_sets_is_one_line_naming_the_template(tmp_path, monkeypatch):
+    from oodbench.errors import UsageError
+    from oodbench.plugins import reset
+    from oodbench.suites import bench
+
+    monkeypatch.delenv("OODBENCH_CONFIG", raising=False)
+    monkeypatch.chdir(tmp_path)  # no ./oodbench.yaml here
+    reset()
+    with pytest.raises(UsageError, match=r"imagenet-1k, inaturalist, .* are not declared: copy docs/oodbench-imagenet"):
+        bench("imagenet", ROOT / "benchmarks.yaml", str(tmp_path / "results"))
+    assert not (tmp_path / "results").exists()  # refused before any run
