@@ -12,7 +12,9 @@ On a CUDA machine, each step in a fresh process with its own cache under a tempo
 3. ``speed``: ``benchmarks/detector_speed.py`` on cifar10-jpeg vs svhn with the step-1 checkpoint: one-pass
    feature extraction img/s (cold, no feature cache) and per-detector fit + score seconds beside pytorch-ood
    0.4.0's on the same model and features.
-4. ``rowb``: the ``gpu`` suite's ResNet-34 entry (paper 003 Table 2 row B) over seeds 0, 1, 2 and its table
+4. ``agree``: ``benchmarks/device_agreement.py`` on cifar10-jpeg vs svhn with the step-1 checkpoint: every
+   post-hoc detector with its features on the CPU and on CUDA; the largest score difference and AUROC gap.
+5. ``rowb``: the ``gpu`` suite's ResNet-34 entry (paper 003 Table 2 row B) over seeds 0, 1, 2 and its table
    (mean ± std) from ``oodbench leaderboard``.
 
 Nothing here runs without CUDA; no test depends on it. The anchors in the targets are H100 figures.
@@ -99,6 +101,22 @@ def step_speed(work: Path, checkpoint: Path, rows: list) -> None:
         rows.append((f"{name}: pytorch-ood s / oodbench s", "≥ 5×", value))
 
 
+def step_agree(work: Path, checkpoint: Path, rows: list) -> None:
+    args = ["--id", "cifar10-jpeg", "--ood", "svhn", "--backbone", "resnet18", "--checkpoint", str(checkpoint)]
+    out, _ = oodbench(args, work / "cache-agree", script=str(REPO / "benchmarks" / "device_agreement.py"))
+    print(out)
+    found = re.findall(r"^(\S+)\s+(.+?)\s+([\d.e+-]+)\s+([\d.]+)\s+([\d.]+)\s+[\d.]+\s+[\d.]+$", out, re.M)
+    if not found:
+        rows.append(("post-hoc detectors on CUDA vs CPU", "scores agree", "?"))
+        return
+    delta = max(found, key=lambda r: float(r[2]))
+    gap = max(found, key=lambda r: abs(float(r[3]) - float(r[4])))
+    rows += [
+        ("post-hoc detectors on CUDA vs CPU: max |Δ|/range", "small", f"{float(delta[2]):.1e} ({delta[0]} {delta[1]})"),
+        ("  largest AUROC gap", "≈ 0", f"{abs(float(gap[3]) - float(gap[4])):.2f} ({gap[0]} {gap[1]})"),
+    ]
+
+
 def step_rowb(work: Path, rows: list) -> None:
     suites = yaml.safe_load((REPO / "benchmarks.yaml").read_text())["suites"]
     entry = {**suites["gpu"]["runs"][1], "seeds": [0, 1, 2]}
@@ -112,7 +130,7 @@ def step_rowb(work: Path, rows: list) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--skip", default="", help="comma-separated steps to skip: train, suite, speed, rowb")
+    ap.add_argument("--skip", default="", help="comma-separated steps to skip: train, suite, speed, agree, rowb")
     ap.add_argument("--epochs", type=int, default=None, help="ResNet-18 epochs (default: the backbone's)")
     ap.add_argument("--work", type=Path, help="keep caches and results here (default: a temporary folder)")
     args = ap.parse_args()
@@ -127,6 +145,8 @@ def main() -> None:
         step_suite(work, rows)
     if "speed" not in skip and checkpoint is not None:
         step_speed(work, checkpoint, rows)
+    if "agree" not in skip and checkpoint is not None:
+        step_agree(work, checkpoint, rows)
     if "rowb" not in skip:
         step_rowb(work, rows)
     width = max(len(r[0]) for r in rows) if rows else 10

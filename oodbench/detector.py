@@ -3,10 +3,12 @@
 scikit-learn's estimator contract (``sklearn.base.BaseEstimator``): ``__init__`` only stores
 its keyword parameters; ``fit(train)`` learns state in attributes ending with ``_`` and returns
 ``self``; ``score_samples(data)`` returns one float per sample, **higher = more
-in-distribution** (SPEC.md); ``get_params``/``set_params``/``clone`` come for free.
+in-distribution** (SPEC.md), as a 1-D tensor (on the features' device: the pipeline moves it to the
+CPU for the metrics) or a numpy array; ``get_params``/``set_params``/``clone`` come for free.
 
 ``train`` and ``data`` are :class:`oodbench.features.FeatureView` objects: a detector asks
-them for the layers it needs (``data.features(["logits"])``), for input batches when it needs
+them for the layers it needs (``data.features(["logits"])``, tensors on the model's device: compute
+there and return the scores as a tensor), for input batches when it needs
 gradients (``data.batches()``), and for the model (``data.model``). The runner extracts the
 union of all detectors' :meth:`Detector.required_layers` once and every detector reuses it.
 
@@ -146,7 +148,7 @@ class Detector(BaseEstimator):
         self.fitted_ = True
         return self
 
-    def score_samples(self, data: FeatureView) -> np.ndarray:  # pragma: no cover - abstract
+    def score_samples(self, data: FeatureView) -> torch.Tensor | np.ndarray:  # pragma: no cover - abstract
         raise NotImplementedError
 
     def search_space(self) -> dict[str, list[Any]]:
@@ -171,7 +173,7 @@ class Detector(BaseEstimator):
 class LayerwiseDetector(Detector):
     """A detector with one score per feature layer, combined into one.
 
-    Subclasses implement :meth:`layer_scores` (N×K, each column higher = more ID) and set
+    Subclasses implement :meth:`layer_scores` (an N×K tensor, each column higher = more ID) and set
     ``layers_`` in ``fit``. Without OOD data (``--tune none``) the score is the deepest layer's
     alone (no weights can be learned without OOD samples; paper 003 Fig. 2 and Lee et al.'s
     single-layer baselines use the last layers). After :meth:`fit_ensemble` it is the
@@ -185,7 +187,7 @@ class LayerwiseDetector(Detector):
     def required_layers(self, model) -> list[str]:
         return self.layer_names(model)
 
-    def layer_scores(self, data: FeatureView) -> np.ndarray:  # pragma: no cover - abstract
+    def layer_scores(self, data: FeatureView) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
 
     def combines_layers(self) -> bool:
@@ -201,18 +203,19 @@ class LayerwiseDetector(Detector):
         if not self.combines_layers():
             self.ensemble_ = None
             return self
-        scores = np.concatenate([self.layer_scores(id_data), self.layer_scores(ood_data)])
+        scores = np.concatenate([_host(self.layer_scores(id_data)), _host(self.layer_scores(ood_data))])
         y = np.r_[np.ones(len(id_data)), np.zeros(len(ood_data))]
         self.ensemble_ = LayerEnsemble(seed=seed).fit(scores, y)
         return self
 
-    def combine(self, scores: np.ndarray) -> np.ndarray:
+    def combine(self, scores: torch.Tensor) -> torch.Tensor:
+        """The fitted ensemble's decision function, or the deepest layer's column, where the scores are."""
         ensemble = getattr(self, "ensemble_", None)
         if ensemble is not None:
             return ensemble.decision_function(scores)
         return scores[:, -1]
 
-    def score_samples(self, data: FeatureView) -> np.ndarray:
+    def score_samples(self, data: FeatureView) -> torch.Tensor:
         return self.combine(self.layer_scores(data))
 
     def describe_fit(self) -> dict[str, Any]:
@@ -228,6 +231,13 @@ class LayerwiseDetector(Detector):
         return facts
 
 
+def _host(scores: torch.Tensor | np.ndarray) -> np.ndarray:
+    """Scores as a float64 numpy array on the CPU (for scikit-learn and the metrics)."""
+    if isinstance(scores, torch.Tensor):
+        return scores.detach().double().cpu().numpy()
+    return np.asarray(scores, dtype=np.float64)
+
+
 def fit_detector(detector: Detector, train: FeatureView, supplies: Supplies | None) -> Detector:
     """``fit`` as the detector's :class:`Needs` declare it: with supplies only when it asks for them."""
     if detector.needs.supplies:
@@ -239,7 +249,7 @@ def fit_detector(detector: Detector, train: FeatureView, supplies: Supplies | No
 
 def validate_scores(detector: Detector, scores: Any, n: int) -> np.ndarray:
     """Scores must be a finite float vector of length n (SPEC.md: NaN/inf is an error)."""
-    arr = np.asarray(scores.detach().cpu() if isinstance(scores, torch.Tensor) else scores, dtype=np.float64)
+    arr = _host(scores)
     if arr.shape != (n,):
         raise DetectorError(f"detector {detector.name!r} returned scores of shape {arr.shape}, expected ({n},)")
     bad = ~np.isfinite(arr)

@@ -2,7 +2,8 @@
 
 Per-layer scores s_1..s_K → standardised → ``LogisticRegressionCV`` (seeded, CV over C)
 fitted on ID (1) vs OOD (0) tuning samples; the ensemble score is its decision function,
-so higher = more in-distribution (SPEC.md, "Layer ensembles").
+so higher = more in-distribution (SPEC.md, "Layer ensembles"). The regression is fitted on the CPU
+(N×K scores, K layers); the fitted linear map is applied in torch wherever the scores are.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import torch
 from sklearn.linear_model import LogisticRegressionCV
 from sklearn.preprocessing import StandardScaler
 
@@ -35,8 +37,16 @@ class LayerEnsemble:
         self.lr_.fit(self.scaler_.transform(scores), y)
         return self
 
-    def decision_function(self, scores: np.ndarray) -> np.ndarray:
-        return self.lr_.decision_function(self.scaler_.transform(scores))
+    def decision_function(self, scores: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
+        """w · (s − mean)/scale + b per sample; a tensor stays a tensor on its device (float64)."""
+        if not isinstance(scores, torch.Tensor):
+            return self.lr_.decision_function(self.scaler_.transform(scores))
+        device = scores.device
+        mean, scale, coef = (
+            torch.as_tensor(a, dtype=torch.float64, device=device)
+            for a in (self.scaler_.mean_, self.scaler_.scale_, self.lr_.coef_.ravel())
+        )
+        return ((scores.double() - mean) / scale) @ coef + float(self.lr_.intercept_[0])
 
     def describe(self, layers: list[str]) -> dict[str, Any]:
         weights = self.lr_.coef_.ravel().tolist()

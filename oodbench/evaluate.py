@@ -227,7 +227,7 @@ def _errors_row(det: Detector, target: Target, got: Supplied, ctx: Context, seco
     t0 = time.perf_counter()
     view = got.id_test
     s = _scores(det, view)
-    logits = view.logits()
+    logits = view.logits().cpu()
     correct = (logits.argmax(1) == target.clean.labels).numpy()
     msp = torch.softmax(logits, 1).max(1).values.numpy()
     metrics = {

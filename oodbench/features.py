@@ -1,8 +1,9 @@
 """Samples as seen through one model: images plus model outputs extracted once and reused.
 
 A :class:`FeatureView` is what every detector's ``fit`` and ``score_samples`` receive. It
-extracts the requested feature layers in one batched forward pass per image, keeps them (on
-the CPU, float32) and hands the same tensors to every detector and every tuning grid point.
+extracts the requested feature layers in one batched forward pass per image, keeps them on the
+model's device (float32) and hands the same tensors to every detector and every tuning grid point:
+detectors compute where the features are, and only their final scores move to the CPU (for metrics).
 ``subset`` slices a view without recomputing anything; ``memo`` lets a detector keep its own
 derived per-sample tensors (e.g. input-gradient signs) for the same samples.
 """
@@ -46,6 +47,7 @@ class FeatureView:
         self._memo: dict[Hashable, Any] = {}
         self._parent: FeatureView | None = None
         self._index: torch.Tensor | None = None
+        self._device_labels: torch.Tensor | None = None
 
     # -- basic facts ---------------------------------------------------------------------
     def __len__(self) -> int:
@@ -59,9 +61,16 @@ class FeatureView:
     def labels(self) -> torch.Tensor:
         return self.imageset.labels
 
+    @property
+    def device_labels(self) -> torch.Tensor:
+        """The labels on the view's device (beside its features), copied there once."""
+        if self._device_labels is None:
+            self._device_labels = self.imageset.labels.to(self.device)
+        return self._device_labels
+
     def subset(self, index: torch.Tensor) -> FeatureView:
         """A view of some samples that shares (slices) this view's cached features."""
-        index = torch.as_tensor(index, dtype=torch.long)
+        index = torch.as_tensor(index, dtype=torch.long, device="cpu")  # indexes the images, held on the CPU
         child = FeatureView(self.imageset.subset(index), self.model, self.device, self.batch_size, self.amp)
         child._parent, child._index = self, index
         return child
@@ -79,7 +88,7 @@ class FeatureView:
             yield to_float(chunk, self.device)
 
     def features(self, layers: Sequence[str]) -> dict[str, torch.Tensor]:
-        """``{layer: N×D float32 tensor}``, extracting whatever is not cached yet in one pass.
+        """``{layer: N×D float32 tensor on the view's device}``, extracting whatever is not cached yet in one pass.
 
         A subset view slices its parent's features when the parent already has them, and
         otherwise extracts only its own samples.
@@ -88,13 +97,13 @@ class FeatureView:
         if parent is not None:
             for k in layers:  # slice the parent's cache once, not on every call
                 if k not in self._features and k in parent._features:
-                    self._features[k] = parent._features[k][self._index]
+                    self._features[k] = parent._features[k][self._index.to(self.device)]
         todo = [name for name in layers if name not in self._features]
         if todo and self.cache_dir is not None:
             for name in list(todo):
                 cached = load_checked(self.cache_dir / f"{name}.pt", "feature")
                 if cached is not None:
-                    self._features[name] = cached
+                    self._features[name] = cached.to(self.device)
                     todo.remove(name)
         if todo:
             pause_point("extract")
@@ -104,11 +113,11 @@ class FeatureView:
                 for x in self.batches(f"features {self.name}" if len(self) > 4 * self.batch_size else None):
                     out = self.model.forward_features(x, todo)
                     for name in todo:
-                        parts[name].append(out[name].float().cpu())
+                        parts[name].append(out[name].float())
             for name in todo:
                 self._features[name] = torch.cat(parts[name])
                 if self.cache_dir is not None:
-                    atomic_torch_save(self._features[name], self.cache_dir / f"{name}.pt")
+                    atomic_torch_save(self._features[name].cpu(), self.cache_dir / f"{name}.pt")
         return {name: self._features[name] for name in layers}
 
     def logits(self) -> torch.Tensor:
@@ -130,12 +139,13 @@ class FeatureView:
         self, fn: Callable[..., torch.Tensor], *aligned: torch.Tensor, desc: str | None = None
     ) -> torch.Tensor:
         """Apply ``fn(x, *aligned_batches)`` to each input batch on the device (gradients
-        allowed) and concatenate the results on the CPU. ``aligned`` tensors (one row per
-        sample, e.g. cached gradient signs) are split into the same batches and moved to the device."""
+        allowed) and concatenate the results. ``aligned`` tensors (one row per
+        sample, e.g. cached gradient signs) are split into the same batches and moved to the device; the result
+        stays on the device."""
         self.model.eval()
         pieces = [t.split(self.batch_size) for t in aligned]
         outs = []
         for i, x in enumerate(self.batches(desc)):
             extra = [p[i].to(self.device) for p in pieces]
-            outs.append(fn(x, *extra).detach().float().cpu())
-        return torch.cat(outs) if outs else torch.empty(0)
+            outs.append(fn(x, *extra).detach().float())
+        return torch.cat(outs) if outs else torch.empty(0, device=self.device)

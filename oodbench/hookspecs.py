@@ -15,7 +15,7 @@ Example (a whole plugin)::
         description = "top-1 minus top-2 logit"
         def score_samples(self, data):
             top2 = data.features(["logits"])["logits"].topk(2, dim=1).values
-            return (top2[:, 0] - top2[:, 1]).numpy()
+            return top2[:, 0] - top2[:, 1]  # a tensor on the features' device
 
     @hookimpl
     def oodbench_register_detectors():

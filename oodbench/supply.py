@@ -164,7 +164,7 @@ def supply(req: RunRequest, plan: Plan, resolved: Resolved) -> Supplied:
     for v in {id(v): v for v in [id_view, id_scored, *(x for t in targets for x in (t.clean, t.scored))]}.values():
         v.features(layers)  # one pass per split, shared by every detector
     seconds["extract_features"] = time.perf_counter() - t0
-    id_acc = accuracy(id_view.logits().numpy(), plan.id_test.labels.numpy())
+    id_acc = accuracy(id_view.logits().cpu().numpy(), plan.id_test.labels.numpy())
     if spec.pretrained:
         report_accuracy(id_acc, spec.num_classes, name)
     provider = ModelProvider(spec, factory, plan.id_train, plan.id_test, device, owner)

@@ -53,7 +53,7 @@ def test_fssd_input_preprocessing_moves_away_from_fss():
     base = det.layer_scores(id_test)
     pushed = det.tuned_copy(epsilon=0.01).layer_scores(id_test)
     # x + eps*sign(grad FSSD) increases FSSD for (almost) every sample and layer
-    assert (pushed > base).mean() > 0.9
+    assert (pushed > base).double().mean() > 0.9
 
 
 def test_fssd_separates_fmnist_from_mnist_on_a_trained_lenet(lenet_fmnist, data_root):

@@ -63,7 +63,7 @@ def test_standardized_step_by_hand_and_batch_independent():
     with torch.no_grad():
         want = (model.forward_features(x - eps * g, ["conv2"])["conv2"] - ref).norm(dim=1)
     tuned = det.tuned_copy(epsilon=eps)
-    got = tuned.layer_scores(id_test)[:, 0]
+    got = tuned.layer_scores(id_test)[:, 0].numpy()
     assert np.allclose(got, want.numpy(), rtol=1e-4)
     assert (got < dist.detach().numpy()).mean() > 0.9  # the code's step descends FSSD
     index = torch.arange(1, len(id_test), 4)

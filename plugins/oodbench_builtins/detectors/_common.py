@@ -1,4 +1,8 @@
-"""Small tensor helpers shared by the built-in detectors."""
+"""Small tensor helpers shared by the built-in detectors.
+
+Every helper computes on its inputs' device (the features' device, which is the model's): allocations name
+that device, labels are moved beside the features, and nothing is copied to the host.
+"""
 
 from __future__ import annotations
 
@@ -15,22 +19,24 @@ def energy(logits: torch.Tensor, t: float = 1.0) -> torch.Tensor:
 
 
 def head_weights(model) -> tuple[torch.Tensor, torch.Tensor]:
-    """The classifier head's weight and bias (zeros if it has none), float32 on the CPU."""
+    """The classifier head's weight and bias (zeros if it has none), float32 on the model's device."""
     head = model.head
-    w = head.weight.detach().float().cpu()
-    b = head.bias.detach().float().cpu() if getattr(head, "bias", None) is not None else torch.zeros(w.shape[0])
+    w = head.weight.detach().float()
+    bias = getattr(head, "bias", None)
+    b = bias.detach().float() if bias is not None else torch.zeros(w.shape[0], device=w.device)
     return w, b
 
 
 def head_logits(model, features: torch.Tensor) -> torch.Tensor:
-    """Apply the backbone's classifier head to (modified) penultimate features, on the CPU."""
+    """Apply the backbone's classifier head to (modified) penultimate features, on their device."""
     w, b = head_weights(model)
-    return features @ w.T + b
+    return features @ w.T.to(features.device) + b.to(features.device)
 
 
 def class_means(feats: torch.Tensor, labels: torch.Tensor, num_classes: int, chunk: int = 8192):
     """(class means K×D float32, sample counts K) by chunked float64 index_add, on ``feats``' device;
     a class without samples gets a zero mean and count 0."""
+    labels = labels.to(feats.device)
     sums = torch.zeros(num_classes, feats.shape[1], dtype=torch.float64, device=feats.device)
     counts = torch.zeros(num_classes, dtype=torch.float64, device=feats.device)
     for f, y in zip(feats.split(chunk), labels.split(chunk)):
@@ -62,9 +68,9 @@ def class_gaussians(feats: torch.Tensor, labels: torch.Tensor, num_classes: int,
 
     Σ = 1/N Σ_c Σ_{i∈c} (f_i − μ_c)(f_i − μ_c)ᵀ (Lee et al. 2018, eq. 1).
     """
-    d = feats.shape[1]
+    d, labels = feats.shape[1], labels.to(feats.device)
     means = class_means(feats, labels, num_classes, chunk)[0].double()
-    cov = torch.zeros(d, d, dtype=torch.float64)
+    cov = torch.zeros(d, d, dtype=torch.float64, device=feats.device)
     for f, y in zip(feats.split(chunk), labels.split(chunk)):
         c = f.double() - means[y]
         cov += c.T @ c
@@ -75,7 +81,7 @@ def class_gaussians(feats: torch.Tensor, labels: torch.Tensor, num_classes: int,
 def global_gaussian(feats: torch.Tensor, chunk: int = 8192):
     """Mean and covariance of all samples (the background Gaussian of RMD), chunked."""
     mean = feats.double().mean(0)
-    cov = torch.zeros(feats.shape[1], feats.shape[1], dtype=torch.float64)
+    cov = torch.zeros(feats.shape[1], feats.shape[1], dtype=torch.float64, device=feats.device)
     for f in feats.split(chunk):
         c = f.double() - mean
         cov += c.T @ c
@@ -103,7 +109,13 @@ def euclidean(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def percentile(x: torch.Tensor, q: float) -> float:
-    """q-th percentile (0–100) of all entries (numpy's linear interpolation)."""
-    import numpy as np
-
-    return float(np.percentile(x.numpy().ravel(), q))
+    """q-th percentile (0–100) of all entries with numpy's linear interpolation, on ``x``'s device
+    (``torch.quantile`` refuses inputs above 2**24 entries; two ``kthvalue`` calls do not)."""
+    flat = x.reshape(-1)
+    pos = (flat.numel() - 1) * q / 100.0
+    lo, frac = int(pos), pos - int(pos)
+    low = flat.kthvalue(lo + 1).values.double()
+    if frac == 0:
+        return float(low)
+    high = flat.kthvalue(lo + 2).values.double()
+    return float(low + frac * (high - low))

@@ -128,9 +128,9 @@ class AbnormalityModule(Detector):
         self.net_, self.net_key_, self.train_log_ = net.eval(), base[stage], logs
         return self
 
-    def score_samples(self, data: FeatureView) -> np.ndarray:
+    def score_samples(self, data: FeatureView) -> torch.Tensor:
         self.check_fitted()
-        return own_net_outputs(data, self.net_, self.net_key_, "abnormality", lambda net, x: net(x)).numpy()
+        return own_net_outputs(data, self.net_, self.net_key_, "abnormality", lambda net, x: net(x))
 
     def describe_fit(self):
         return {"stages": self.train_log_}

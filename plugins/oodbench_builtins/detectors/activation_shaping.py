@@ -23,10 +23,10 @@ class _PenultimateEnergy(Detector):
     def shape(self, h: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def score_samples(self, data: FeatureView) -> np.ndarray:
+    def score_samples(self, data: FeatureView) -> torch.Tensor:
         self.check_fitted()
         h = data.features(["penultimate"])["penultimate"]
-        return energy(head_logits(data.model, self.shape(h))).numpy()
+        return energy(head_logits(data.model, self.shape(h)))
 
 
 class ReAct(_PenultimateEnergy):
@@ -144,9 +144,9 @@ class DICE(Detector):
         self.contribution_ = w * train.features(["penultimate"])["penultimate"].mean(dim=0)[None, :]
         return self
 
-    def score_samples(self, data: FeatureView) -> np.ndarray:
+    def score_samples(self, data: FeatureView) -> torch.Tensor:
         self.check_fitted()
         thresh = percentile(self.contribution_, self.sparsity)
         masked = self.weight_ * (self.contribution_ > thresh)
         h = data.features(["penultimate"])["penultimate"]
-        return energy(h @ masked.T + self.bias_).numpy()
+        return energy(h @ masked.T + self.bias_)

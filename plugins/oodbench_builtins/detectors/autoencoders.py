@@ -21,7 +21,6 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -207,15 +206,15 @@ class _Reconstruction(Detector):
         self.train_log_ = {k: trained.facts[k] for k in ("source", "hash", "best_epoch", "epoch_loss")}
         return self
 
-    def score_samples(self, data: FeatureView) -> np.ndarray:
+    def score_samples(self, data: FeatureView) -> torch.Tensor:
         self.check_fitted()
         e = own_net_outputs(
             data, self.net_.eval(), self.net_key_, "recon", lambda net, x: ((net(x) - x) ** 2).flatten(1).sum(dim=1)
         )
         if self.complexity_normalised:
-            cn = torch.log(image_entropy(data.imageset.images) + 1)
+            cn = torch.log(image_entropy(data.imageset.images) + 1).to(e.device)
             e = e / (cn + 1e-9)  # eq. 4
-        return (-e).numpy()
+        return -e
 
     def describe_fit(self):
         return {"autoencoder": self.train_log_}

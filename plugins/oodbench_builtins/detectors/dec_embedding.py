@@ -247,8 +247,8 @@ class DECEmbedding(Detector):
             "updates": task.history[-1:] if task.history else None,
         }
         z, _ = self.net_.embed_all(data.images.to(models.device))
-        pred = self.net_.classifier(z).argmax(1).cpu()
-        self.train_log_["train_accuracy"] = 100.0 * float((pred == data.labels).float().mean())
+        pred = self.net_.classifier(z).argmax(1)
+        self.train_log_["train_accuracy"] = 100.0 * float((pred == data.labels.to(pred.device)).float().mean())
         return self
 
     def _init_centres(self, net: DECNet, data, device) -> None:
@@ -275,16 +275,16 @@ class DECEmbedding(Detector):
     def embed(self, data: FeatureView) -> np.ndarray:
         """The learned embedding z (paper 000 Fig. 4), for ``oodbench plot embedding``."""
         self.check_fitted()
-        return self._outputs(data)[1].numpy()
+        return self._outputs(data)[1].cpu().numpy()
 
-    def score_samples(self, data: FeatureView) -> np.ndarray:
+    def score_samples(self, data: FeatureView) -> torch.Tensor:
         self.check_fitted()
         err, z = self._outputs(data)
         if self.score_kind == "recon":
-            return (-err).numpy()
-        centres = self.net_.interpolated_centres().detach().float().cpu()
+            return -err
+        centres = self.net_.interpolated_centres().detach().float().to(z.device)
         dist = torch.cdist(z, centres).min(dim=1).values.pow(2)  # the assigned (nearest) centre
-        return (-(err + self.distance_weight * dist)).numpy()
+        return -(err + self.distance_weight * dist)
 
     def describe_fit(self):
         return {"model": self.train_log_}

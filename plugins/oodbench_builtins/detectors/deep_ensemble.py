@@ -7,7 +7,6 @@ Reproduces paper 003 Table 2, column DE.
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 
 from oodbench import Detector, Needs, Supplies
@@ -32,10 +31,10 @@ class DeepEnsemble(Detector):
         self.keys_ = ["run"] + [m.key for m in members]
         return self
 
-    def score_samples(self, data: FeatureView) -> np.ndarray:
+    def score_samples(self, data: FeatureView) -> torch.Tensor:
         self.check_fitted()
         probs = []
         for i, (model, key) in enumerate(zip(self.models_, self.keys_)):
             view = data if i == 0 else data.memo(("member", key), lambda m=model: data.with_model(m))
             probs.append(torch.softmax(view.logits(), dim=1))
-        return torch.stack(probs).mean(0).max(dim=1).values.numpy()
+        return torch.stack(probs).mean(0).max(dim=1).values

@@ -35,7 +35,6 @@ from collections.abc import Sequence
 from functools import partial
 from typing import Any
 
-import numpy as np
 import torch
 
 from oodbench import LayerwiseDetector
@@ -95,11 +94,12 @@ class FSSD(LayerwiseDetector):
 
     def _noise_pixels(self, model, shape: tuple[int, ...]) -> torch.Tensor:
         """The S noise inputs as float pixels (what the backbone normalises)."""
-        g = torch.Generator().manual_seed(self.seed)
+        g = torch.Generator().manual_seed(self.seed)  # drawn on the CPU: the same noise on every device
+        size, cpu = (self.n_noise, *shape), torch.device("cpu")
         if self.noise == "pixel":
-            return torch.randint(0, 256, (self.n_noise, *shape), generator=g, dtype=torch.uint8).float().div_(255.0)
-        z = (torch.randint(0, 255, (self.n_noise, *shape), generator=g, dtype=torch.uint8).float() - 127.5) / 255
-        return model.mean.cpu() + model.std.cpu() * z
+            return torch.randint(0, 256, size, generator=g, dtype=torch.uint8, device=cpu).float().div_(255.0)
+        z = (torch.randint(0, 255, size, generator=g, dtype=torch.uint8, device=cpu).float() - 127.5) / 255
+        return model.mean.to(cpu) + model.std.to(cpu) * z
 
     def fit(self, train: FeatureView) -> FSSD:
         for option, value in (("pooling", self.pooling), ("noise", self.noise), ("step", self.step)):
@@ -112,7 +112,7 @@ class FSSD(LayerwiseDetector):
             for x in noise.split(train.batch_size):
                 feats = layer_feature(model, x.to(train.device), layers, self.pooling)
                 for k in layers:
-                    part = feats[k].double().sum(dim=0).cpu()
+                    part = feats[k].double().sum(dim=0)
                     sums[k] = sums[k] + part if k in sums else part
         self.layers_, self.pooling_ = layers, self.pooling
         self.fss_ = {k: (sums[k] / self.n_noise).float() for k in layers}
@@ -155,17 +155,17 @@ class FSSD(LayerwiseDetector):
 
         return data.memo(("fssd-standardized", self.fit_id_, layer), lambda: data.map_inputs(batch))
 
-    def layer_scores(self, data: FeatureView) -> np.ndarray:
+    def layer_scores(self, data: FeatureView) -> torch.Tensor:
         self.check_fitted()
         if self.epsilon == 0:
-            return self._plain_scores(data).numpy()
+            return self._plain_scores(data)
         columns = []
         for k in self.layers_:
             key = ("fssd", self.fit_id_, k, self.step)
             direction = self._direction(data, k)
             fssd = partial(self._fssd, data.model, layer=k)
             columns.append(perturbed_scores(data, key, direction, self.epsilon, fssd))
-        return torch.stack(columns, dim=1).numpy()
+        return torch.stack(columns, dim=1)
 
     def describe_fit(self) -> dict[str, Any]:
         conventions = {opt: f"{getattr(self, opt)}: {CONVENTIONS[opt][getattr(self, opt)]}" for opt in CONVENTIONS}

@@ -8,7 +8,6 @@ no per-sample backward passes (the paper's implementation does one backward pass
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 
 from oodbench import Detector
@@ -27,9 +26,9 @@ class GradNorm(Detector):
     def required_layers(self, model):
         return ["penultimate", "logits"]
 
-    def score_samples(self, data: FeatureView) -> np.ndarray:
+    def score_samples(self, data: FeatureView) -> torch.Tensor:
         feats = data.features(["penultimate", "logits"])
         t = self.temperature
         p = torch.softmax(feats["logits"] / t, dim=1)
         u = 1.0 / p.shape[1]
-        return ((p - u).abs().sum(dim=1) * feats["penultimate"].abs().sum(dim=1) / t).numpy()
+        return (p - u).abs().sum(dim=1) * feats["penultimate"].abs().sum(dim=1) / t

@@ -32,7 +32,6 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
 import torch
 
 from oodbench import Detector
@@ -85,7 +84,7 @@ class Gram(Detector):
         with torch.inference_mode():
             maps = model.forward_features(x, self.layers_, pool=False)
             rows = [gram_row_sums(maps[k].flatten(2), p) for k in self.layers_ for p in range(1, self.max_power + 1)]
-        return torch.cat(rows, dim=1).cpu(), maps["logits"].float().cpu()
+        return torch.cat(rows, dim=1), maps["logits"].float()
 
     def fit(self, train: FeatureView) -> Gram:
         channels = self._spatial_layers(train.model, train.imageset.shape)
@@ -93,7 +92,7 @@ class Gram(Detector):
         if not self.layers_:
             raise ValueError("gram needs convolutional feature maps; the backbone has none among its named layers")
         n = len(train)
-        perm = torch.randperm(n, generator=torch.Generator().manual_seed(self.seed))
+        perm = torch.randperm(n, generator=torch.Generator().manual_seed(self.seed), device="cpu")  # indices
         n_val = min(self.n_val, max(1, n // 10))
         val_index, fit_index = perm[:n_val], perm[n_val:]
         if self.n_fit is not None:
@@ -110,8 +109,8 @@ class Gram(Detector):
         for x in data.batches("gram ranges" if len(data) > 4 * data.batch_size else None):
             v, logits = self._values(model, x)
             if mins is None:
-                mins = torch.full((num_classes, v.shape[1]), float("inf"), dtype=torch.float64)
-                maxs = torch.full((num_classes, v.shape[1]), float("-inf"), dtype=torch.float64)
+                mins = torch.full((num_classes, v.shape[1]), float("inf"), dtype=torch.float64, device=v.device)
+                maxs = torch.full((num_classes, v.shape[1]), float("-inf"), dtype=torch.float64, device=v.device)
             index = logits.argmax(dim=1)[:, None].expand_as(v)
             mins.scatter_reduce_(0, index, v, "amin")
             maxs.scatter_reduce_(0, index, v, "amax")
@@ -132,9 +131,9 @@ class Gram(Detector):
 
         return data.memo(("gram", self.fit_id_), lambda: data.map_inputs(batch).double())
 
-    def score_samples(self, data: FeatureView) -> np.ndarray:
+    def score_samples(self, data: FeatureView) -> torch.Tensor:
         self.check_fitted()
-        return -(self._layer_deviation(data) / self.layer_scale_).sum(dim=1).numpy()
+        return -(self._layer_deviation(data) / self.layer_scale_).sum(dim=1)
 
     def describe_fit(self) -> dict[str, Any]:
         return {

@@ -8,25 +8,23 @@ the model's device, so memory stays bounded; the top-k similarities are memoised
 
 from __future__ import annotations
 
-import numpy as np
+import uuid
+
 import torch
 import torch.nn.functional as F
 
 from oodbench import Detector
-from oodbench.detector import state_key
 from oodbench.features import FeatureView
 
 K_GRID = [1, 10, 20, 50, 100, 200, 500, 1000]
 
 
-def topk_similarities(queries: torch.Tensor, bank: torch.Tensor, k: int, device, chunk: int = 2048) -> torch.Tensor:
-    """The k largest cosine similarities of each (normalised) query to the (normalised) bank."""
-    bank = bank.to(device)
-    out = []
-    for q in queries.split(chunk):
-        sims = q.to(device) @ bank.T
-        out.append(sims.topk(min(k, bank.shape[0]), dim=1).values.cpu())
-    return torch.cat(out)
+def topk_similarities(queries: torch.Tensor, bank: torch.Tensor, k: int, chunk: int = 2048) -> torch.Tensor:
+    """The k largest cosine similarities of each (normalised) query to the (normalised) bank: chunked matrix
+    products + ``topk`` on the queries' device, so memory stays O(chunk × bank)."""
+    bank = bank.to(queries.device)
+    k = min(k, bank.shape[0])
+    return torch.cat([(q @ bank.T).topk(k, dim=1).values for q in queries.split(chunk)])
 
 
 class KNN(Detector):
@@ -47,16 +45,13 @@ class KNN(Detector):
 
     def fit(self, train: FeatureView) -> KNN:
         self.bank_ = F.normalize(train.features([self.layer])[self.layer], dim=1)
-        self.bank_key_ = state_key(self.bank_)
-        self.device_ = train.device
+        self.bank_key_ = uuid.uuid4().hex  # names this fit's bank in memo keys (no host copy to hash it)
         return self
 
-    def score_samples(self, data: FeatureView) -> np.ndarray:
+    def score_samples(self, data: FeatureView) -> torch.Tensor:
         self.check_fitted()
         z = F.normalize(data.features([self.layer])[self.layer], dim=1)
         k = min(self.k, len(self.bank_))
-        sims = data.memo(
-            ("knn", self.bank_key_, self.layer, k), lambda: topk_similarities(z, self.bank_, k, self.device_)
-        )
+        sims = data.memo(("knn", self.bank_key_, self.layer, k), lambda: topk_similarities(z, self.bank_, k))
         s_k = sims[:, k - 1]
-        return -torch.sqrt((2 - 2 * s_k).clamp_min(0)).numpy()
+        return -torch.sqrt((2 - 2 * s_k).clamp_min(0))

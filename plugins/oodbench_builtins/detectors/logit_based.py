@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 
 from oodbench import Detector
@@ -25,8 +24,8 @@ class Energy(Detector):
     def search_space(self):
         return {"temperature": T_GRID}
 
-    def score_samples(self, data: FeatureView) -> np.ndarray:
-        return energy(data.logits(), self.temperature).numpy()
+    def score_samples(self, data: FeatureView) -> torch.Tensor:
+        return energy(data.logits(), self.temperature)
 
 
 class MaxLogit(Detector):
@@ -37,8 +36,8 @@ class MaxLogit(Detector):
     paper = "Hendrycks et al. 2022, Scaling Out-of-Distribution Detection for Real-World Settings"
     criterion = "auroc"
 
-    def score_samples(self, data: FeatureView) -> np.ndarray:
-        return data.logits().max(dim=1).values.numpy()
+    def score_samples(self, data: FeatureView) -> torch.Tensor:
+        return data.logits().max(dim=1).values
 
 
 class Entropy(Detector):
@@ -49,9 +48,9 @@ class Entropy(Detector):
     paper = "e.g. Hendrycks & Gimpel 2017 (baseline family); Shannon entropy of the posterior"
     criterion = "auroc"
 
-    def score_samples(self, data: FeatureView) -> np.ndarray:
+    def score_samples(self, data: FeatureView) -> torch.Tensor:
         logp = torch.log_softmax(data.logits(), dim=1)
-        return (logp.exp() * logp).sum(dim=1).numpy()
+        return (logp.exp() * logp).sum(dim=1)
 
 
 class TemperatureScaling(Detector):
@@ -74,8 +73,8 @@ class TemperatureScaling(Detector):
         return {"temperature": T_GRID}
 
     def fit(self, train: FeatureView) -> TemperatureScaling:
-        logits, labels = train.logits(), train.labels
-        log_t = torch.zeros(1, requires_grad=True)
+        logits, labels = train.logits(), train.device_labels
+        log_t = torch.zeros(1, device=logits.device, requires_grad=True)
         opt = torch.optim.LBFGS([log_t], lr=0.1, max_iter=200)
 
         def closure():
@@ -88,10 +87,10 @@ class TemperatureScaling(Detector):
         self.fitted_temperature_ = float(log_t.detach().exp())
         return self
 
-    def score_samples(self, data: FeatureView) -> np.ndarray:
+    def score_samples(self, data: FeatureView) -> torch.Tensor:
         self.check_fitted()
         t = self.temperature if self.temperature is not None else self.fitted_temperature_
-        return torch.softmax(data.logits() / t, dim=1).max(dim=1).values.numpy()
+        return torch.softmax(data.logits() / t, dim=1).max(dim=1).values
 
     def describe_fit(self):
         return {"fitted_temperature": self.fitted_temperature_}
@@ -113,10 +112,10 @@ class GEN(Detector):
     def search_space(self):
         return {"gamma": [0.01, 0.05, 0.1, 0.5, 1.0]}
 
-    def score_samples(self, data: FeatureView) -> np.ndarray:
+    def score_samples(self, data: FeatureView) -> torch.Tensor:
         p = torch.softmax(data.logits(), dim=1)
         top = p.topk(min(self.m, p.shape[1]), dim=1).values
-        return -(top.pow(self.gamma) * (1 - top).pow(self.gamma)).sum(dim=1).numpy()
+        return -(top.pow(self.gamma) * (1 - top).pow(self.gamma)).sum(dim=1)
 
 
 class KLMatching(Detector):
@@ -132,13 +131,14 @@ class KLMatching(Detector):
         p = torch.softmax(train.logits(), dim=1)
         k = p.shape[1]
         means, counts = class_means(p, p.argmax(dim=1), k)
-        self.templates_ = torch.where(counts[:, None] > 0, means, torch.full((k,), 1.0 / k))  # no sample: uniform
+        uniform = torch.full((k,), 1.0 / k, device=p.device)
+        self.templates_ = torch.where(counts[:, None] > 0, means, uniform)  # a class without samples: uniform
         return self
 
-    def score_samples(self, data: FeatureView) -> np.ndarray:
+    def score_samples(self, data: FeatureView) -> torch.Tensor:
         self.check_fitted()
         logp = torch.log_softmax(data.logits(), dim=1)
         p = logp.exp()
         log_d = self.templates_.clamp_min(1e-12).log()
         kl = (p * logp).sum(1, keepdim=True) - p @ log_d.T  # KL[p ‖ d_k] for every k
-        return -kl.min(dim=1).values.numpy()
+        return -kl.min(dim=1).values

@@ -14,7 +14,6 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 
-import numpy as np
 import torch
 
 from oodbench import LayerwiseDetector
@@ -60,11 +59,11 @@ class Mahalanobis(LayerwiseDetector):
         d = mahalanobis_sq(f, self.means_[k].to(f.device), self.precision_[k].to(f.device))
         return -d.min(dim=1).values
 
-    def layer_scores(self, data: FeatureView) -> np.ndarray:
+    def layer_scores(self, data: FeatureView) -> torch.Tensor:
         self.check_fitted()
         if self.epsilon == 0:
             feats = data.features(self.layers_)
-            return torch.stack([self._score(feats[k], k) for k in self.layers_], dim=1).numpy()
+            return torch.stack([self._score(feats[k], k) for k in self.layers_], dim=1)
         model = data.model
         columns = []
         for k in self.layers_:
@@ -74,7 +73,7 @@ class Mahalanobis(LayerwiseDetector):
 
             sign = gradient_sign(data, ("maha", self.fit_id_, k), score)
             columns.append(perturbed_scores(data, ("maha", self.fit_id_, k), sign, self.epsilon, score))
-        return torch.stack(columns, dim=1).numpy()
+        return torch.stack(columns, dim=1)
 
 
 class RelativeMahalanobis(LayerwiseDetector):
@@ -112,7 +111,7 @@ class RelativeMahalanobis(LayerwiseDetector):
         self.layers_ = layers
         return self
 
-    def layer_scores(self, data: FeatureView) -> np.ndarray:
+    def layer_scores(self, data: FeatureView) -> torch.Tensor:
         self.check_fitted()
         feats = data.features(self.layers_)
         cols = []
@@ -120,4 +119,4 @@ class RelativeMahalanobis(LayerwiseDetector):
             means, prec, mean0, prec0 = self.stats_[k]
             rmd = mahalanobis_sq(feats[k], means, prec) - mahalanobis_sq(feats[k], mean0, prec0)
             cols.append(-rmd.min(dim=1).values)
-        return torch.stack(cols, dim=1).numpy()
+        return torch.stack(cols, dim=1)

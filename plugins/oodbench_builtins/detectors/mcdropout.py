@@ -24,7 +24,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import torch
 
 from oodbench import Detector, Needs, Supplies
@@ -126,7 +125,7 @@ class MCDropout(Detector):
 
         return data.memo(("mcd-statistics", self.model_key_, t, self.seed), compute)
 
-    def score_samples(self, data: FeatureView) -> np.ndarray:
+    def score_samples(self, data: FeatureView) -> torch.Tensor:
         self.check_fitted()
         check_statistic(self.statistic)
-        return self._statistics(data)[:, STATISTICS.index(self.statistic)].numpy()
+        return self._statistics(data)[:, STATISTICS.index(self.statistic)]

@@ -109,7 +109,7 @@ class MetricLearning(Detector):
         )
         self.net_, self.net_key_, self.train_log_ = trained.net, trained.key, trained.facts
         emb = own_backbone_logits(train, self.net_, self.net_key_)
-        labels = train.labels
+        labels = train.device_labels
         self.centres_ = class_means(emb, labels, int(labels.max()) + 1)[0]
         nearest = euclidean(emb, self.centres_).argmin(dim=1)
         self.train_log_["nearest_centre_train_accuracy"] = 100.0 * float((nearest == labels).float().mean())
@@ -118,13 +118,11 @@ class MetricLearning(Detector):
     def embed(self, data: FeatureView) -> np.ndarray:
         """The learned embedding (paper 001 Fig. 1), for ``oodbench plot embedding``."""
         self.check_fitted()
-        return own_backbone_logits(data, self.net_, self.net_key_).numpy()
+        return own_backbone_logits(data, self.net_, self.net_key_).cpu().numpy()
 
-    def score_samples(self, data: FeatureView) -> np.ndarray:
+    def score_samples(self, data: FeatureView) -> torch.Tensor:
         self.check_fitted()
-        return (
-            -euclidean(own_backbone_logits(data, self.net_, self.net_key_), self.centres_).min(dim=1).values
-        ).numpy()
+        return -euclidean(own_backbone_logits(data, self.net_, self.net_key_), self.centres_).min(dim=1).values
 
     def describe_fit(self):
         return {"model": self.train_log_, "centres": len(self.centres_)}

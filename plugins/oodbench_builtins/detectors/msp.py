@@ -7,6 +7,7 @@ score(x) = max_y softmax(f(x))_y — higher = more in-distribution. No hyperpara
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from oodbench import Detector, Needs
 from oodbench.features import FeatureView
@@ -20,7 +21,7 @@ class MSP(Detector):
 
     def embed(self, data: FeatureView) -> np.ndarray:
         """The softmax posterior: the cross-entropy "embedding" of paper 001 Fig. 1 (row CE)."""
-        return data.logits().softmax(dim=1).numpy()
+        return data.logits().softmax(dim=1).cpu().numpy()
 
-    def score_samples(self, data: FeatureView) -> np.ndarray:
-        return data.logits().softmax(dim=1).max(dim=1).values.numpy()
+    def score_samples(self, data: FeatureView) -> torch.Tensor:
+        return data.logits().softmax(dim=1).max(dim=1).values

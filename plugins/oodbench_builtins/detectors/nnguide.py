@@ -7,12 +7,12 @@ S(x) = energy(x) · G(x). ``bank_fraction`` subsamples the bank (seeded), as the
 
 from __future__ import annotations
 
-import numpy as np
+import uuid
+
 import torch
 import torch.nn.functional as F
 
 from oodbench import Detector
-from oodbench.detector import state_key
 from oodbench.features import FeatureView
 
 from ._common import energy
@@ -40,17 +40,17 @@ class NNGuide(Detector):
         feats = train.features(["penultimate", "logits"])
         n = len(train)
         keep = max(1, int(round(n * self.bank_fraction)))
-        idx = torch.randperm(n, generator=torch.Generator().manual_seed(self.seed))[:keep]
+        perm = torch.randperm(n, generator=torch.Generator().manual_seed(self.seed), device="cpu")  # same on any device
+        idx = perm[:keep].to(train.device)
         self.bank_ = F.normalize(feats["penultimate"][idx], dim=1) * energy(feats["logits"][idx])[:, None]
-        self.bank_key_ = state_key(self.bank_)
-        self.device_ = train.device
+        self.bank_key_ = uuid.uuid4().hex  # names this fit's bank in memo keys (no host copy to hash it)
         return self
 
-    def score_samples(self, data: FeatureView) -> np.ndarray:
+    def score_samples(self, data: FeatureView) -> torch.Tensor:
         self.check_fitted()
         feats = data.features(["penultimate", "logits"])
         z = F.normalize(feats["penultimate"], dim=1)
         k = min(self.k, len(self.bank_))
-        sims = data.memo(("nnguide", self.bank_key_, k), lambda: topk_similarities(z, self.bank_, k, self.device_))
+        sims = data.memo(("nnguide", self.bank_key_, k), lambda: topk_similarities(z, self.bank_, k))
         guidance = sims.mean(dim=1)
-        return (energy(feats["logits"]) * guidance).numpy()
+        return energy(feats["logits"]) * guidance

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import uuid
 
-import numpy as np
 import torch
 
 from oodbench import Detector
@@ -37,11 +36,11 @@ class ODIN(Detector):
         self.fit_id_ = uuid.uuid4().hex
         return self
 
-    def score_samples(self, data: FeatureView) -> np.ndarray:
+    def score_samples(self, data: FeatureView) -> torch.Tensor:
         self.check_fitted()
         t = float(self.temperature)
         if self.epsilon == 0:
-            return torch.softmax(data.logits() / t, dim=1).max(dim=1).values.numpy()
+            return torch.softmax(data.logits() / t, dim=1).max(dim=1).values
         model = data.model
 
         def log_msp(x: torch.Tensor) -> torch.Tensor:
@@ -51,4 +50,4 @@ class ODIN(Detector):
             return torch.softmax(model(x) / t, dim=1).max(dim=1).values
 
         sign = gradient_sign(data, ("odin", self.fit_id_, t), log_msp)
-        return perturbed_scores(data, ("odin", self.fit_id_, t), sign, self.epsilon, msp).numpy()
+        return perturbed_scores(data, ("odin", self.fit_id_, t), sign, self.epsilon, msp)

@@ -4,7 +4,8 @@ Fit: per class k, the mean activation vector μ_k (logits) of correctly classifi
 samples; a Weibull model fitted to the ``tailsize`` largest Euclidean distances of those samples to
 μ_k. Score: for the top-α classes of x (rank i = 1..α), weight w_k = 1 − (α − i + 1)/α · WeibullCDF_k(‖z − μ_k‖);
 revised logits ẑ_k = z_k w_k, unknown logit ẑ_0 = Σ_k z_k (1 − w_k); S(x) = −P(unknown) under the
-softmax of [ẑ_0, ẑ]. libMR's FitHigh is replaced by ``scipy.stats.weibull_min`` on the same tail.
+softmax of [ẑ_0, ẑ]. libMR's FitHigh is replaced by ``scipy.stats.weibull_min`` on the same tail, so OpenMax
+computes on the CPU (its logits are copied there; K×K state).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ class OpenMax(Detector):
     def fit(self, train: FeatureView) -> OpenMax:
         from scipy.stats import weibull_min
 
-        z = train.logits()
+        z = train.logits().cpu()
         pred = z.argmax(dim=1)
         k = z.shape[1]
         self.means_ = torch.zeros(k, k)
@@ -53,11 +54,11 @@ class OpenMax(Detector):
                 self.weibull_[c] = (shape, loc, scale)
         return self
 
-    def score_samples(self, data: FeatureView) -> np.ndarray:
+    def score_samples(self, data: FeatureView) -> torch.Tensor:
         from scipy.stats import weibull_min
 
         self.check_fitted()
-        z = data.logits()
+        z = data.logits().cpu()
         k = z.shape[1]
         alpha = min(self.alpha, k)
         dist = torch.cdist(z.double(), self.means_.double())  # N×K
@@ -73,4 +74,4 @@ class OpenMax(Detector):
         revised = zd * w
         unknown = (zd * (1 - w)).sum(dim=1, keepdim=True)
         probs = torch.softmax(torch.cat([unknown, revised], dim=1), dim=1)
-        return (-probs[:, 0]).numpy()
+        return -probs[:, 0]

@@ -10,7 +10,6 @@ novelty ``seen:`` classes; the default for 28×28 greyscale is KMNIST, as in pap
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -95,9 +94,9 @@ class OutlierExposure(Detector):
         self.train_log_["outliers"] = {"name": outliers.name, "n": len(outliers)}
         return self
 
-    def score_samples(self, data: FeatureView) -> np.ndarray:
+    def score_samples(self, data: FeatureView) -> torch.Tensor:
         self.check_fitted()
-        return own_backbone_logits(data, self.net_, self.net_key_).softmax(dim=1).max(dim=1).values.numpy()
+        return own_backbone_logits(data, self.net_, self.net_key_).softmax(dim=1).max(dim=1).values
 
     def describe_fit(self):
         return {"fine_tuned": self.train_log_}

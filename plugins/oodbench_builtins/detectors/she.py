@@ -4,7 +4,7 @@ S(x) = h(x) · m_ŷ(x), the inner product with the pattern of the predicted clas
 
 from __future__ import annotations
 
-import numpy as np
+import torch
 
 from oodbench import Detector
 from oodbench.features import FeatureView
@@ -24,12 +24,12 @@ class SHE(Detector):
     def fit(self, train: FeatureView) -> SHE:
         feats = train.features(["penultimate", "logits"])
         h, pred = feats["penultimate"], feats["logits"].argmax(dim=1)
-        correct = pred == train.labels
+        correct = pred == train.device_labels
         self.patterns_ = class_means(h[correct], pred[correct], feats["logits"].shape[1])[0]  # no sample: zeros
         return self
 
-    def score_samples(self, data: FeatureView) -> np.ndarray:
+    def score_samples(self, data: FeatureView) -> torch.Tensor:
         self.check_fitted()
         feats = data.features(["penultimate", "logits"])
         pattern = self.patterns_[feats["logits"].argmax(dim=1)]
-        return (feats["penultimate"] * pattern).sum(dim=1).numpy()
+        return (feats["penultimate"] * pattern).sum(dim=1)

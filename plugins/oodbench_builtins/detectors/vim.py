@@ -8,7 +8,6 @@ D: 1000 if the feature dimension N ≥ 2048, 512 if N ≥ 768, else N/2 (the pap
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 
 from oodbench import Detector
@@ -36,7 +35,7 @@ class ViM(Detector):
         n = x.shape[1]
         dim = self.dim or (1000 if n >= 2048 else 512 if n >= 768 else n // 2)
         self.origin_ = -(torch.linalg.pinv(w.double()) @ b.double())
-        cov = torch.zeros(n, n, dtype=torch.float64)
+        cov = torch.zeros(n, n, dtype=torch.float64, device=x.device)
         for chunk in x.split(8192):  # chunked: memory stays O(chunk × N)
             c = chunk - self.origin_
             cov += c.T @ c
@@ -48,12 +47,12 @@ class ViM(Detector):
         self.dim_ = dim
         return self
 
-    def score_samples(self, data: FeatureView) -> np.ndarray:
+    def score_samples(self, data: FeatureView) -> torch.Tensor:
         self.check_fitted()
         feats = data.features(["penultimate", "logits"])
         residual = ((feats["penultimate"].double() - self.origin_) @ self.residual_basis_).norm(dim=1)
         energy = torch.logsumexp(feats["logits"].double(), dim=1)
-        return (energy - self.alpha_ * residual).numpy()
+        return energy - self.alpha_ * residual
 
     def describe_fit(self):
         return {"dim": self.dim_, "alpha": self.alpha_}
