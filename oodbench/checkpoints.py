@@ -191,3 +191,17 @@ def cached_model_path(kind: str, identity: dict) -> tuple[Path, str]:
     key = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:16]
     safe = "".join(c if c.isalnum() or c in "-._" else "_" for c in kind)
     return cache_dir() / "checkpoints" / f"{safe}-{key}.pt", key
+
+
+def training_summary(info: dict, wall: float) -> str:
+    """One line: the training window (first step to last, data already on the device), its throughput and the
+    test accuracy from the checkpoint's log, beside this command's wall time (data loading included)."""
+    log = info.get("train") or {}
+    if "seconds" not in log:
+        return f"command wall time {wall:.1f} s (no training log in this checkpoint)"
+    when = "training window" if info.get("source") == "trained" else "cached; its training window was"
+    acc = f", test accuracy {log['val_acc']:.2f} %" if "val_acc" in log else ""
+    return (
+        f"{when} {log['seconds']:.2f} s (first step to last, data on the device; "
+        f"{log.get('images_per_second', 0):,.0f} img/s){acc}; command wall time {wall:.2f} s"
+    )

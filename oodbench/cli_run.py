@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import time
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
@@ -255,11 +256,12 @@ def train(
     pretrained_file: PretrainedFile = None,
 ) -> None:
     """Train a backbone and cache its checkpoint (``run`` reuses it when the configuration matches)."""
+    started = time.perf_counter()
     from .request import check_int, resolve_device
 
     check_int("epochs", epochs, 1, optional=True)
     check_int("train_limit", train_limit, 1, optional=True)
-    from .checkpoints import ModelSpec, file_hash, load_or_train
+    from .checkpoints import ModelSpec, file_hash, load_or_train, training_summary
     from .data import LoadContext, resolve_data_root
     from .plugins import registries
     from .pretrained import pretrained_backbone, weights_file
@@ -293,3 +295,4 @@ def train(
     else:
         _, info = load_or_train(spec, factory, tr, te, dev, owner=owner)
     typer.echo(f"checkpoint: {info['path']} ({info['source']})")
+    typer.echo(training_summary(info, time.perf_counter() - started))

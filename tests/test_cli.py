@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -226,3 +227,17 @@ def test_plots_from_saved_scores(capsys, tmp_path):
         capsys, "plot", "scores", "--results", str(tmp_path / "res"), "-d", "nope", "-o", str(tmp_path / "x.png")
     )
     assert code == 2 and "no records match" in err
+
+
+def test_train_prints_training_window_beside_wall_time(capsys):
+    """`oodbench train` reports the training window and throughput from the trainer's log beside the command's
+    wall time; a second call reuses the checkpoint and says its window was from the earlier training."""
+    args = ("train", "--dataset", "fashionmnist", "--train-limit", "600", "--epochs", "1", "--seed", "7")
+    code, out, _ = run_cli(capsys, *args)
+    assert code == 0
+    line = out.strip().splitlines()[-1]
+    window, wall = (float(x) for x in re.findall(r"(?:window|wall time) ([\d.]+) s", line))
+    assert line.startswith("training window ") and "test accuracy" in line and "img/s" in line
+    assert 0 < window <= wall
+    code, out, _ = run_cli(capsys, *args)
+    assert code == 0 and "(cache)" in out and out.strip().splitlines()[-1].startswith("cached; its training window")
