@@ -23,6 +23,7 @@ from torch import nn
 from .backbones import Backbone, BackboneFactory
 from .checkpoints import ModelSpec, cached_model_path, load_or_train, state_hash, train_cached
 from .data import ImageSet
+from .errors import UsageError
 from .train import TrainConfig, TrainTask, default_config
 
 
@@ -140,7 +141,15 @@ class ModelProvider:
 
     def backbone(self, seed: int | None = None, **options: Any) -> TrainedModel:
         """The run's backbone trained with another seed (Deep Ensembles) or build options such as dropout
-        (MC Dropout): the same cache as the run's own backbone."""
+        (MC Dropout): the same cache as the run's own backbone. Refused in one line for a pretrained run: its
+        backbone comes from weights (the hub or a file), and retraining it from scratch would not be the same
+        network."""
+        if self.spec.pretrained:
+            raise UsageError(
+                f"a detector of this run retrains its backbone ({self.spec.backbone}) with another seed or dropout "
+                "(Deep Ensembles, MC Dropout), which a run on pretrained weights (--pretrained / --pretrained-file) "
+                "cannot do: run that detector with a backbone oodbench trains, or choose a post-hoc detector"
+            )
         train = self.spec.train if seed is None else dataclasses.replace(self.spec.train, seed=seed)
         merged = tuple(sorted({**dict(self.spec.options), **options}.items()))
         spec = dataclasses.replace(self.spec, train=train, options=merged)
