@@ -18,6 +18,14 @@ On a CUDA machine, each step in a fresh process with its own cache under a tempo
    (mean ± std) from ``oodbench leaderboard``.
 
 Nothing here runs without CUDA; no test depends on it. The anchors in the targets are H100 figures.
+
+Through a GPU machine that receives at most 64 MiB per call (``../shared/tools/device-pack``): steps train,
+speed, agree and rowb need ``cifar10-jpeg svhn`` (≈ 43 MiB packed) and pytorch-ood 0.4.0 (a pure-Python wheel,
+``pip download --no-deps pytorch-ood==0.4.0``) carried beside it; ``--skip suite``. The suite step's five
+sets (≈ 69 MiB) do not fit one call: unpack ``cifar10-jpeg svhn`` into a folder outside the checkout in one call
+and ``tinyimagenet-r32 dtd-subset32 mnist`` into the same folder in the next while the machine is still warm,
+then run ``--skip train,speed,agree,rowb`` with ``OODBENCH_DATA`` pointing there. Keep ``--work`` outside the
+checkout too, so caches do not travel.
 """
 
 from __future__ import annotations
