@@ -31,8 +31,8 @@ def timed(fn):
     return out, time.perf_counter() - t
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def arguments(doc: str) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--id", default="fashionmnist")
@@ -40,14 +40,15 @@ def main() -> None:
     ap.add_argument("--backbone", default="lenet")
     ap.add_argument("--checkpoint", help="load these weights (oodbench's checkpoint layout) instead of training")
     ap.add_argument("--batch-size", type=int, default=1024)
-    args = ap.parse_args()
+    return ap.parse_args()
+
+
+def setup(args: argparse.Namespace):
+    """(train set, ID+OOD test set, backbone on the device, ModelProvider) for the comparison."""
     os.environ.setdefault("OODBENCH_QUIET", "1")
     os.environ["OODBENCH_CACHE"] = tempfile.mkdtemp(prefix="oodbench-bench-")
-
     from oodbench.checkpoints import ModelSpec, load_or_train
     from oodbench.data import ImageSet, LoadContext, resolve_data_root
-    from oodbench.detector import Supplies, fit_detector
-    from oodbench.features import FeatureView
     from oodbench.models import ModelProvider
     from oodbench.plugins import registries
     from oodbench.train import default_config
@@ -65,7 +66,18 @@ def main() -> None:
     spec = ModelSpec(args.backbone, args.id, train.shape, train.num_classes, cfg)
     device = torch.device(args.device)
     model, _ = load_or_train(spec, factory, train, None, device, Path(args.checkpoint) if args.checkpoint else None)
-    supplies = Supplies(ModelProvider(spec, factory, train, None, device))
+    return train, test, model, ModelProvider(spec, factory, train, None, device)
+
+
+def main() -> None:
+    args = arguments(__doc__)
+    train, test, model, provider = setup(args)
+    from oodbench.detector import Supplies, fit_detector
+    from oodbench.features import FeatureView
+    from oodbench.plugins import registries
+
+    regs, device = registries(), torch.device(args.device)
+    supplies = Supplies(provider)
     tr = FeatureView(train, model, args.device, args.batch_size, amp=device.type == "cuda")
     te = FeatureView(test, model, args.device, args.batch_size, amp=device.type == "cuda")
     layers = model.feature_layers
