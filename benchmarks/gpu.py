@@ -1,6 +1,7 @@
 """Every GPU figure of issue 12 in one command, printed as one table beside its target.
 
-    OODBENCH_DATA=/path/to/datasets python benchmarks/gpu.py [--skip train,suite,speed,rowb] [--epochs 30]
+    OODBENCH_DATA=/path/to/datasets python benchmarks/gpu.py [--skip train,suite,speed,agree,rowb] [--epochs 30]
+        [--train batch_size=512 --train schedule=onecycle …]   # a ResNet-18 recipe for steps train and suite
 
 On a CUDA machine, each step in a fresh process with its own cache under a temporary folder (``--work`` keeps it):
 
@@ -66,8 +67,13 @@ def suite_file(work: Path, entry: dict, name: str) -> Path:
     return path
 
 
-def step_train(work: Path, epochs: int | None, rows: list) -> Path:
-    extra = ["--epochs", str(epochs)] if epochs else []
+def recipe(epochs: int | None, train: list[str]) -> list[str]:
+    """``oodbench train`` options for the ResNet-18 recipe (``--epochs``, ``--train KEY=VALUE``)."""
+    return (["--epochs", str(epochs)] if epochs else []) + [a for kv in train for a in ("--train", kv)]
+
+
+def step_train(work: Path, epochs: int | None, train: list[str], rows: list) -> Path:
+    extra = recipe(epochs, train)
     out, wall = oodbench(
         ["train", "--backbone", "resnet18", "--dataset", "cifar10-jpeg", "--device", "cuda", *extra],
         work / "cache-train",
@@ -83,9 +89,14 @@ def step_train(work: Path, epochs: int | None, rows: list) -> Path:
     return path
 
 
-def step_suite(work: Path, rows: list) -> None:
+def step_suite(work: Path, epochs: int | None, train: list[str], rows: list) -> None:
     suites = yaml.safe_load((REPO / "benchmarks.yaml").read_text())["suites"]
-    path = suite_file(work, suites["gpu"]["runs"][0], "gpu18")
+    entry = dict(suites["gpu"]["runs"][0])
+    if epochs:
+        entry["epochs"] = epochs
+    if train:  # the same recipe as step 1, so its checkpoint is the suite's (warm) or trained alike (cold)
+        entry["train_options"] = {k: yaml.safe_load(v) for k, _, v in (kv.partition("=") for kv in train)}
+    path = suite_file(work, entry, "gpu18")
     cache = work / "cache-suite"
     _, cold = oodbench(["bench", "gpu18", "--file", str(path), "--results", str(work / "suite-cold")], cache)
     _, warm = oodbench(["bench", "gpu18", "--file", str(path), "--results", str(work / "suite-warm")], cache)
@@ -149,6 +160,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--skip", default="", help="comma-separated steps to skip: train, suite, speed, agree, rowb")
     ap.add_argument("--epochs", type=int, default=None, help="ResNet-18 epochs (default: the backbone's)")
+    ap.add_argument("--train", action="append", default=[], help="ResNet-18 training setting KEY=VALUE (repeatable)")
     ap.add_argument("--work", type=Path, help="keep caches and results here (default: a temporary folder)")
     args = ap.parse_args()
     if not torch.cuda.is_available():
@@ -157,9 +169,9 @@ def main() -> None:
     work = args.work or Path(tempfile.mkdtemp(prefix="oodbench-gpu-"))
     print(f"{torch.cuda.get_device_name()}; work folder {work}", flush=True)
     rows: list[tuple[str, str, str]] = []
-    checkpoint = step_train(work, args.epochs, rows) if "train" not in skip else None
+    checkpoint = step_train(work, args.epochs, args.train, rows) if "train" not in skip else None
     if "suite" not in skip:
-        step_suite(work, rows)
+        step_suite(work, args.epochs, args.train, rows)
     if "speed" not in skip and checkpoint is not None:
         step_speed(work, checkpoint, rows)
     if "agree" not in skip and checkpoint is not None:

@@ -84,3 +84,41 @@ PretrainedFile = Annotated[
     typer.Option(help="Local timm:/torchvision: weights file (implies --pretrained; no download).", show_default=False),
 ]
 Seed = Annotated[int, typer.Option(help="Seed for training, splits and synthetic data.")]
+TrainOptions = Annotated[
+    Optional[list[str]],
+    typer.Option(
+        "--train",
+        help="Training setting KEY=VALUE (repeatable), e.g. batch_size=512, lr=0.4, schedule=onecycle, "
+        "weight_decay=5e-4, optimizer=sgd, augment=crop-flip; part of the checkpoint's key.",
+        show_default=False,
+    ),
+]
+
+
+def key_values(values: list[str] | None, option: str, dotted: bool = False) -> dict:
+    """``KEY=VALUE`` items → {KEY: VALUE}; ``dotted``: ``DETECTOR.NAME=VALUE`` → {DETECTOR: {NAME: VALUE}}.
+    Values are YAML scalars (``1e3``, which YAML 1.1 reads as text, is a number)."""
+    import re
+
+    import yaml
+
+    from .errors import UsageError
+
+    shape = "DETECTOR.NAME=VALUE" if dotted else "KEY=VALUE"
+    out: dict = {}
+    for item in values or []:
+        key, sep, raw = item.partition("=")
+        head, dot, name = key.partition(".")
+        if not sep or not key or (dotted and (not dot or not head or not name)) or (not dotted and dot):
+            raise UsageError(f"{option} takes {shape}, got {item!r}")
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            raise UsageError(f"{option} {key}: cannot read the value {raw!r} (quote text, e.g. {key}='a b')") from None
+        if isinstance(value, str) and re.fullmatch(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+", value):
+            value = float(value)
+        if dotted:
+            out.setdefault(head, {})[name] = value
+        else:
+            out[key] = value
+    return out

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import re
 import time
 from enum import Enum
 from pathlib import Path
@@ -11,30 +10,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .cli_app import DataRoot, Device, Fmt, PretrainedFile, Seed, Tune, app
-
-
-def _params(values: list[str] | None) -> dict[str, dict]:
-    """``--param fssd.epsilon=0.01`` → {"fssd": {"epsilon": 0.01}} (values parsed as YAML scalars; ``1e3``,
-    which YAML 1.1 reads as text, is a number)."""
-    import yaml
-
-    from .errors import UsageError
-
-    out: dict[str, dict] = {}
-    for item in values or []:
-        key, sep, raw = item.partition("=")
-        det, dot, name = key.partition(".")
-        if not sep or not dot or not det or not name:
-            raise UsageError(f"--param takes DETECTOR.NAME=VALUE, got {item!r}")
-        try:
-            value = yaml.safe_load(raw)
-        except yaml.YAMLError:
-            raise UsageError(f"--param {key}: cannot read the value {raw!r} (quote text, e.g. {key}='a b')") from None
-        if isinstance(value, str) and re.fullmatch(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+", value):
-            value = float(value)
-        out.setdefault(det, {})[name] = value
-    return out
+from .cli_app import DataRoot, Device, Fmt, PretrainedFile, Seed, TrainOptions, Tune, app, key_values
 
 
 class Protocol(str, Enum):
@@ -109,6 +85,7 @@ def run(
     param: Annotated[
         Optional[list[str]], typer.Option(help="Detector parameter, DETECTOR.NAME=VALUE (repeatable).")
     ] = None,
+    train: TrainOptions = None,
     layers: Annotated[
         Optional[str],
         typer.Option(help="Feature layers for layer-wise detectors, comma-separated (e.g. conv2,penultimate)."),
@@ -134,7 +111,7 @@ def run(
     """Fit detectors on ID training data and score ID vs OOD test sets under a protocol."""
     from .request import RunRequest  # checked on construction, before torch loads
 
-    params = _with_layers(_params(param), layers, detector)
+    params = _with_layers(key_values(param, "--param", dotted=True), layers, detector)
     base = RunRequest(
         detectors=detector,
         id=in_,
@@ -155,6 +132,7 @@ def run(
         pretrained_file=str(pretrained_file) if pretrained_file else None,
         results=results,
         detector_params=params,
+        train_options=key_values(train, "--train"),
         feature_cache=feature_cache,
         protocol=protocol.value,
         holdout=holdout,
@@ -254,13 +232,15 @@ def train(
     train_limit: Annotated[Optional[int], typer.Option(help="Use a seeded random subset of the training set.")] = None,
     pretrained: Annotated[bool, typer.Option(help="Start from hub weights (timm:/torchvision:).")] = False,
     pretrained_file: PretrainedFile = None,
+    train: TrainOptions = None,
 ) -> None:
     """Train a backbone and cache its checkpoint (``run`` reuses it when the configuration matches)."""
     started = time.perf_counter()
-    from .request import check_int, resolve_device
+    from .request import check_int, checked_train_options, resolve_device
 
     check_int("epochs", epochs, 1, optional=True)
     check_int("train_limit", train_limit, 1, optional=True)
+    options = checked_train_options(key_values(train, "--train"))
     from .checkpoints import ModelSpec, file_hash, load_or_train, training_summary
     from .data import LoadContext, resolve_data_root
     from .plugins import registries
@@ -283,7 +263,7 @@ def train(
         dataset,
         tr.shape,
         tr.num_classes,
-        default_config(factory.train_defaults, epochs=epochs, seed=seed),
+        default_config(factory.train_defaults, epochs=epochs, seed=seed, **options),
         train_limit=train_limit,
         pretrained=pretrained or pretrained_file is not None,
     )

@@ -15,7 +15,7 @@ if TYPE_CHECKING:  # pragma: no cover
 TUNE_MODES = ("none", "oracle", "heldout")
 N_TUNE_DEFAULT = 1000  # capped at half of each test set; an explicit larger --n-tune is refused (planning)
 OPTION = {"detectors": "--detector", "id": "--in", "oods": "--out", "corruptions": "--corruption"}
-OPTION |= {"severities": "--severity", "detector_params": "--param", "seeds": "--seeds"}
+OPTION |= {"severities": "--severity", "detector_params": "--param", "seeds": "--seeds", "train_options": "--train"}
 
 
 class BadValue(UsageError):
@@ -92,6 +92,19 @@ def check_request(req: RunRequest) -> None:
     params = req.detector_params
     if not isinstance(params, Mapping) or not all(isinstance(v, Mapping) for v in params.values()):
         raise BadValue("detector_params", f"takes DETECTOR.NAME=VALUE (a mapping per detector), got {params!r}")
+    checked_train_options(req.train_options)
+
+
+def checked_train_options(options: Any) -> dict[str, Any]:
+    """``--train`` / ``train_options``: TrainConfig overrides, or a one-line :class:`BadValue`."""
+    from .train_config import train_overrides
+
+    if not isinstance(options, Mapping):
+        raise BadValue("train_options", f"takes KEY=VALUE (a mapping of training settings), got {options!r}")
+    try:
+        return train_overrides(options)
+    except ValueError as exc:
+        raise BadValue("train_options", str(exc)) from None
 
 
 @dataclass
@@ -127,6 +140,7 @@ class RunRequest:
     contaminate: float = 0.0
     contaminate_with: str | None = None
     detector_params: dict[str, dict[str, Any]] = field(default_factory=dict)
+    train_options: dict[str, Any] = field(default_factory=dict)  # TrainConfig overrides: --train batch_size=512
 
     def __post_init__(self) -> None:
         if isinstance(self.checkpoint, str):  # from a suite file

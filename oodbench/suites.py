@@ -98,14 +98,13 @@ def suite_requests(
 
 
 def request_key(req: RunRequest) -> str:
-    """A run's marker name; ``--download`` does not change what a run computes, so it is not part of it."""
-    blob = json.dumps(dataclasses.asdict(dataclasses.replace(req, download=False)), sort_keys=True, default=str)
+    """A run's marker name; ``--download`` does not change what a run computes, so it is not part of it, and
+    an empty ``train_options`` (added later) is left out so that earlier markers still match."""
+    fields = dataclasses.asdict(dataclasses.replace(req, download=False))
+    if not fields["train_options"]:
+        del fields["train_options"]
+    blob = json.dumps(fields, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-
-def _describe(req: RunRequest) -> str:
-    target = ",".join(req.oods) or req.holdout or ""
-    return f"{req.protocol} {req.id}→{target} seed {req.seed}: {', '.join(req.detectors)}"
 
 
 def _run_one(req: RunRequest, marker: Path, tag: str, counts: dict[str, int], wait: bool) -> bool:
@@ -113,14 +112,14 @@ def _run_one(req: RunRequest, marker: Path, tag: str, counts: dict[str, int], wa
     lock = marker.parent.parent / ".claims" / f"{marker.name}.lock"
     with claim(lock, wait=wait) as mine:
         if not mine:
-            say(f"{tag} busy (another oodbench process, pid {owner(lock)}, is running it): {_describe(req)}")
+            say(f"{tag} busy (another oodbench process, pid {owner(lock)}, is running it): {describe_run(req)}")
             return False
         if marker.is_file():  # finished by another process meanwhile
             counts["skipped"] += 1
-            say(f"{tag} skip (done): {_describe(req)}")
+            say(f"{tag} skip (done): {describe_run(req)}")
             return True
         pause_point("bench-claimed")
-        say(f"{tag} run: {_describe(req)}")
+        say(f"{tag} run: {describe_run(req)}")
         outcome = run(req, skip_existing=True)
         if outcome.failures:
             counts["failed"] += 1
@@ -173,7 +172,7 @@ def _bench_here(todo: list, markers: Path, counts: dict[str, int]) -> None:
         marker, tag = markers / request_key(req), f"[{i}/{len(todo)}]"
         if marker.is_file():
             counts["skipped"] += 1
-            say(f"{tag} skip (done): {_describe(req)}")
+            say(f"{tag} skip (done): {describe_run(req)}")
         elif not _run_one(req, marker, tag, counts, wait=False):
             busy.append((req, marker, tag))
     for req, marker, tag in busy:  # runs another process had: wait for it, then skip (or run if it failed)

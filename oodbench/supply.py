@@ -68,7 +68,7 @@ def default_backbone(shape: tuple[int, int, int]) -> str:
 def backbone_spec(req: RunRequest, plan: Plan) -> tuple[str, ModelSpec]:
     name = req.backbone or default_backbone(plan.id_train.shape)
     factory = registries().backbones.get(name)
-    cfg = default_config(factory.train_defaults, epochs=req.epochs, seed=req.seed)
+    cfg = default_config(factory.train_defaults, epochs=req.epochs, seed=req.seed, **req.train_options)
     return name, ModelSpec(
         name,
         plan.trained_on,

@@ -7,13 +7,10 @@ CUDA runs use bf16 autocast and channels_last. Learning-rate schedules are torch
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
 import warnings
-from collections.abc import Mapping
 from contextlib import nullcontext
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -25,37 +22,7 @@ from .augment import augment_crop_flip
 from .data import ImageSet
 from .features import to_float
 from .progress import say, track
-
-SCHEDULES = ("cosine", "onecycle", "none")
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Everything that determines a trained model (part of the checkpoint cache key)."""
-
-    epochs: int = 5
-    batch_size: int = 128
-    optimizer: str = "adam"  # adam | sgd
-    lr: float = 1e-3
-    momentum: float = 0.9
-    weight_decay: float = 0.0
-    schedule: str = "cosine"  # cosine | onecycle | none (per step; see make_scheduler)
-    augment: str = "none"  # none | crop-flip (pad-4 random crop + horizontal flip)
-    seed: int = 0
-
-    def replace(self, **changes) -> TrainConfig:
-        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
-
-
-def default_config(factory_defaults: Mapping[str, Any], **overrides: Any) -> TrainConfig:
-    """A backbone factory's training configuration: :class:`TrainConfig`'s defaults, then the
-    factory's ``train_defaults``, then ``overrides`` (None = keep). Unknown keys raise ValueError."""
-    known = {f.name for f in dataclasses.fields(TrainConfig)}
-    for source, keys in (("train_defaults", factory_defaults), ("overrides", overrides)):
-        unknown = sorted(set(keys) - known)
-        if unknown:
-            raise ValueError(f"unknown TrainConfig field(s) in {source}: {', '.join(unknown)} (known: {sorted(known)})")
-    return TrainConfig(**factory_defaults).replace(**overrides)
+from .train_config import SCHEDULES, TrainConfig, default_config, train_overrides  # noqa: F401 - re-exported
 
 
 class TrainTask:

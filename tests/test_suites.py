@@ -159,3 +159,16 @@ def test_download_does_not_change_which_runs_are_done():
     req = RunRequest(detectors=["msp"], id="mnist", oods=["notmnist"])
     assert request_key(req) == request_key(dataclasses.replace(req, download=True))
     assert request_key(req) != request_key(dataclasses.replace(req, seed=1))
+
+
+def test_train_options_key_a_run_and_leave_earlier_markers_valid():
+    """A run's training settings (`--train`, a suite's `train_options:`) change what it computes, so its marker;
+    without any, the marker keeps the name it had before the field existed (computed at 46179ba)."""
+    import dataclasses
+
+    from oodbench.request import RunRequest
+    from oodbench.suites import request_key
+
+    req = RunRequest(detectors=["msp"], id="mnist", oods=["notmnist"])
+    assert request_key(req) == "d4a0f6c20b70ab98"
+    assert request_key(dataclasses.replace(req, train_options={"batch_size": 512})) != request_key(req)

@@ -103,6 +103,30 @@ def test_default_config_layers_factory_defaults_and_overrides():
         default_config({}, epoch=3)
 
 
+def test_train_options_override_the_backbones_defaults_and_key_the_checkpoint(capsys):
+    """`--train KEY=VALUE` (RunRequest.train_options, a suite's `train_options:`) reaches the trainer's config, is
+    checked against TrainConfig's fields and choices, and changes the checkpoint's cache key."""
+    from oodbench.cli import main
+    from oodbench.train_config import train_overrides
+
+    assert train_overrides({"lr": 1, "schedule": "onecycle", "batch_size": 64}) == {
+        "lr": 1.0,  # an int where the default is a float
+        "schedule": "onecycle",
+        "batch_size": 64,
+    }
+    for bad, needle in (({"lr": "fast"}, "lr takes a number"), ({"augment": "mixup"}, "none, crop-flip")):
+        with pytest.raises(ValueError, match=needle):
+            train_overrides(bad)
+    base = ("train", "--dataset", "fashionmnist", "--train-limit", "300", "--epochs", "1", "--seed", "5")
+    paths = []
+    for extra in ((), ("--train", "batch_size=64", "--train", "schedule=onecycle")):
+        assert main([*base, *extra]) == 0
+        paths.append(capsys.readouterr().out.split("checkpoint: ")[1].split()[0])
+    assert paths[0] != paths[1]
+    spec = torch.load(paths[1], map_location="cpu", weights_only=False)["spec"]
+    assert spec["train"]["batch_size"] == 64 and spec["train"]["schedule"] == "onecycle"
+
+
 def test_builtin_backbones_declare_valid_train_defaults():
     from oodbench.backbones import BackboneFactory
     from oodbench.plugins import registries
