@@ -40,6 +40,9 @@ def arguments(doc: str) -> argparse.Namespace:
     ap.add_argument("--backbone", default="lenet")
     ap.add_argument("--checkpoint", help="load these weights (oodbench's checkpoint layout) instead of training")
     ap.add_argument("--batch-size", type=int, default=1024)
+    ap.add_argument("--train-limit", type=int, help="a seeded random subset of the ID training set (rehearsals)")
+    ap.add_argument("--test-limit", type=int, help="a seeded random subset of each test set (rehearsals)")
+    ap.add_argument("--detectors", help="comma-separated (default: every detector that trains no network of its own)")
     return ap.parse_args()
 
 
@@ -56,8 +59,9 @@ def setup(args: argparse.Namespace):
     regs = registries()
     ctx = LoadContext(resolve_data_root())
     id_set, ood_set = regs.datasets.get(args.id), regs.datasets.get(args.ood)
-    train, id_test = id_set.load("train", ctx), id_set.load("test", ctx)
-    ood_test = ood_set.load("test", ctx).to_format(train.shape)
+    train = id_set.load("train", ctx).head(args.train_limit)
+    id_test = id_set.load("test", ctx).head(args.test_limit)
+    ood_test = ood_set.load("test", ctx).head(args.test_limit).to_format(train.shape)
     test = ImageSet(
         torch.cat([id_test.images, ood_test.images]), torch.full((len(id_test) + len(ood_test),), -1), "id+ood"
     )
@@ -78,8 +82,8 @@ def main() -> None:
 
     regs, device = registries(), torch.device(args.device)
     supplies = Supplies(provider)
-    tr = FeatureView(train, model, args.device, args.batch_size, amp=device.type == "cuda")
-    te = FeatureView(test, model, args.device, args.batch_size, amp=device.type == "cuda")
+    tr = FeatureView(train, model, args.device, args.batch_size, amp=True)
+    te = FeatureView(test, model, args.device, args.batch_size, amp=True)
     layers = model.feature_layers
     _, t_extract = timed(lambda: (tr.features(layers), te.features(layers)))
     n = len(train) + len(test)
@@ -91,7 +95,10 @@ def main() -> None:
     print(f"{'detector':22s} {'fit s':>8s} {'score s':>8s}   ({len(test)} test images)")
     params = {"odin": {"epsilon": 0.0014}}  # time ODIN with its input pre-processing step
     backbone_variants = {"deep-ensemble", "mcdropout"}  # trained detectors that only retrain the backbone
+    chosen = set(args.detectors.split(",")) if args.detectors else None
     for entry in regs.detectors:
+        if chosen is not None and entry.name not in chosen:
+            continue
         det = entry.obj(**params.get(entry.name, {}))
         if det.needs.trains and entry.name not in backbone_variants:
             continue  # trains a network of its own: timed by the `trained` suite, not here
@@ -136,6 +143,8 @@ def main() -> None:
     }
     print(f"\n{'detector':22s} {'oodbench s':>10s} {'pytorch-ood s':>14s} {'ratio':>8s}")
     for name, fn in theirs.items():
+        if name not in ours:
+            continue
         with torch.no_grad() if name not in ("odin", "gradnorm") else torch.enable_grad():
             _, sec = timed(fn)
         print(f"{name:22s} {ours[name]:10.3f} {sec:14.3f} {sec / max(ours[name], 1e-9):8.1f}x")

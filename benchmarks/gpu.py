@@ -2,6 +2,7 @@
 
     OODBENCH_DATA=/path/to/datasets python benchmarks/gpu.py [--skip train,suite,speed,agree,rowb] [--epochs 30]
         [--train batch_size=512 --train schedule=onecycle …]   # a ResNet-18 recipe for steps train and suite
+    OODBENCH_DATA=../shared/datasets python benchmarks/gpu.py --rehearse     # the same steps on the CPU, toy size
 
 On a CUDA machine, each step in a fresh process with its own cache under a temporary folder (``--work`` keeps it):
 
@@ -20,15 +21,15 @@ On a CUDA machine, each step in a fresh process with its own cache under a tempo
 5. ``rowb``: the ``gpu`` suite's ResNet-34 entry (paper 003 Table 2 row B) over seeds 0, 1, 2 and its table
    (mean ± std) from ``oodbench leaderboard``.
 
-Nothing here runs without CUDA; no test depends on it. The anchors in the targets are H100 figures.
+Nothing here measures without CUDA; no test depends on it. The anchors in the targets are H100 figures.
+``--rehearse`` runs every step on the CPU at toy size (a few hundred images, one epoch, ``--devices cpu,cpu``
+for the agreement) so that the script, its commands and its parsing are checked before GPU time is spent;
+its figures say nothing about the targets and its table says so. A step that fails is reported in the table
+and the steps after it still run; every row is printed as soon as it is measured.
 
-Through a GPU machine that receives at most 64 MiB per call (``../shared/tools/device-pack``): steps train,
-speed, agree and rowb need ``cifar10-jpeg svhn`` (≈ 43 MiB packed) and pytorch-ood 0.4.0 (a pure-Python wheel,
-``pip download --no-deps pytorch-ood==0.4.0``) carried beside it; ``--skip suite``. The suite step's five
-sets (≈ 69 MiB) do not fit one call: unpack ``cifar10-jpeg svhn`` into a folder outside the checkout in one call
-and ``tinyimagenet-r32 dtd-subset32 mnist`` into the same folder in the next while the machine is still warm,
-then run ``--skip train,speed,agree,rowb`` with ``OODBENCH_DATA`` pointing there. Keep ``--work`` outside the
-checkout too, so caches do not travel.
+Through a GPU machine that receives at most 64 MiB per call: ``benchmarks/gpu_pack.sh`` packs every split these
+steps read (≈ 50 MiB: MNIST's test split only) and the pytorch-ood wheel, and ``benchmarks/gpu_device.sh``
+is the command there; docs/gpu.md gives the calls and their time budget.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -47,6 +49,49 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 SPEED_DETECTORS = ("msp", "energy", "odin", "mahalanobis", "knn", "vim")
+
+
+class StepFailed(Exception):
+    """A command of a step exited non-zero; the message is its last lines."""
+
+
+@dataclass(frozen=True)
+class Scale:
+    """Where and at what size the steps run: the GPU figures, or a CPU rehearsal at toy size."""
+
+    device: str = "cuda"
+    epochs: int | None = None  # every trained network (None: the suite's / the backbone's)
+    train_limit: int | None = None
+    test_limit: int | None = None
+    agree_devices: str = "cpu,cuda"
+    agree_n: int = 1000
+    agree_detectors: str | None = None  # None: every post-hoc detector
+    rowb_seeds: tuple[int, ...] = (0, 1, 2)
+
+    def limits(self) -> list[str]:
+        """``--train-limit`` / ``--test-limit`` options for the benchmark scripts."""
+        out = ["--train-limit", str(self.train_limit)] if self.train_limit else []
+        return out + (["--test-limit", str(self.test_limit)] if self.test_limit else [])
+
+    def entry(self, entry: dict) -> dict:
+        """A suite entry at this scale."""
+        out = {**entry, "device": self.device}
+        for key in ("epochs", "train_limit", "test_limit"):
+            if getattr(self, key):
+                out[key] = getattr(self, key)
+        return out
+
+
+REHEARSAL = Scale(
+    "cpu",
+    epochs=1,
+    train_limit=300,
+    test_limit=40,
+    agree_devices="cpu,cpu",
+    agree_n=40,
+    agree_detectors="msp,odin,mahalanobis,knn,vim",
+    rowb_seeds=(0, 1),
+)
 
 
 def oodbench(args: list[str], cache: Path, *, script: str | None = None) -> tuple[str, float]:
@@ -57,7 +102,8 @@ def oodbench(args: list[str], cache: Path, *, script: str | None = None) -> tupl
     done = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True)
     wall = time.perf_counter() - start
     if done.returncode != 0:
-        sys.exit(f"{' '.join(cmd)}: exit {done.returncode}\n{done.stdout}\n{done.stderr}")
+        tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-15:])
+        raise StepFailed(f"{' '.join(cmd[1:])}: exit {done.returncode} after {wall:.0f} s\n{tail}")
     return done.stdout, wall
 
 
@@ -67,121 +113,158 @@ def suite_file(work: Path, entry: dict, name: str) -> Path:
     return path
 
 
-def recipe(epochs: int | None, train: list[str]) -> list[str]:
-    """``oodbench train`` options for the ResNet-18 recipe (``--epochs``, ``--train KEY=VALUE``)."""
-    return (["--epochs", str(epochs)] if epochs else []) + [a for kv in train for a in ("--train", kv)]
+def recipe(train: list[str]) -> dict:
+    """``--train KEY=VALUE`` items as a suite entry's ``train_options``."""
+    return {k: yaml.safe_load(v) for k, _, v in (kv.partition("=") for kv in train)}
 
 
-def step_train(work: Path, epochs: int | None, train: list[str], rows: list) -> Path:
-    extra = recipe(epochs, train)
+class Table:
+    """The figures, each printed as it is added and all again at the end."""
+
+    def __init__(self, rehearsal: bool):
+        self.rows: list[tuple[str, str, str]] = []
+        self.rehearsal = rehearsal
+
+    def add(self, figure: str, target: str, measured: str) -> None:
+        self.rows.append((figure, target, measured))
+        print(f"[figure] {figure}: {measured} (target {target or '-'})", flush=True)
+
+    def print(self) -> None:
+        width = max([len(r[0]) for r in self.rows] + [10])
+        if self.rehearsal:
+            print("\nREHEARSAL on the CPU at toy size: these figures check the script, not the targets")
+        print(f"\n{'figure':{width}s}  {'target':22s}  measured")
+        for figure, target, measured in self.rows:
+            print(f"{figure:{width}s}  {target:22s}  {measured}")
+
+
+def step_train(work: Path, scale: Scale, train: list[str], table: Table) -> Path:
+    extra = (["--epochs", str(scale.epochs)] if scale.epochs else []) + [a for kv in train for a in ("--train", kv)]
+    extra += ["--train-limit", str(scale.train_limit)] if scale.train_limit else []
     out, wall = oodbench(
-        ["train", "--backbone", "resnet18", "--dataset", "cifar10-jpeg", "--device", "cuda", *extra],
+        ["train", "--backbone", "resnet18", "--dataset", "cifar10-jpeg", "--device", scale.device, *extra],
         work / "cache-train",
     )
     path = Path(re.search(r"checkpoint: (\S+)", out).group(1))
     log = torch.load(path, map_location="cpu", weights_only=False)["log"]
-    rows += [
-        ("ResNet-18 cifar10-jpeg test accuracy", "≥ 91 %", f"{log['val_acc']:.2f} %"),
-        ("  training window (data on the device)", "≤ 45 s", f"{log['seconds']:.1f} s"),
-        ("  training throughput", "(~51k img/s anchor)", f"{log['images_per_second']:.0f} img/s"),
-        ("  `oodbench train` wall time", "", f"{wall:.1f} s"),
-    ]
+    table.add("ResNet-18 cifar10-jpeg test accuracy", "≥ 91 %", f"{log['val_acc']:.2f} %")
+    table.add("  training window (data on the device)", "≤ 45 s", f"{log['seconds']:.1f} s")
+    table.add("  training throughput", "(~51k img/s anchor)", f"{log['images_per_second']:.0f} img/s")
+    table.add("  `oodbench train` wall time", "", f"{wall:.1f} s")
     return path
 
 
-def step_suite(work: Path, epochs: int | None, train: list[str], rows: list) -> None:
+def step_suite(work: Path, scale: Scale, train: list[str], table: Table) -> None:
     suites = yaml.safe_load((REPO / "benchmarks.yaml").read_text())["suites"]
-    entry = dict(suites["gpu"]["runs"][0])
-    if epochs:
-        entry["epochs"] = epochs
-    if train:  # the same recipe as step 1, so its checkpoint is the suite's (warm) or trained alike (cold)
-        entry["train_options"] = {k: yaml.safe_load(v) for k, _, v in (kv.partition("=") for kv in train)}
+    entry = scale.entry(suites["gpu"]["runs"][0])
+    if train:  # the same recipe as step 1, so the suite trains its ResNet-18 alike
+        entry["train_options"] = recipe(train)
     path = suite_file(work, entry, "gpu18")
     cache = work / "cache-suite"
     _, cold = oodbench(["bench", "gpu18", "--file", str(path), "--results", str(work / "suite-cold")], cache)
+    table.add("gpu suite ResNet-18 entry, cold", "≤ 120 s", f"{cold:.1f} s")
     _, warm = oodbench(["bench", "gpu18", "--file", str(path), "--results", str(work / "suite-warm")], cache)
-    rows += [
-        ("gpu suite ResNet-18 entry, cold", "≤ 120 s", f"{cold:.1f} s"),
-        ("gpu suite ResNet-18 entry, warm", "≤ 60 s", f"{warm:.1f} s"),
-    ]
+    table.add("gpu suite ResNet-18 entry, warm", "≤ 60 s", f"{warm:.1f} s")
+    board, _ = oodbench(["leaderboard", "gpu18", "--file", str(path), "--results", str(work / "suite-warm")], cache)
+    print(board, flush=True)
 
 
-def step_speed(work: Path, checkpoint: Path, rows: list) -> None:
-    args = ["--id", "cifar10-jpeg", "--ood", "svhn", "--backbone", "resnet18", "--device", "cuda"]
-    out, _ = oodbench(
-        [*args, "--checkpoint", str(checkpoint)],
-        work / "cache-speed",
-        script=str(REPO / "benchmarks" / "detector_speed.py"),
-    )
-    print(out)
+def step_speed(work: Path, scale: Scale, checkpoint: Path, table: Table) -> None:
+    args = ["--id", "cifar10-jpeg", "--ood", "svhn", "--backbone", "resnet18", "--device", scale.device]
+    args += ["--checkpoint", str(checkpoint), *scale.limits(), "--detectors", ",".join(SPEED_DETECTORS)]
+    scripts = REPO / "benchmarks"
+    out, _ = oodbench(args, work / "cache-speed", script=str(scripts / "detector_speed.py"))
+    print(out, flush=True)
     rate = re.search(r"feature extraction .*?, (\d+) img/s", out)
-    rows.append(("feature extraction, ResNet-18 32×32", "≥ 100k img/s", f"{rate.group(1)} img/s" if rate else "?"))
-    e2e, _ = oodbench(
-        [*args, "--checkpoint", str(checkpoint)],
-        work / "cache-speed",
-        script=str(REPO / "benchmarks" / "speed_end_to_end.py"),
-    )
-    print(e2e)
+    table.add("feature extraction, ResNet-18 32×32", "≥ 100k img/s", f"{rate.group(1)} img/s" if rate else "?")
+    e2e, _ = oodbench(args, work / "cache-speed", script=str(scripts / "speed_end_to_end.py"))
+    print(e2e, flush=True)
     for name in SPEED_DETECTORS:
         for label, text, prefix in (("features shared", out, ""), ("forward inside both", e2e, "e2e:")):
             found = re.search(rf"^{prefix}{name}\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)x$", text, re.M)
             value = f"{found.group(3)}× ({found.group(2)} s vs {found.group(1)} s)" if found else "?"
-            rows.append((f"{name}: pytorch-ood s / oodbench s, {label}", "≥ 5×", value))
+            table.add(f"{name}: pytorch-ood s / oodbench s, {label}", "≥ 5×", value)
 
 
-def step_agree(work: Path, checkpoint: Path, rows: list) -> None:
+def step_agree(work: Path, scale: Scale, checkpoint: Path, table: Table) -> None:
     args = ["--id", "cifar10-jpeg", "--ood", "svhn", "--backbone", "resnet18", "--checkpoint", str(checkpoint)]
+    args += ["--devices", scale.agree_devices, "--n", str(scale.agree_n)]
+    args += ["--detectors", scale.agree_detectors] if scale.agree_detectors else []
     out, _ = oodbench(args, work / "cache-agree", script=str(REPO / "benchmarks" / "device_agreement.py"))
-    print(out)
+    print(out, flush=True)
     found = re.findall(r"^(\S+)\s+(.+?)\s+([\d.e+-]+)\s+([\d.]+)\s+([\d.]+)\s+[\d.]+\s+[\d.]+$", out, re.M)
     if not found:
-        rows.append(("post-hoc detectors on CUDA vs CPU", "scores agree", "?"))
+        table.add("post-hoc detectors on CUDA vs CPU", "scores agree", "?")
         return
     delta = max(found, key=lambda r: float(r[2]))
     gap = max(found, key=lambda r: abs(float(r[3]) - float(r[4])))
-    rows += [
-        ("post-hoc detectors on CUDA vs CPU: max |Δ|/range", "small", f"{float(delta[2]):.1e} ({delta[0]} {delta[1]})"),
-        ("  largest AUROC gap", "≈ 0", f"{abs(float(gap[3]) - float(gap[4])):.2f} ({gap[0]} {gap[1]})"),
-    ]
+    where = scale.agree_devices.replace(",", " vs ")
+    table.add(f"post-hoc detectors, {where}: max |Δ|/range", "small", f"{float(delta[2]):.1e} ({delta[0]} {delta[1]})")
+    table.add("  largest AUROC gap", "≈ 0", f"{abs(float(gap[3]) - float(gap[4])):.2f} ({gap[0]} {gap[1]})")
 
 
-def step_rowb(work: Path, rows: list) -> None:
+ROWB_TARGETS = {
+    "fssd": "≥ 99.0 (paper 99.5)",
+    "mahalanobis": "≥ 98.0 (99.1)",
+    "odin": "≥ 94 (96.7)",
+    "msp": "86.9–92.9 (89.9)",
+}
+
+
+def step_rowb(work: Path, scale: Scale, table: Table) -> None:
     suites = yaml.safe_load((REPO / "benchmarks.yaml").read_text())["suites"]
-    entry = {**suites["gpu"]["runs"][1], "seeds": [0, 1, 2]}
+    entry = {**scale.entry(suites["gpu"]["runs"][1]), "seeds": list(scale.rowb_seeds)}
     path = suite_file(work, entry, "rowb")
     results = work / "rowb"
     oodbench(["bench", "rowb", "--file", str(path), "--results", str(results)], work / "cache-rowb")
-    table, _ = oodbench(["leaderboard", "rowb", "--file", str(path), "--results", str(results)], work / "cache-rowb")
-    print(table)
-    rows.append(("paper 003 row B (ResNet-34, cifar10-jpeg vs svhn[:10k])", "see the table above", "printed above"))
+    board, _ = oodbench(["leaderboard", "rowb", "--file", str(path), "--results", str(results)], work / "cache-rowb")
+    print(board, flush=True)
+    for name, target in ROWB_TARGETS.items():
+        found = re.search(rf"^\|\s*{name}\s*\|.*?(\d+\.\d ± \d+\.\d)", board, re.M)
+        label = f"row B {name} AUROC, ResNet-34, cifar10-jpeg vs svhn[:10k], seeds {list(scale.rowb_seeds)}"
+        table.add(label, target, found.group(1) if found else "? (see the table above)")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--skip", default="", help="comma-separated steps to skip: train, suite, speed, agree, rowb")
-    ap.add_argument("--epochs", type=int, default=None, help="ResNet-18 epochs (default: the backbone's)")
+    ap.add_argument("--epochs", type=int, default=None, help="epochs of every trained network (default: the suite's)")
     ap.add_argument("--train", action="append", default=[], help="ResNet-18 training setting KEY=VALUE (repeatable)")
     ap.add_argument("--work", type=Path, help="keep caches and results here (default: a temporary folder)")
+    ap.add_argument("--rehearse", action="store_true", help="every step on the CPU at toy size (checks the script)")
     args = ap.parse_args()
-    if not torch.cuda.is_available():
-        sys.exit("benchmarks/gpu.py needs a CUDA device (no figure is measured without one)")
+    scale = REHEARSAL if args.rehearse else Scale(epochs=args.epochs)
+    if not args.rehearse and not torch.cuda.is_available():
+        sys.exit("benchmarks/gpu.py needs a CUDA device (no figure is measured without one; --rehearse checks it)")
     skip = set(filter(None, args.skip.split(",")))
     work = args.work or Path(tempfile.mkdtemp(prefix="oodbench-gpu-"))
-    print(f"{torch.cuda.get_device_name()}; work folder {work}", flush=True)
-    rows: list[tuple[str, str, str]] = []
-    checkpoint = step_train(work, args.epochs, args.train, rows) if "train" not in skip else None
-    if "suite" not in skip:
-        step_suite(work, args.epochs, args.train, rows)
-    if "speed" not in skip and checkpoint is not None:
-        step_speed(work, checkpoint, rows)
-    if "agree" not in skip and checkpoint is not None:
-        step_agree(work, checkpoint, rows)
-    if "rowb" not in skip:
-        step_rowb(work, rows)
-    width = max(len(r[0]) for r in rows) if rows else 10
-    print(f"\n{'figure':{width}s}  {'target':22s}  measured")
-    for figure, target, measured in rows:
-        print(f"{figure:{width}s}  {target:22s}  {measured}")
+    where = torch.cuda.get_device_name() if scale.device == "cuda" else "CPU rehearsal"
+    print(f"{where}; work folder {work}", flush=True)
+    table = Table(args.rehearse)
+    steps = {
+        "train": lambda: step_train(work, scale, args.train, table),
+        "suite": lambda: step_suite(work, scale, args.train, table),
+        "speed": lambda: step_speed(work, scale, checkpoint, table),
+        "agree": lambda: step_agree(work, scale, checkpoint, table),
+        "rowb": lambda: step_rowb(work, scale, table),
+    }
+    checkpoint = None
+    for name, step in steps.items():
+        if name in skip:
+            continue
+        if name in ("speed", "agree") and checkpoint is None:
+            table.add(f"step {name}", "runs", "not run: it needs step train's checkpoint")
+            continue
+        started = time.perf_counter()
+        try:
+            result = step()
+        except StepFailed as exc:
+            print(f"step {name} failed:\n{exc}", flush=True)
+            table.add(f"step {name}", "runs", f"FAILED: {str(exc).splitlines()[-1][:80]}")
+            continue
+        checkpoint = result if name == "train" else checkpoint
+        print(f"[step] {name}: {time.perf_counter() - started:.1f} s", flush=True)
+    table.print()
 
 
 if __name__ == "__main__":

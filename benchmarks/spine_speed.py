@@ -44,7 +44,7 @@ def main() -> None:
     log = fit_model(model, train, TrainConfig(epochs=args.epochs), dev)
     print(f"train {args.epochs} epochs       {log['seconds']:7.2f} s   {log['images_per_second']:9.0f} img/s")
     model.eval()
-    views = [FeatureView(d, model, dev, 1024, amp=dev.type == "cuda") for d in (train, test, ood)]
+    views = [FeatureView(d, model, dev, 1024, amp=True) for d in (train, test, ood)]
     t = time.perf_counter()
     for v in views:
         v.features(model.feature_layers)

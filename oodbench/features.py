@@ -11,12 +11,12 @@ derived per-sample tensors (e.g. input-gradient signs) for the same samples.
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Iterator, Sequence
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from . import precision
 from .atomic import atomic_torch_save, load_checked
 from .backbones import Backbone
 from .data import ImageSet, to_float
@@ -26,7 +26,9 @@ __all__ = ["FeatureView", "to_float"]
 
 
 class FeatureView:
-    """Images of one split plus lazily extracted, cached features for one backbone."""
+    """Images of one split plus lazily extracted, cached features for one backbone. ``amp``: extract on the
+    device's fast path where it has one (bf16 autocast, channels_last: :mod:`oodbench.precision`); the features
+    are float32 either way."""
 
     def __init__(
         self,
@@ -77,15 +79,19 @@ class FeatureView:
 
     # -- model outputs --------------------------------------------------------------------
     def autocast(self):
-        if self.amp and self.device.type == "cuda":
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return nullcontext()
+        """bf16 autocast where ``amp`` allows it and the device has the fast path (:mod:`oodbench.precision`)."""
+        return precision.autocast(self.device, self.amp)
 
     def batches(self, desc: str | None = None) -> Iterator[torch.Tensor]:
-        """Float ``[0, 1]`` input batches on the model's device."""
-        chunks = self.imageset.images.split(self.batch_size)
+        """Float ``[0, 1]`` input batches on the model's device. On the fast path a set held in memory goes to the
+        device in one copy for the pass (not one blocking copy per batch) and batches are channels_last."""
+        images = self.imageset.images
+        if self.amp and precision.accelerated(self.device) and isinstance(images, torch.Tensor):
+            images = images.to(self.device)
+        chunks = images.split(self.batch_size)
         for chunk in track(chunks, desc, total=len(chunks)) if desc else chunks:
-            yield to_float(chunk, self.device)
+            x = to_float(chunk, self.device)
+            yield precision.prepare_input(x, self.device) if self.amp else x
 
     def features(self, layers: Sequence[str]) -> dict[str, torch.Tensor]:
         """``{layer: N×D float32 tensor on the view's device}``, extracting whatever is not cached yet in one pass.
@@ -109,6 +115,8 @@ class FeatureView:
             pause_point("extract")
             parts: dict[str, list[torch.Tensor]] = {name: [] for name in todo}
             self.model.eval()
+            if self.amp:
+                precision.prepare_model(self.model, self.device)
             with torch.inference_mode(), self.autocast():
                 for x in self.batches(f"features {self.name}" if len(self) > 4 * self.batch_size else None):
                     out = self.model.forward_features(x, todo)

@@ -122,7 +122,7 @@ def view_factory(req: RunRequest, model: Backbone, model_hash: str, device: torc
             key = hashlib.sha256(f"{model_hash}|{data.name}|{data.fingerprint()}".encode()).hexdigest()[:20]
             disk = cache_dir() / "features" / key
         batch = batch_for(req.batch_size, data.shape, device)
-        return FeatureView(data, model, device, batch, amp=device.type == "cuda", cache_dir=disk)
+        return FeatureView(data, model, device, batch, amp=True, cache_dir=disk)
 
     return view
 

@@ -2,7 +2,8 @@
 
 Methods that train supply a :class:`TrainTask` (their loss, optionally extra data), never their own loop.
 Data stays one uint8 tensor, on the GPU when training there; batches are shuffled with a seeded generator;
-CUDA runs use bf16 autocast and channels_last. Learning-rate schedules are torch's.
+CUDA runs take the fast path of :mod:`oodbench.precision` (bf16 autocast, channels_last, cuDNN's autotuner).
+Learning-rate schedules are torch's.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ from __future__ import annotations
 import math
 import time
 import warnings
-from contextlib import nullcontext
 from typing import Any
 
 import torch
@@ -18,7 +18,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.optim.lr_scheduler import CosineAnnealingLR, LRScheduler, OneCycleLR
 
-from .augment import augment_crop_flip
+from . import precision
+from .augment import augment_crop_flip, crop_flip, crop_flip_draws  # noqa: F401 - re-exported
 from .data import ImageSet
 from .features import to_float
 from .progress import say, track
@@ -136,11 +137,8 @@ class _Trainer:
 
     def __init__(self, model: nn.Module, data: ImageSet, cfg: TrainConfig, device: torch.device, task: TrainTask):
         self.model, self.cfg, self.device, self.task = model, cfg, device, task
-        self.cuda = device.type == "cuda"
         self.generator = torch.Generator().manual_seed(cfg.seed)
-        model.to(device)
-        if self.cuda:
-            model.to(memory_format=torch.channels_last)
+        precision.prepare_model(model.to(device), device)
         self.images, self.labels = data.images.to(device), data.labels.to(device)
         self.aux_images = task.aux.images.to(device) if task.aux is not None and len(task.aux) else None
         self.aux_batch = cfg.batch_size if task.aux_batch_size is None else int(task.aux_batch_size)
@@ -154,25 +152,40 @@ class _Trainer:
         """One shuffled pass; the mean batch loss, summed on the device and read once (no step waits)."""
         self.model.train()
         order = torch.randperm(len(self.images), generator=self.generator).to(self.device)
+        draws = self.epoch_draws()
         running = torch.zeros((), dtype=torch.float64, device=self.device)
         seen_before = self.images_seen
-        for idx in track(
-            order.split(self.cfg.batch_size), f"epoch {epoch + 1}/{self.cfg.epochs}", total=self.steps_per_epoch
-        ):
-            running += self.train_step(idx).double() * len(idx)
+        batches = order.split(self.cfg.batch_size)
+        for i, idx in enumerate(track(batches, f"epoch {epoch + 1}/{self.cfg.epochs}", total=len(batches))):
+            running += self.train_step(idx, i, draws).double() * len(idx)
         total = running.item()  # waits for the device: the epoch's steps are done
         self.last_step_at = time.perf_counter()
         return total / max(1, self.images_seen - seen_before)
 
-    def train_step(self, idx: torch.Tensor) -> torch.Tensor:
+    def epoch_draws(self) -> dict[str, torch.Tensor]:
+        """The epoch's outlier picks and augmentation draws, from the seeded CPU generator (the same on every
+        device) and copied to the device once: a copy from pageable host memory synchronises the CUDA stream, so
+        one per step would make every step wait for the one before it."""
+        steps, bs, g = self.steps_per_epoch, self.cfg.batch_size, self.generator
+        draws: dict[str, torch.Tensor] = {}
+        if self.aux_images is not None:
+            draws["aux"] = torch.randint(0, len(self.aux_images), (steps, self.aux_batch), generator=g)
+        if self.cfg.augment == "crop-flip":
+            draws["crop"] = crop_flip_draws(steps * bs, g).view(steps, bs, 3)
+            if self.aux_images is not None:
+                draws["aux_crop"] = crop_flip_draws(steps * self.aux_batch, g).view(steps, self.aux_batch, 3)
+        return {k: v.to(self.device) for k, v in draws.items()}
+
+    def train_step(self, idx: torch.Tensor, i: int, draws: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Step ``i`` of the epoch on the training samples at ``idx``; the loss, on the device."""
         if self.step == 0:
             self.first_step_at = time.perf_counter()
         if self.task.refresh_every and self.step % self.task.refresh_every == 0:
             self.task.refresh(self.model, self.images, self.labels)
             self.model.train()
         self.step += 1
-        x, y, extra = self.batch(idx)
-        with torch.autocast("cuda", dtype=torch.bfloat16) if self.cuda else nullcontext():
+        x, y, extra = self.batch(idx, i, draws)
+        with precision.autocast(self.device):
             loss = self.task.loss(self.model, x, y, **extra)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -182,22 +195,21 @@ class _Trainer:
         self.images_seen += len(idx)
         return loss.detach()
 
-    def batch(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
-        """(x, y, keyword arguments of the task's loss) for the training samples at ``idx``."""
+    def batch(
+        self, idx: torch.Tensor, i: int, draws: dict[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+        """(x, y, keyword arguments of the task's loss) for the samples at ``idx``, step ``i`` of the epoch."""
         x = self.images[idx].float().div_(255.0)
         extra: dict[str, torch.Tensor] = {}
         if self.task.uses_index:
             extra["index"] = idx
-        if self.aux_images is not None:
-            pick = torch.randint(0, len(self.aux_images), (self.aux_batch,), generator=self.generator).to(self.device)
-            extra["aux"] = self.aux_images[pick].float().div_(255.0)
-        if self.cfg.augment == "crop-flip":
-            x = augment_crop_flip(x, self.generator)
+        if "aux" in draws:
+            extra["aux"] = self.aux_images[draws["aux"][i]].float().div_(255.0)
+        if "crop" in draws:
+            x = crop_flip(x, draws["crop"][i, : len(idx)])
             if "aux" in extra:
-                extra["aux"] = augment_crop_flip(extra["aux"], self.generator)
-        if self.cuda:
-            x = x.contiguous(memory_format=torch.channels_last)
-        return x, self.labels[idx], extra
+                extra["aux"] = crop_flip(extra["aux"], draws["aux_crop"][i])
+        return precision.prepare_input(x, self.device), self.labels[idx], extra
 
 
 class _EarlyStopping:

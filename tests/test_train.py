@@ -30,6 +30,23 @@ def test_crop_flip_augmentation():
     assert not torch.equal(y, x)
 
 
+def test_crop_flip_draws_are_seeded_and_say_what_each_sample_gets():
+    """The trainer draws an epoch's augmentation at once (one copy to the device); the draws follow the seed and
+    a sample with offsets (pad, pad) and no flip comes back unchanged."""
+    from oodbench.augment import crop_flip, crop_flip_draws
+
+    x = torch.arange(4 * 3 * 8 * 8, dtype=torch.float32).view(4, 3, 8, 8)
+    a, b = (crop_flip_draws(4, torch.Generator().manual_seed(7), pad=2) for _ in range(2))
+    assert torch.equal(a, b) and a.shape == (4, 3)
+    assert ((a[:, :2] >= 0) & (a[:, :2] <= 4)).all() and set(a[:, 2].tolist()) <= {0, 1}
+    same = crop_flip(x, torch.tensor([[2, 2, 0]] * 4), pad=2)
+    assert torch.equal(same, x)
+    flipped = crop_flip(x, torch.tensor([[2, 2, 1]] * 4), pad=2)
+    assert torch.equal(flipped, x.flip(3))
+    shifted = crop_flip(x, torch.tensor([[0, 2, 0]] * 4), pad=2)  # two rows of zero padding on top
+    assert torch.equal(shifted[:, :, 2:], x[:, :, :6]) and not shifted[:, :, :2].any()
+
+
 def test_same_spec_trains_the_same_weights(data_root, tmp_path, monkeypatch):
     """Initial weights and batch order follow the seed, whatever ran before in the process."""
     from oodbench.checkpoints import ModelSpec, load_or_train
