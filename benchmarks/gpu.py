@@ -220,7 +220,7 @@ def step_rowb(work: Path, scale: Scale, table: Table) -> None:
     board, _ = oodbench(["leaderboard", "rowb", "--file", str(path), "--results", str(results)], work / "cache-rowb")
     print(board, flush=True)
     for name, target in ROWB_TARGETS.items():
-        found = re.search(rf"^\|\s*{name}\s*\|.*?(\d+\.\d ± \d+\.\d)", board, re.M)
+        found = re.search(rf"^\|[^\n]*?\|\s*{name}\s*\|[^\n]*?(\d+\.\d ± \d+\.\d)", board, re.M)
         label = f"row B {name} AUROC, ResNet-34, cifar10-jpeg vs svhn[:10k], seeds {list(scale.rowb_seeds)}"
         table.add(label, target, found.group(1) if found else "? (see the table above)")
 

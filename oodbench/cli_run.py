@@ -253,7 +253,7 @@ def train(
     if backbone:
         regs.backbones.get(backbone)
     dev = resolve_device(device)
-    ctx = LoadContext(resolve_data_root(data_root), download, seed)
+    ctx = LoadContext(resolve_data_root(data_root), download, seed, device=str(dev))
     tr = ds.load("train", ctx).head(train_limit, seed)
     te = ds.load("test", ctx) if "test" in ds.splits else None
     name = backbone or default_backbone(tr.shape)
