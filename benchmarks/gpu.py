@@ -211,18 +211,28 @@ ROWB_TARGETS = {
 }
 
 
+def seeded_board(work: Path, name: str, entry: dict) -> str:
+    """Run a one-entry suite (all its seeds) with a cache of its own and return its leaderboard (markdown)."""
+    path, results, cache = suite_file(work, entry, name), work / name, work / f"cache-{name}"
+    oodbench(["bench", name, "--file", str(path), "--results", str(results)], cache)
+    return oodbench(["leaderboard", name, "--file", str(path), "--results", str(results)], cache)[0]
+
+
+def mean_std_auroc(board: str, detector: str) -> str | None:
+    """``mean ± std`` AUROC of ``detector``'s row in a leaderboard table (rows start with the rank; AUROC is the
+    first ``±`` column), or None."""
+    found = re.search(rf"^\|[^\n]*?\|\s*{re.escape(detector)}\s*\|[^\n]*?(\d+\.\d ± \d+\.\d)", board, re.M)
+    return found.group(1) if found else None
+
+
 def step_rowb(work: Path, scale: Scale, table: Table) -> None:
     suites = yaml.safe_load((REPO / "benchmarks.yaml").read_text())["suites"]
     entry = {**scale.entry(suites["gpu"]["runs"][1]), "seeds": list(scale.rowb_seeds)}
-    path = suite_file(work, entry, "rowb")
-    results = work / "rowb"
-    oodbench(["bench", "rowb", "--file", str(path), "--results", str(results)], work / "cache-rowb")
-    board, _ = oodbench(["leaderboard", "rowb", "--file", str(path), "--results", str(results)], work / "cache-rowb")
+    board = seeded_board(work, "rowb", entry)
     print(board, flush=True)
     for name, target in ROWB_TARGETS.items():
-        found = re.search(rf"^\|[^\n]*?\|\s*{name}\s*\|[^\n]*?(\d+\.\d ± \d+\.\d)", board, re.M)
         label = f"row B {name} AUROC, ResNet-34, cifar10-jpeg vs svhn[:10k], seeds {list(scale.rowb_seeds)}"
-        table.add(label, target, found.group(1) if found else "? (see the table above)")
+        table.add(label, target, mean_std_auroc(board, name) or "? (see the table above)")
 
 
 def main() -> None:

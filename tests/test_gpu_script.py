@@ -1,0 +1,47 @@
+"""benchmarks/gpu.py's own logic on the CPU: what it reads from the real commands' output, and how a failing
+command is reported (its full rehearsal, ``gpu.py --rehearse``, takes half an hour here and is run by hand)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+import sys
+
+import numpy as np
+import pytest
+from conftest import REPO
+
+
+@pytest.fixture(scope="module")
+def gpu():
+    spec = importlib.util.spec_from_file_location("gpu_benchmark", REPO / "benchmarks" / "gpu.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_row_b_reads_each_detectors_mean_and_std_from_a_real_two_seed_leaderboard(gpu, tmp_path):
+    entry = {"detectors": ["msp", "energy"], "id": "fashionmnist", "oods": ["mnist"], "epochs": 1, "device": "cpu"}
+    entry |= {"train_limit": 300, "test_limit": 60, "seeds": [0, 1]}
+    board = gpu.seeded_board(tmp_path, "twoseeds", entry)
+    for detector in ("msp", "energy"):
+        found = gpu.mean_std_auroc(board, detector)
+        assert found and re.fullmatch(r"\d+\.\d ± \d+\.\d", found), (detector, board)
+        aurocs = [
+            json.loads(p.read_text())["metrics"]["auroc"] for p in (tmp_path / "twoseeds").rglob(f"{detector}__*.json")
+        ]
+        assert len(aurocs) == 2
+        assert float(found.split(" ± ")[0]) == pytest.approx(np.mean(aurocs), abs=0.051)
+    assert gpu.mean_std_auroc(board, "odin") is None
+
+
+def test_a_failing_command_is_one_step_failure_with_its_last_lines(gpu, tmp_path):
+    with pytest.raises(gpu.StepFailed, match=r"exit 2 after .*\n.*unknown detector"):
+        gpu.oodbench(["run", "-d", "no-such-detector", "--in", "mnist"], tmp_path / "cache")
+    table = gpu.Table(rehearsal=True)
+    table.add("figure", "≥ 1", "2")
+    assert table.rows == [("figure", "≥ 1", "2")]
+    assert gpu.REHEARSAL.entry({"device": "cuda", "epochs": 30})["device"] == "cpu"
+    assert gpu.REHEARSAL.entry({"epochs": 30})["epochs"] == 1
