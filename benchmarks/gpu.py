@@ -12,8 +12,8 @@ On a CUDA machine, each step in a fresh process with its own cache under a tempo
 2. ``suite``: the ``gpu`` suite's ResNet-18 entry (9 detectors × 4 OOD sets, oracle tuning) with an empty
    cache (cold), then again with the cache it left (warm: checkpoint and features cached).
 3. ``speed``: ``benchmarks/detector_speed.py`` on cifar10-jpeg vs svhn with the step-1 checkpoint: one-pass
-   feature extraction img/s (cold, no feature cache) and per-detector fit + score seconds beside pytorch-ood
-   0.4.0's on the same model and features (extracted once, outside both clocks); then
+   feature extraction img/s (cold, no feature cache) and the six target detectors' fit + score seconds beside
+   pytorch-ood 0.4.0's on the same model and features (extracted once, outside both clocks); then
    ``benchmarks/speed_end_to_end.py``: the same six detectors from images on the device to scores, forward
    passes inside both clocks.
 4. ``agree``: ``benchmarks/device_agreement.py`` on cifar10-jpeg vs svhn with the step-1 checkpoint: every
