@@ -47,6 +47,8 @@ from pathlib import Path
 import torch
 import yaml
 
+from oodbench.cli_app import key_values
+
 REPO = Path(__file__).resolve().parents[1]
 SPEED_DETECTORS = ("msp", "energy", "odin", "mahalanobis", "knn", "vim")
 
@@ -113,11 +115,6 @@ def suite_file(work: Path, entry: dict, name: str) -> Path:
     return path
 
 
-def recipe(train: list[str]) -> dict:
-    """``--train KEY=VALUE`` items as a suite entry's ``train_options``."""
-    return {k: yaml.safe_load(v) for k, _, v in (kv.partition("=") for kv in train)}
-
-
 class Table:
     """The figures, each printed as it is added and all again at the end."""
 
@@ -158,7 +155,7 @@ def step_suite(work: Path, scale: Scale, train: list[str], table: Table) -> None
     suites = yaml.safe_load((REPO / "benchmarks.yaml").read_text())["suites"]
     entry = scale.entry(suites["gpu"]["runs"][0])
     if train:  # the same recipe as step 1, so the suite trains its ResNet-18 alike
-        entry["train_options"] = recipe(train)
+        entry["train_options"] = key_values(train, "--train")  # parsed as `oodbench run --train` parses it
     path = suite_file(work, entry, "gpu18")
     cache = work / "cache-suite"
     _, cold = oodbench(["bench", "gpu18", "--file", str(path), "--results", str(work / "suite-cold")], cache)

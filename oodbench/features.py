@@ -84,10 +84,10 @@ class FeatureView:
 
     def batches(self, desc: str | None = None) -> Iterator[torch.Tensor]:
         """Float ``[0, 1]`` input batches on the model's device. On the fast path a set held in memory goes to the
-        device in one copy for the pass (not one blocking copy per batch) and batches are channels_last."""
+        device in one copy, kept for later passes (not one blocking copy per batch), and batches are channels_last."""
         images = self.imageset.images
         if self.amp and precision.accelerated(self.device) and isinstance(images, torch.Tensor):
-            images = images.to(self.device)
+            images = self.memo(("images on the device",), lambda: images.to(self.device))  # one copy per view
         chunks = images.split(self.batch_size)
         for chunk in track(chunks, desc, total=len(chunks)) if desc else chunks:
             x = to_float(chunk, self.device)

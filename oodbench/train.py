@@ -23,7 +23,7 @@ from .augment import augment_crop_flip, crop_flip, crop_flip_draws  # noqa: F401
 from .data import ImageSet
 from .features import to_float
 from .progress import say, track
-from .train_config import SCHEDULES, TrainConfig, default_config, train_overrides  # noqa: F401 - re-exported
+from .train_config import OPTIMIZERS, SCHEDULES, TrainConfig, default_config, train_overrides  # noqa: F401 - re-exported
 
 
 class TrainTask:
@@ -94,7 +94,7 @@ def make_optimizer(params, cfg: TrainConfig) -> torch.optim.Optimizer:
         return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, nesterov=True)
     if cfg.optimizer == "adam":
         return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    raise ValueError(f"unknown optimizer {cfg.optimizer!r} (adam | sgd)")
+    raise ValueError(f"unknown optimizer {cfg.optimizer!r} ({' | '.join(OPTIMIZERS)})")
 
 
 def make_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig, total_steps: int) -> LRScheduler | None:

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from typing import Any
 
 SCHEDULES = ("cosine", "onecycle", "none")
+OPTIMIZERS = ("adam", "sgd")
+AUGMENTS = ("none", "crop-flip")
 
 
 @dataclass(frozen=True)
@@ -42,7 +44,7 @@ def default_config(factory_defaults: Mapping[str, Any], **overrides: Any) -> Tra
 
 
 #: the values a text field takes (the trainer's make_optimizer / make_scheduler / augmentation)
-CHOICES = {"optimizer": ("adam", "sgd"), "schedule": SCHEDULES, "augment": ("none", "crop-flip")}
+CHOICES = {"optimizer": OPTIMIZERS, "schedule": SCHEDULES, "augment": AUGMENTS}
 #: fields with an option of their own
 OWN_OPTION = {"epochs": "--epochs", "seed": "--seed"}
 
