@@ -23,7 +23,13 @@ from .augment import augment_crop_flip, crop_flip, crop_flip_draws  # noqa: F401
 from .data import ImageSet
 from .features import to_float
 from .progress import say, track
-from .train_config import OPTIMIZERS, SCHEDULES, TrainConfig, default_config, train_overrides  # noqa: F401 - re-exported
+from .train_config import (
+    OPTIMIZERS,
+    SCHEDULES,  # noqa: F401 - re-exported
+    TrainConfig,
+    default_config,  # noqa: F401 - re-exported
+    train_overrides,  # noqa: F401 - re-exported
+)
 
 
 class TrainTask:
