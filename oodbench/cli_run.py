@@ -244,9 +244,10 @@ def train(
     from .checkpoints import ModelSpec, file_hash, load_or_train, training_summary
     from .data import LoadContext, resolve_data_root
     from .plugins import registries
-    from .pretrained import pretrained_backbone, weights_file
+    from .pretrained import pretrained_backbone
     from .supply import default_backbone
     from .train import default_config
+    from .userconfig import weights_file
 
     regs = registries()
     ds = regs.datasets.get(dataset)

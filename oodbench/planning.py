@@ -19,6 +19,7 @@ from .progress import say
 from .protocols import Plan, Split
 from .request import N_TUNE_DEFAULT, TUNE_MODES, RunRequest, resolve_device
 from .streams import refuse_streamed
+from .userconfig import weights_file
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,8 @@ def check_combinations(req: RunRequest) -> None:
             )
         if not req.checkpoint.is_file():
             raise UsageError(f"--checkpoint {str(req.checkpoint)!r} is not a file")
+    if req.pretrained_file is not None or (req.pretrained and req.backbone):
+        weights_file(req.backbone or "", req.pretrained, req.pretrained_file)  # a missing file fails before any work
     out = results_dir(req.results)
     if out.exists() and not out.is_dir():
         raise UsageError(f"results folder {str(out)!r} is a file; pass another --results folder")

@@ -21,18 +21,6 @@ from .checkpoints import ModelSpec, file_hash, state_hash, train_cached
 from .data import ImageSet
 from .errors import UsageError, plugin_code
 from .progress import say, warn
-from .userconfig import backbone_entry
-
-
-def weights_file(backbone: str, pretrained: bool, pretrained_file: str | None) -> Path | None:
-    """``--pretrained-file``, else the config file's ``pretrained_file`` for ``backbone`` when ``--pretrained``."""
-    declared = pretrained_file or (backbone_entry(backbone).get("pretrained_file") if pretrained else None)
-    if declared is None:
-        return None
-    path = Path(declared).expanduser()
-    if not path.is_file():
-        raise UsageError(f"pretrained weights file {str(path)!r} does not exist")
-    return path
 
 
 def head_size(model: Backbone) -> int:

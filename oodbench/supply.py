@@ -25,11 +25,12 @@ from .metrics import accuracy
 from .models import ModelProvider
 from .planning import Resolved
 from .plugins import registries
-from .pretrained import pretrained_backbone, report_accuracy, weights_file
+from .pretrained import pretrained_backbone, report_accuracy
 from .protocols import Plan
 from .request import RunRequest
 from .streams import is_streamed
 from .train import default_config
+from .userconfig import weights_file
 
 
 @dataclass(frozen=True)

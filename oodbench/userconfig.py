@@ -14,6 +14,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from .errors import UsageError
+
 BACKBONE_KEYS = ("pretrained_file",)
 
 
@@ -41,3 +43,15 @@ def backbone_entry(name: str) -> dict[str, Any]:
     if "pretrained_file" in entry:
         cfg.expect(entry["pretrained_file"], str, ["backbones", name, "pretrained_file"], "a file path")
     return entry
+
+
+def weights_file(backbone: str, pretrained: bool, pretrained_file: str | None) -> Path | None:
+    """``--pretrained-file``, else the config file's ``pretrained_file`` for ``backbone`` when ``--pretrained``;
+    a declared file that does not exist is one line."""
+    declared = pretrained_file or (backbone_entry(backbone).get("pretrained_file") if pretrained else None)
+    if declared is None:
+        return None
+    path = Path(declared).expanduser()
+    if not path.is_file():
+        raise UsageError(f"pretrained weights file {str(path)!r} does not exist")
+    return path

@@ -45,3 +45,24 @@ def test_a_failing_command_is_one_step_failure_with_its_last_lines(gpu, tmp_path
     assert table.rows == [("figure", "≥ 1", "2")]
     assert gpu.REHEARSAL.entry({"device": "cuda", "epochs": 30})["device"] == "cpu"
     assert gpu.REHEARSAL.entry({"epochs": 30})["epochs"] == 1
+
+
+def test_the_entry_points_stub_declares_what_pip_installed(tmp_path):
+    """gpu_device.sh's fallback where ``pip install -e .`` fails on the GPU machine: the stub's metadata must
+    give importlib.metadata the same entry points as the installed distribution (pip built both from
+    pyproject.toml)."""
+    import importlib.metadata as metadata
+
+    spec = importlib.util.spec_from_file_location("entry_points_stub", REPO / "benchmarks" / "entry_points_stub.py")
+    stub = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(stub)
+    info = stub.write_stub(tmp_path)
+    found = metadata.PathDistribution(info)
+    installed = metadata.distribution("oodbench")
+    assert (found.name, found.version) == (installed.name, installed.version)
+
+    def points(dist):
+        return sorted((e.group, e.name, e.value) for e in dist.entry_points)
+
+    assert points(found) == points(installed)
+    assert ("oodbench", "builtin-detectors", "oodbench_builtins.detectors") in points(found)

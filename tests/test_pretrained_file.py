@@ -5,6 +5,7 @@ declared in oodbench.yaml for --pretrained. Random weights saved to a file stand
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -117,6 +118,10 @@ def test_missing_corrupt_and_weightless_backbones_are_one_line(weights, tmp_path
     base = ["run", "-d", "msp", "--in", "cifar10-jpeg", "--out", "svhn", "--test-limit", "50", "--train-limit", "50"]
     cases = [
         (["--backbone", "timm:test_resnet", "--pretrained-file", str(tmp_path / "nope.pth")], "does not exist"),
+        (  # found missing before any data is read: a data root without the datasets does not come first
+            ["--backbone", "timm:test_resnet", "--pretrained-file", str(tmp_path / "nope.pth"), "--data-root", "."],
+            "does not exist",
+        ),
         (["--backbone", "timm:test_resnet", "--pretrained-file", str(weights["broken"])], "is damaged"),
         (["--backbone", "resnet18", "--pretrained-file", str(weights["timm10"])], "has no pretrained weights"),
         (
@@ -124,8 +129,10 @@ def test_missing_corrupt_and_weightless_backbones_are_one_line(weights, tmp_path
             "retrains its backbone",
         ),
     ]
-    for extra, needle in cases:
-        done = oodbench([*base, *extra], tmp_path, cli_env(OODBENCH_RESULTS=str(tmp_path / "r")))
+    env = cli_env(OODBENCH_RESULTS=str(tmp_path / "r"))
+    with ThreadPoolExecutor(2) as pool:  # independent processes: two at a time
+        answers = list(pool.map(lambda case: oodbench([*base, *case[0]], tmp_path, env), cases))
+    for (extra, needle), done in zip(cases, answers):
         errors = [line for line in done.stderr.strip().splitlines() if "warning:" not in line]  # near chance
         assert done.returncode == 2 and len(errors) == 1 and needle in errors[0], (extra, done.stderr)
         assert "Traceback" not in done.stderr

@@ -132,16 +132,17 @@ def _decoded_blob(folder: Path, classes: list[str], items: list, decoded: list, 
     return {"images": stacked, "labels": labels, "notes": notes, "skipped": skipped}
 
 
-def decode_folder(folder: Path, device: str = "cpu") -> ImageSet:
+def decode_folder(folder: Path, device: str = "cpu", listing: tuple[list[str], list] | None = None) -> ImageSet:
     """Decode every image of ``folder`` (cached), JPEGs on ``device`` when it is CUDA (:mod:`.device_decode`).
     Unreadable images are skipped with a one-line warning that counts them and names the first three (also kept
-    in the notes); a folder with no readable image is refused."""
+    in the notes); a folder with no readable image is refused. ``listing``: ``_class_files(folder)`` if the
+    caller has it already (listing 50,000 files takes most of a second)."""
     from oodbench.atomic import atomic_torch_save, load_checked
     from oodbench.progress import warn
 
     from .device_decode import decode_on_device
 
-    classes, items = _class_files(folder)
+    classes, items = listing or _class_files(folder)
     if not items:
         raise UsageError(f"image folder {str(folder)!r} holds no images in class sub-folders (<class>/*.png|jpg)")
     on_device = device.startswith("cuda")
@@ -195,18 +196,19 @@ class FolderDataset(Dataset):
             )
         where = folder / split if has_splits else folder
         imagenet_style = has_splits and next((folder / "train").glob("*/*.JPEG"), None) is not None
-        data = self._streamed(where, True if imagenet_style and self.stream is None else self.stream)
-        data = data or decode_folder(where, ctx.device)
+        listing = _class_files(where)
+        data = self._streamed(listing, where, True if imagenet_style and self.stream is None else self.stream)
+        data = data or decode_folder(where, ctx.device, listing)
         source = folder.resolve() / split if has_splits else folder.resolve()
         return ImageSet(data.images, data.labels, self.name, data.classes, data.notes).stamped(f"folder:{source}")
 
-    def _streamed(self, where: Path, stream: bool | None) -> ImageSet | None:
+    def _streamed(self, listing: tuple[list[str], list], where: Path, stream: bool | None) -> ImageSet | None:
         """The folder as a streamed set when it should stream (:func:`.streamed.should_stream`), else None."""
         from .streamed import should_stream, streamed_set
 
         if stream is False:
             return None
-        classes, items = _class_files(where)
+        classes, items = listing
         paths = [p for p, _ in items]
         if not items or not should_stream(paths, stream):
             return None
