@@ -217,7 +217,7 @@ def _ood_row(
         extra_models=_extra_models(got, mark),
         n_eval={"id": len(id_eval), "ood": len(ood_eval)},
         seconds=seconds,
-        **_facts(ctx, ood_notes=list(target.evaluated.notes)),
+        **_facts(ctx, ood_notes=list(views.scored.imageset.notes)),  # the supply stage's notes too (geometry, decoder)
     )
     return Outcome(record=record, scores={"id": s_id, "ood": s_ood, **embeddings(tuned, id_eval, ood_eval, ctx.seed)})
 

@@ -21,6 +21,7 @@ from .atomic import atomic_torch_save, load_checked
 from .backbones import Backbone
 from .data import ImageSet, to_float
 from .progress import pause_point, track
+from .streams import is_streamed
 
 __all__ = ["FeatureView", "to_float"]
 
@@ -84,11 +85,12 @@ class FeatureView:
 
     def batches(self, desc: str | None = None) -> Iterator[torch.Tensor]:
         """Float ``[0, 1]`` input batches on the model's device. On the fast path a set held in memory goes to the
-        device in one copy, kept for later passes (not one blocking copy per batch), and batches are channels_last."""
+        device in one copy, kept for later passes (not one blocking copy per batch), and batches are channels_last; a
+        streamed set of JPEGs is decoded there (:func:`oodbench.streams.decodes_on`)."""
         images = self.imageset.images
         if self.amp and precision.accelerated(self.device) and isinstance(images, torch.Tensor):
             images = self.memo(("images on the device",), lambda: images.to(self.device))  # one copy per view
-        chunks = images.split(self.batch_size)
+        chunks = images.split(self.batch_size, self.device) if is_streamed(images) else images.split(self.batch_size)
         for chunk in track(chunks, desc, total=len(chunks)) if desc else chunks:
             x = to_float(chunk, self.device)
             yield precision.prepare_input(x, self.device) if self.amp else x

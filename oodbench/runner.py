@@ -81,7 +81,8 @@ def run_facts(plan: Plan, got: Supplied) -> dict[str, Any]:
     """What every record of the run shares: data provenance, the model, the device, versions."""
     info = got.model_info
     return {
-        "data": {"id_train": list(plan.id_train.notes), "id_test": list(plan.id_test.notes)},
+        # the views' notes: the plan's, and what the supply stage did to the images (backbone geometry, decoder)
+        "data": {"id_train": list(got.train.imageset.notes), "id_test": list(got.id_test.imageset.notes)},
         "model": {k: v for k, v in info.items() if k != "train"}
         | {  # pretrained weights evaluated as they are were never trained here: no training config to record
             "train_config": {} if info.get("source") == "pretrained" else dataclasses.asdict(got.spec.train),

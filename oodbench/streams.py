@@ -3,11 +3,14 @@ that does not fit in memory (ImageNet-size folders and OpenOOD image lists).
 
 :class:`ImageFiles` stands where an ImageSet's uint8 ``N×C×H×W`` tensor would: it has ``dtype``, ``ndim``,
 ``shape`` and ``len``, takes a tensor index (subsets, class selections, random limits) and ``split(batch)``
-yields uint8 batches decoded ahead by CPU threads (torchvision ``decode_image``; it releases the GIL), each
-image resized and centre-cropped as the backbone's own evaluation preprocessing does — timm's
+yields uint8 batches decoded ahead by CPU threads (torchvision ``decode_image``; it releases the GIL). Each
+image is resized and centre-cropped as the backbone's own evaluation preprocessing does: timm's
 ``resolve_data_config`` + ``create_transform`` for timm models (only their geometric steps: every backbone
 normalises internally), the ImageNet convention (resize the shorter side to size / 0.875, centre crop)
-otherwise. Peak memory is O(batch × prefetched batches) plus what the caller keeps (features), in one process.
+otherwise. On the fast path (CUDA), ``split(batch, device)`` of JPEG files has the threads only read the
+bytes ahead; each batch is decoded on the device in one ``decode_jpeg(..., device=)`` call (nvJPEG) and
+resized there. Peak memory is O(batch × prefetched batches) plus what the caller keeps (features), in one
+process.
 """
 
 from __future__ import annotations
@@ -25,7 +28,9 @@ from typing import Any
 
 import torch
 
-from .errors import UsageError
+from . import precision
+from .errors import UsageError, describe
+from .progress import warn
 
 #: the ImageNet evaluation convention (resize to size / 0.875, centre crop) where no backbone says otherwise
 DEFAULT_GEOMETRY = {"crop_pct": 0.875, "interpolation": "bilinear", "crop_mode": "center"}
@@ -43,25 +48,64 @@ def _geometric_steps(size: tuple[int, int], geometry: dict[str, Any]):
     return transforms.Compose(steps)
 
 
+JPEG = (".jpg", ".jpeg")
+
+
 class _Decoded:
-    """One image per item, decoded to RGB/grey uint8 and brought to ``shape`` (what a decoder thread runs)."""
+    """One image per item, decoded to RGB/grey uint8 and brought to ``shape`` (what a decoder thread runs), or a
+    batch of them decoded on a device (:meth:`on_device`)."""
 
     def __init__(self, paths: Sequence[str], shape: tuple[int, int, int], geometry: dict[str, Any]):
+        from torchvision.io import ImageReadMode
+
         self.paths, self.shape = paths, shape
         self.steps = _geometric_steps(shape[1:], geometry)
+        self.mode = ImageReadMode.RGB if shape[0] == 3 else ImageReadMode.GRAY
+        self.device_failed = False
 
     def __len__(self) -> int:
         return len(self.paths)
 
-    def __getitem__(self, i: int) -> torch.Tensor:
-        from torchvision.io import ImageReadMode, decode_image, read_file
+    def read(self, i: int) -> torch.Tensor:
+        """The file's bytes (what a reader thread runs ahead of :meth:`on_device`)."""
+        from torchvision.io import read_file
 
-        mode = ImageReadMode.RGB if self.shape[0] == 3 else ImageReadMode.GRAY
+        return read_file(self.paths[i])
+
+    def decode(self, i: int, encoded: torch.Tensor | None = None) -> torch.Tensor:
+        """Item ``i`` decoded on the CPU (from ``encoded`` when its bytes were read already)."""
+        from torchvision.io import decode_image
+
         try:
-            im = decode_image(read_file(self.paths[i]), mode=mode)
+            im = decode_image(self.read(i) if encoded is None else encoded, mode=self.mode)
         except Exception as exc:  # noqa: BLE001 - every decoder error means: unreadable file
             raise UsageError(f"cannot decode image {self.paths[i]!r} ({type(exc).__name__}); remove it") from None
-        return self.steps(im)
+        return im
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        """Item ``i`` decoded on the CPU, resized and cropped (what a CPU decoder thread runs)."""
+        return self.steps(self.decode(i))
+
+    def on_device(self, start: int, encoded: list[torch.Tensor], device: torch.device, pool_map=map) -> torch.Tensor:
+        """Items ``start…`` decoded from their bytes on ``device`` in one ``decode_jpeg`` call, then resized and
+        cropped there one by one (their sizes differ). A batch the device decoder refuses (a PNG named .JPEG, a
+        CMYK JPEG) is decoded on the CPU (``pool_map``: the reader threads' map) and moved, warned once per set."""
+        from torchvision.io import decode_jpeg
+
+        try:
+            images = decode_jpeg(encoded, mode=self.mode, device=device)
+        except Exception as exc:  # noqa: BLE001 - any device-decoder failure: the CPU decoder reads the batch
+            if not self.device_failed:
+                warn(f"decoding JPEGs on {device} failed ({describe(exc)}); such batches are decoded on the CPU")
+                self.device_failed = True
+            cpu = pool_map(self.decode, range(start, start + len(encoded)), encoded)
+            images = [im.to(device) for im in cpu]
+        return torch.stack([self.steps(im) for im in images])
+
+
+def decodes_on(device: torch.device | None, paths: Sequence[str]) -> bool:
+    """Whether batches of ``paths`` are decoded on ``device``: JPEG files on the fast path (CUDA)."""
+    return device is not None and precision.accelerated(device) and all(p.lower().endswith(JPEG) for p in paths)
 
 
 def decode_threads() -> int:
@@ -76,8 +120,8 @@ class _Batches:
 
     PREFETCH = 2
 
-    def __init__(self, files: ImageFiles, batch_size: int):
-        self.files, self.batch_size = files, batch_size
+    def __init__(self, files: ImageFiles, batch_size: int, device: torch.device | None = None):
+        self.files, self.batch_size, self.device = files, batch_size, device
 
     def __len__(self) -> int:
         return math.ceil(len(self.files) / self.batch_size)
@@ -85,18 +129,21 @@ class _Batches:
     def __iter__(self) -> Iterator[torch.Tensor]:
         f, n, size = self.files, len(self.files), self.batch_size
         decode = _Decoded(f.paths, f.image_shape, dict(f.geometry))
+        on_device = decodes_on(self.device, f.paths)
+        work = decode.read if on_device else decode.__getitem__  # threads read the bytes, or decode on the CPU
         starts = iter(range(0, n, size))
         pool = ThreadPoolExecutor(max_workers=decode_threads())
 
-        def submit(start: int) -> list[Future]:
-            return [pool.submit(decode.__getitem__, i) for i in range(start, min(start + size, n))]
+        def submit(start: int) -> tuple[int, list[Future]]:
+            return start, [pool.submit(work, i) for i in range(start, min(start + size, n))]
 
         try:
             queued = deque(submit(s) for s in islice(starts, self.PREFETCH))
             while queued:
-                batch = queued.popleft()
+                start, batch = queued.popleft()
                 queued.extend(submit(s) for s in islice(starts, 1))
-                yield torch.stack([job.result() for job in batch])
+                done = [job.result() for job in batch]
+                yield decode.on_device(start, done, self.device, pool.map) if on_device else torch.stack(done)
         finally:  # an error or Ctrl-C cancels what has not started instead of waiting for it
             pool.shutdown(wait=True, cancel_futures=True)
 
@@ -126,8 +173,9 @@ class ImageFiles:
         picked = torch.as_tensor(index, dtype=torch.long).tolist()
         return replace(self, paths=tuple(self.paths[i] for i in picked))
 
-    def split(self, batch_size: int) -> _Batches:
-        return _Batches(self, batch_size)
+    def split(self, batch_size: int, device: torch.device | None = None) -> _Batches:
+        """uint8 batches on the CPU, or on ``device`` when it decodes them (:func:`decodes_on`)."""
+        return _Batches(self, batch_size, device)
 
     def to_shape(self, shape: tuple[int, int, int]) -> ImageFiles:
         """The same files decoded to another C×H×W (RGB or grey decode; resize and crop to H×W)."""

@@ -28,7 +28,7 @@ from .plugins import registries
 from .pretrained import pretrained_backbone, report_accuracy
 from .protocols import Plan
 from .request import RunRequest
-from .streams import is_streamed
+from .streams import decodes_on, is_streamed
 from .train import default_config
 from .userconfig import weights_file
 
@@ -118,9 +118,13 @@ def view_factory(req: RunRequest, model: Backbone, model_hash: str, device: torc
             data = dataclasses.replace(
                 data, images=files, notes=(*data.notes, f"backbone geometry: {files.describe()}")
             )
+        decoder = ""
+        if is_streamed(data.images) and decodes_on(device, data.images.paths):  # nvJPEG may round unlike libjpeg
+            decoder = f"|decoded on {device}"
+            data = dataclasses.replace(data, notes=(*data.notes, f"JPEGs decoded on {device} (decode_jpeg)"))
         disk = None
         if req.feature_cache:
-            key = hashlib.sha256(f"{model_hash}|{data.name}|{data.fingerprint()}".encode()).hexdigest()[:20]
+            key = hashlib.sha256(f"{model_hash}|{data.name}|{data.fingerprint()}{decoder}".encode()).hexdigest()[:20]
             disk = cache_dir() / "features" / key
         batch = batch_for(req.batch_size, data.shape, device)
         return FeatureView(data, model, device, batch, amp=True, cache_dir=disk)

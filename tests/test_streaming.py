@@ -3,6 +3,7 @@ resized and cropped by the backbone's own data config, and run end to end withou
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -131,6 +132,9 @@ def test_run_end_to_end_on_streamed_sets_with_a_timm_backbone(declared, imagenet
     assert knn.metrics["auroc"] > 90  # far's images are much brighter: any feature space separates them
     notes = " ".join(map(str, knn.data.values()))
     assert "streamed" in notes and "bilinear" in notes  # test_resnet's own data config: bilinear, crop_pct 0.95
+    # the record says the geometry the backbone's data config gave (32 / 0.95 → 33), not the default (→ 36)
+    assert notes.count("backbone geometry: streamed: resize shorter side to 33 (bilinear)") == 3, notes
+    assert "JPEGs decoded" not in notes  # the CPU decoder threads, off the fast path
 
 
 def test_training_on_a_streamed_set_is_refused_in_one_line(declared, tmp_path):
@@ -177,3 +181,54 @@ def test_an_unreadable_streamed_file_is_one_line_naming_it(imagenet_like, tmp_pa
     with pytest.raises(UsageError, match=r"cannot decode image '.*broken\.JPEG'") as info:
         list(files.split(2))
     assert "\n" not in str(info.value)
+
+
+def test_streamed_jpegs_decode_on_the_fast_paths_device_as_the_cpu_threads_do(
+    imagenet_like, tmp_path, monkeypatch, capfd
+):
+    """On the fast path (CUDA; switched on here for the CPU) threads only read a streamed set's JPEG bytes and
+    ``decode_jpeg`` decodes each batch on the view's device: the CPU decoder threads' pixels. A batch the device
+    decoder refuses (a PNG named .JPEG) is decoded on the CPU, with one warning for the set."""
+    from torchvision.io import decode_image, encode_png
+
+    from oodbench import precision, streams
+    from oodbench.features import FeatureView
+
+    paths = sorted(map(str, (imagenet_like / "imnet" / "train").glob("*/*.JPEG")))
+    files = streams.ImageFiles(tuple(paths), (3, 32, 32))
+    expected = torch.cat(list(files.split(10)))  # CPU decoder threads
+    monkeypatch.setattr(precision, "accelerated", lambda device: True)
+    starts, real = [], streams._Decoded.on_device
+    monkeypatch.setattr(streams._Decoded, "on_device", lambda self, *a: starts.append(a[0]) or real(self, *a))
+    cpu = torch.device("cpu")
+    assert torch.equal(torch.cat(list(files.split(10, cpu))), expected) and starts == [0, 10, 20, 30, 40]
+
+    starts.clear()  # a view hands its device to the stream
+    view = FeatureView(ImageSet(files, torch.zeros(len(files), dtype=torch.long), "imnet"), None, cpu, batch_size=16)
+    assert torch.equal(torch.cat(list(view.batches())), expected.float() / 255) and starts == [0, 16, 32]
+
+    disguised = tmp_path / "png.JPEG"
+    disguised.write_bytes(encode_png(decode_image(paths[25])).numpy().tobytes())
+    mixed = streams.ImageFiles((*paths[:25], str(disguised), *paths[26:]), (3, 32, 32))
+    capfd.readouterr()
+    assert torch.equal(torch.cat(list(mixed.split(10, cpu))), expected)
+    err = capfd.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "such batches are decoded on the CPU" in err[0], err
+
+
+def test_a_run_on_the_fast_path_records_where_its_streamed_jpegs_were_decoded(declared, tmp_path, monkeypatch):
+    from oodbench import precision
+    from oodbench.plugins import registries
+    from oodbench.runner import RunRequest, run
+
+    torch.manual_seed(0)
+    weights = tmp_path / "test_resnet.pth"
+    torch.save(registries().backbones.get("timm:test_resnet").build((3, 32, 32), 2).state_dict(), weights)
+    monkeypatch.setattr(precision, "accelerated", lambda device: True)  # what CUDA takes, on the CPU
+    req = RunRequest(
+        detectors=["knn"], id="imnet", oods=["far"], backbone="timm:test_resnet", checkpoint=weights, batch_size=16
+    )
+    (record,) = list(run(dataclasses.replace(req, results=str(tmp_path / "r"))))
+    notes = [str(n) for side in record.data.values() for n in side]
+    assert sum("JPEGs decoded on cpu (decode_jpeg)" in n for n in notes) == 3, notes  # ID train, ID test, OOD
+    assert record.metrics["auroc"] > 90
