@@ -73,15 +73,10 @@ def setup(args: argparse.Namespace):
     return train, test, model, ModelProvider(spec, factory, train, None, device)
 
 
-def main() -> None:
-    args = arguments(__doc__)
-    train, test, model, provider = setup(args)
-    from oodbench.detector import Supplies, fit_detector
+def extract(args: argparse.Namespace, train, test, model):
+    """(train view, test view) with every feature layer extracted once, the extraction timed and printed."""
     from oodbench.features import FeatureView
-    from oodbench.plugins import registries
 
-    regs, device = registries(), torch.device(args.device)
-    supplies = Supplies(provider)
     tr = FeatureView(train, model, args.device, args.batch_size, amp=True)
     te = FeatureView(test, model, args.device, args.batch_size, amp=True)
     layers = model.feature_layers
@@ -90,13 +85,21 @@ def main() -> None:
     print(
         f"feature extraction ({n} images, {len(layers)} layers, one pass): {t_extract:.2f} s, {n / t_extract:.0f} img/s"
     )
+    return tr, te
 
+
+def time_oodbench(args: argparse.Namespace, tr, te, provider) -> dict[str, float]:
+    """Fit + score seconds of every chosen oodbench detector that trains no network of its own."""
+    from oodbench.detector import Supplies, fit_detector
+    from oodbench.plugins import registries
+
+    supplies = Supplies(provider)
     ours: dict[str, float] = {}
-    print(f"{'detector':22s} {'fit s':>8s} {'score s':>8s}   ({len(test)} test images)")
+    print(f"{'detector':22s} {'fit s':>8s} {'score s':>8s}   ({len(te)} test images)")
     params = {"odin": {"epsilon": 0.0014}}  # time ODIN with its input pre-processing step
     backbone_variants = {"deep-ensemble", "mcdropout"}  # trained detectors that only retrain the backbone
     chosen = set(args.detectors.split(",")) if args.detectors else None
-    for entry in regs.detectors:
+    for entry in registries().detectors:
         if chosen is not None and entry.name not in chosen:
             continue
         det = entry.obj(**params.get(entry.name, {}))
@@ -106,12 +109,25 @@ def main() -> None:
         _, t_score = timed(lambda det=det: det.score_samples(te))
         ours[entry.name] = t_fit + t_score
         print(f"{entry.name:22s} {t_fit:8.3f} {t_score:8.3f}")
+    return ours
 
+
+def main() -> None:
+    args = arguments(__doc__)
+    train, test, model, provider = setup(args)
+    tr, te = extract(args, train, test, model)
+    ours = time_oodbench(args, tr, te, provider)
     try:
         import pytorch_ood.detector as pood
     except ImportError:
         print("pytorch-ood not installed: pip install pytorch-ood==0.4.0 for the comparison")
         return
+    time_pytorch_ood(pood, args, ours, tr, te, train, test, model)
+
+
+def time_pytorch_ood(pood, args: argparse.Namespace, ours: dict[str, float], tr, te, train, test, model) -> None:
+    """pytorch-ood's seconds on the same features (or model), each beside oodbench's, with the ratio."""
+    device = torch.device(args.device)
     # pytorch-ood computes where its inputs live: the features go to the model's device for it
     z_tr = tr.features(["penultimate"])["penultimate"].to(device)
     z_te = te.features(["penultimate"])["penultimate"].to(device)
