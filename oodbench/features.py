@@ -20,7 +20,7 @@ from . import precision
 from .atomic import atomic_torch_save, load_checked
 from .backbones import Backbone
 from .data import ImageSet, to_float
-from .progress import pause_point, track
+from .progress import pause_point, track, warn
 from .streams import is_streamed
 
 __all__ = ["FeatureView", "to_float"]
@@ -51,6 +51,7 @@ class FeatureView:
         self._parent: FeatureView | None = None
         self._index: torch.Tensor | None = None
         self._device_labels: torch.Tensor | None = None
+        self._grad_batch: int | None = None  # map_inputs' batch once a pass ran out of memory
 
     # -- basic facts ---------------------------------------------------------------------
     def __len__(self) -> int:
@@ -75,7 +76,7 @@ class FeatureView:
         """A view of some samples that shares (slices) this view's cached features."""
         index = torch.as_tensor(index, dtype=torch.long, device="cpu")  # indexes the images, held on the CPU
         child = FeatureView(self.imageset.subset(index), self.model, self.device, self.batch_size, self.amp)
-        child._parent, child._index = self, index
+        child._parent, child._index, child._grad_batch = self, index, self._grad_batch
         return child
 
     # -- model outputs --------------------------------------------------------------------
@@ -83,14 +84,15 @@ class FeatureView:
         """bf16 autocast where ``amp`` allows it and the device has the fast path (:mod:`oodbench.precision`)."""
         return precision.autocast(self.device, self.amp)
 
-    def batches(self, desc: str | None = None) -> Iterator[torch.Tensor]:
+    def batches(self, desc: str | None = None, batch_size: int | None = None) -> Iterator[torch.Tensor]:
         """Float ``[0, 1]`` input batches on the model's device. On the fast path a set held in memory goes to the
         device in one copy, kept for later passes (not one blocking copy per batch), and batches are channels_last; a
         streamed set of JPEGs is decoded there (:func:`oodbench.streams.decodes_on`)."""
         images = self.imageset.images
         if self.amp and precision.accelerated(self.device) and isinstance(images, torch.Tensor):
             images = self.memo(("images on the device",), lambda: images.to(self.device))  # one copy per view
-        chunks = images.split(self.batch_size, self.device) if is_streamed(images) else images.split(self.batch_size)
+        size = batch_size or self.batch_size
+        chunks = images.split(size, self.device) if is_streamed(images) else images.split(size)
         for chunk in track(chunks, desc, total=len(chunks)) if desc else chunks:
             x = to_float(chunk, self.device)
             yield precision.prepare_input(x, self.device) if self.amp else x
@@ -151,11 +153,30 @@ class FeatureView:
         """Apply ``fn(x, *aligned_batches)`` to each input batch on the device (gradients
         allowed) and concatenate the results. ``aligned`` tensors (one row per
         sample, e.g. cached gradient signs) are split into the same batches and moved to the device; the result
-        stays on the device."""
+        stays on the device.
+
+        A pass that runs out of device memory starts again with half the batch (said in one line), and the view
+        keeps that batch for its later passes: a gradient pass holds every activation of the batch, which at
+        ImageNet size (a ResNet-50 or ViT at 224²) can take tens of GB where extraction took a few."""
+        while True:
+            batch = self._grad_batch or self.batch_size
+            try:
+                return self._map_batches(fn, aligned, desc, batch)
+            except torch.OutOfMemoryError:
+                if batch == 1:
+                    raise
+            # here, out of the handler, its traceback no longer holds the failed pass's tensors
+            self._grad_batch = batch // 2
+            if self.device.type == "cuda":
+                torch.cuda.empty_cache()
+            what = f"{desc or 'a gradient pass'} on {self.name}"
+            warn(f"out of memory on {self.device} at batch {batch} ({what}); batch {self._grad_batch} from now on")
+
+    def _map_batches(self, fn: Callable[..., torch.Tensor], aligned, desc: str | None, batch: int) -> torch.Tensor:
         self.model.eval()
-        pieces = [t.split(self.batch_size) for t in aligned]
+        pieces = [t.split(batch) for t in aligned]
         outs = []
-        for i, x in enumerate(self.batches(desc)):
+        for i, x in enumerate(self.batches(desc, batch)):
             extra = [p[i].to(self.device) for p in pieces]
             outs.append(fn(x, *extra).detach().float())
         return torch.cat(outs) if outs else torch.empty(0, device=self.device)

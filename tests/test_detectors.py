@@ -162,3 +162,35 @@ def test_batch_independence_under_avx2_kernels():
     env = {**os.environ, "ONEDNN_MAX_CPU_ISA": "AVX2", "OODBENCH_QUIET": "1"}
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_a_gradient_pass_that_runs_out_of_memory_halves_its_batch_and_scores_alike(lenet_fmnist, data_root, capfd):
+    """ODIN's input pre-processing (a gradient pass per batch) on a trained LeNet whose forward runs out of
+    memory above 32 images, as a GPU would at ImageNet size: the pass restarts at half the batch until it fits,
+    warns once per halving, keeps the batch that fitted (its subsets too), and gives the scores of a view whose
+    batch fitted from the start. Where not even one image fits, the error stands."""
+    model, train = lenet_fmnist
+    test = registries().datasets.get("mnist").load("test", LoadContext(data_root)).head(200)
+    fitted = registries().detectors.get("odin")(epsilon=0.002).fit(FeatureView(train.head(500), model, "cpu", 32))
+    expected = fitted.score_samples(FeatureView(test, model, "cpu", 32))
+    limit = {"images": 32}
+
+    def out_of_memory_above_the_limit(module, args):
+        if torch.is_grad_enabled() and len(args[0]) > limit["images"]:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+
+    handle = model.register_forward_pre_hook(out_of_memory_above_the_limit)
+    try:
+        view = FeatureView(test, model, "cpu", 128)
+        capfd.readouterr()
+        assert np.allclose(fitted.score_samples(view), expected, atol=1e-6)
+        assert np.allclose(fitted.score_samples(view.subset(torch.arange(100))), expected[:100], atol=1e-6)
+        limit["images"] = 0
+        with pytest.raises(torch.OutOfMemoryError):
+            fitted.score_samples(FeatureView(test, model, "cpu", 4))
+    finally:
+        handle.remove()
+    lines = [line for line in capfd.readouterr().err.splitlines() if "out of memory" in line]
+    halvings = [(line.split("at batch ")[1].split(" ")[0], line.split("; batch ")[1].split(" ")[0]) for line in lines]
+    assert halvings == [("128", "64"), ("64", "32"), ("4", "2"), ("2", "1")], lines  # the subset started at 32
+    assert all(line.startswith("oodbench: warning: out of memory on cpu") for line in lines)
