@@ -12,11 +12,8 @@ from __future__ import annotations
 
 import hashlib
 import os
-import sys
 from collections import Counter
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -25,6 +22,8 @@ import torch.nn.functional as F
 from oodbench import Dataset, ImageSet
 from oodbench.data import LoadContext, cache_dir, missing, require_split
 from oodbench.errors import UsageError
+
+from .quiet import c_stderr_silenced
 
 EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 
@@ -53,29 +52,11 @@ def _decode(path: Path) -> torch.Tensor | None:
     return im[:-1] if im.shape[0] in (2, 4) else im
 
 
-@contextmanager
-def _c_stderr_silenced() -> Iterator[None]:
-    """libpng/libjpeg print their complaints about a broken file straight to file descriptor 2; the one-line
-    warning about skipped files says it instead (``OODBENCH_DEBUG=1`` keeps the decoders' own lines)."""
-    if os.environ.get("OODBENCH_DEBUG"):
-        yield
-        return
-    sys.stderr.flush()
-    saved, null = os.dup(2), os.open(os.devnull, os.O_WRONLY)
-    os.dup2(null, 2)
-    try:
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(null)
-
-
 def _decode_all(paths: list[Path]) -> list[torch.Tensor | None]:
     """Decode in parallel threads; Ctrl-C cancels what has not started instead of waiting for it."""
     pool = ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2))
     try:
-        with _c_stderr_silenced():
+        with c_stderr_silenced():
             return list(pool.map(_decode, paths))
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
@@ -149,7 +130,7 @@ def decode_folder(folder: Path, device: str = "cpu", listing: tuple[list[str], l
     blob = load_checked(_folder_cache(folder, items, device), "decoded image folder") if on_device else None
     blob = blob or load_checked(_folder_cache(folder, items, "cpu"), "decoded image folder")
     if blob is None:
-        with _c_stderr_silenced():  # CUDA libraries print their own complaints to fd 2; the warning says it
+        with c_stderr_silenced():  # CUDA libraries print their own complaints to fd 2; the warning says it
             decoded, failure = decode_on_device([p for p, _ in items], device) if on_device else (None, "")
         if failure:
             warn(failure)

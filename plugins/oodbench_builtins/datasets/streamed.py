@@ -23,6 +23,8 @@ from oodbench.data import LoadContext, missing, require_split
 from oodbench.errors import UsageError
 from oodbench.streams import ImageFiles
 
+from .quiet import c_stderr_silenced
+
 STREAM_ENV = "OODBENCH_STREAM_ABOVE"
 DEFAULT_STREAM_ABOVE = 1 << 30
 
@@ -31,11 +33,9 @@ def _sample_shapes(paths: list[Path], n: int = 8) -> list[tuple[int, int, int]]:
     """C×H×W of up to ``n`` evenly spaced files (decoded: torchvision reads no header alone)."""
     from torchvision.io import decode_image, read_file
 
-    from .folder import _c_stderr_silenced  # libpng/libjpeg complain on fd 2 about broken files
-
     step = max(1, len(paths) // n)
     shapes = []
-    with _c_stderr_silenced():
+    with c_stderr_silenced():  # libpng/libjpeg complain on fd 2 about broken files
         for p in paths[::step][:n]:
             try:
                 shapes.append(tuple(decode_image(read_file(str(p))).shape))
