@@ -14,11 +14,12 @@ import torch
 
 from . import leakage, protocols
 from .data import ImageSet, LoadContext, resolve_data_root
-from .errors import UsageError
+from .errors import UnknownNameError, UsageError
 from .progress import say
 from .protocols import Plan, Split
 from .request import N_TUNE_DEFAULT, TUNE_MODES, RunRequest, resolve_device
 from .streams import refuse_streamed
+from .suite_config import explain_unknown_dataset
 from .userconfig import weights_file
 
 
@@ -104,7 +105,7 @@ def resolve(req: RunRequest) -> Resolved:
         name = req.tune_out or "uniform"
         if name in req.oods:
             raise UsageError(f"--tune heldout must not tune on a test OOD set ({name!r}); pick another --tune-out")
-        tune_out = regs.datasets.get(name)
+        tune_out = dataset(regs, name)
     elif req.tune_out:
         raise UsageError("--tune-out only applies to --tune heldout")
     if req.backbone:
@@ -113,11 +114,20 @@ def resolve(req: RunRequest) -> Resolved:
     return Resolved(
         detectors,
         owners,
-        regs.datasets.get(req.id),
-        tuple(regs.datasets.get(n) for n in req.oods),
+        dataset(regs, req.id),
+        tuple(dataset(regs, n) for n in req.oods),
         tune_out,
         resolve_device(req.device),
     )
+
+
+def dataset(regs, name: str):
+    """The registered dataset ``name``; an unknown name is one line, with a way out when a suite's template
+    declares it (the imagenet suite's sets exist once the user declares them)."""
+    try:
+        return regs.datasets.get(name)
+    except UnknownNameError as exc:
+        raise explain_unknown_dataset(exc) from None
 
 
 def load_split(ds, split: str, ctx: LoadContext) -> ImageSet:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import difflib
+from pathlib import Path
 from typing import Any
 
-from .errors import UsageError
+from .errors import UnknownNameError, UsageError
 
 
 def require_declared(suite: dict[str, Any], name: str) -> None:
@@ -23,3 +25,36 @@ def require_declared(suite: dict[str, Any], name: str) -> None:
             f"suite {name!r} reads datasets you declare, and {', '.join(missing)} are not declared: copy {template} "
             "to ./oodbench.yaml (or point $OODBENCH_CONFIG at it) and set OODBENCH_DATA to the data it names"
         )
+
+
+def _declared_by_templates(path: Path) -> dict[str, tuple[str, str]]:
+    """{dataset: (suite, template)} for every dataset a suite's ``config:`` template in ``path`` declares
+    (nothing when the files are absent or unreadable: this only adds a hint to an error)."""
+    import yaml
+
+    try:
+        suites = (yaml.safe_load(path.read_text()) or {}).get("suites") or {}
+        found: dict[str, tuple[str, str]] = {}
+        for suite, body in suites.items():
+            template = (body or {}).get("config")
+            if template and (path.parent / template).is_file():
+                declared = (yaml.safe_load((path.parent / template).read_text()) or {}).get("datasets") or {}
+                found |= {name: (suite, template) for name in declared if name not in found}
+        return found
+    except (OSError, yaml.YAMLError, AttributeError):
+        return {}
+
+
+def explain_unknown_dataset(exc: UnknownNameError, path: Path = Path("benchmarks.yaml")) -> UsageError:
+    """``exc`` with a way out when a suite's template declares the name (or one close to it): the datasets of
+    the imagenet suite exist only once the user declares them in ``oodbench.yaml``."""
+    templates = _declared_by_templates(path)
+    how = "copy it to ./oodbench.yaml (or point $OODBENCH_CONFIG at it) and set OODBENCH_DATA to the data it names"
+    if exc.name in templates:
+        suite, template = templates[exc.name]
+        return UsageError(f"unknown dataset {exc.name!r}: the {suite!r} suite's template {template} declares it; {how}")
+    close = difflib.get_close_matches(exc.name, list(templates), n=1, cutoff=0.6)
+    if close:
+        suite, template = templates[close[0]]
+        return UsageError(f"{exc} — or {close[0]!r}, which the {suite!r} suite's template {template} declares: {how}")
+    return exc

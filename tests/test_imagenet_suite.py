@@ -96,3 +96,28 @@ def test_bench_without_the_declared_sets_is_one_line_naming_the_template(tmp_pat
     with pytest.raises(UsageError, match=r"imagenet-1k, inaturalist, .* are not declared: copy docs/oodbench-imagenet"):
         bench("imagenet", ROOT / "benchmarks.yaml", str(tmp_path / "results"))
     assert not (tmp_path / "results").exists()  # refused before any run
+
+
+def test_an_undeclared_imagenet_set_is_one_line_naming_the_template_that_declares_it(monkeypatch, tmp_path):
+    """`oodbench run --out ninco` before oodbench.yaml declares it: the one line says which suite's template
+    declares the set and how to use it; a name close to one (`imagenet`) gets the same way out, and where no
+    benchmarks.yaml is at hand the plain unknown-name line stands."""
+    from oodbench.errors import UsageError
+    from oodbench.planning import resolve
+    from oodbench.request import RunRequest
+
+    monkeypatch.delenv("OODBENCH_CONFIG", raising=False)
+    monkeypatch.chdir(ROOT)
+    with pytest.raises(UsageError) as info:
+        resolve(RunRequest(detectors=["msp"], id="fashionmnist", oods=["ninco"]))
+    assert str(info.value) == (
+        "unknown dataset 'ninco': the 'imagenet' suite's template docs/oodbench-imagenet.yaml declares it; copy it"
+        " to ./oodbench.yaml (or point $OODBENCH_CONFIG at it) and set OODBENCH_DATA to the data it names"
+    )
+    with pytest.raises(UsageError, match=r"or 'imagenet-1k', which the 'imagenet' suite's template") as info:
+        resolve(RunRequest(detectors=["msp"], id="imagenet", oods=["mnist"]))
+    assert "did you mean: tinyimagenet-r32" in str(info.value) and "\n" not in str(info.value)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UsageError) as info:
+        resolve(RunRequest(detectors=["msp"], id="fashionmnist", oods=["ninco"]))
+    assert "template" not in str(info.value) and str(info.value).startswith("unknown dataset 'ninco'; did you mean")
