@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from . import precision
 from .backbones import Backbone
 from .checkpoints import ModelSpec, file_hash, load_or_train
 from .data import ImageSet, cache_dir
@@ -118,13 +119,14 @@ def view_factory(req: RunRequest, model: Backbone, model_hash: str, device: torc
             data = dataclasses.replace(
                 data, images=files, notes=(*data.notes, f"backbone geometry: {files.describe()}")
             )
-        decoder = ""
-        if is_streamed(data.images) and decodes_on(device, data.images.paths):  # nvJPEG may round unlike libjpeg
-            decoder = f"|decoded on {device}"
+        # what makes features differ beyond model and images: bf16 on the fast path, nvJPEG's rounding
+        how = "|bf16 autocast" if precision.accelerated(device) else ""  # CPU keys stay as they were
+        if is_streamed(data.images) and decodes_on(device, data.images.paths):
+            how += f"|decoded on {device}"
             data = dataclasses.replace(data, notes=(*data.notes, f"JPEGs decoded on {device} (decode_jpeg)"))
         disk = None
         if req.feature_cache:
-            key = hashlib.sha256(f"{model_hash}|{data.name}|{data.fingerprint()}{decoder}".encode()).hexdigest()[:20]
+            key = hashlib.sha256(f"{model_hash}|{data.name}|{data.fingerprint()}{how}".encode()).hexdigest()[:20]
             disk = cache_dir() / "features" / key
         batch = batch_for(req.batch_size, data.shape, device)
         return FeatureView(data, model, device, batch, amp=True, cache_dir=disk)

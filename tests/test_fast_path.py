@@ -96,3 +96,23 @@ def test_bf16_features_rank_as_float32_features_do(lenet_fmnist, data_root, monk
     assert 0 < relative.median() < 0.02, relative.median()
     gaps = {name: abs(a16[name] - a32[name]) for name in POST_HOC}
     assert max(gaps.values()) < 0.5, gaps
+
+
+def test_features_from_the_fast_path_are_cached_apart_from_the_cpus(monkeypatch, data_root, tmp_path):
+    """bf16 features (the fast path) and float32 ones are not interchangeable: their feature-cache keys differ,
+    and the CPU's key is the one it always was (caches written before stay valid)."""
+    import hashlib
+
+    from oodbench.request import RunRequest
+    from oodbench.supply import view_factory
+
+    monkeypatch.setenv("OODBENCH_CACHE", str(tmp_path))
+    data = registries().datasets.get("mnist").load("test", LoadContext(data_root)).head(64)
+    model = registries().backbones.get("lenet").build(data.shape, 10)
+    req = RunRequest(detectors=["msp"], id="mnist")
+    cpu = view_factory(req, model, "abc123", torch.device("cpu"))(data).cache_dir
+    key = hashlib.sha256(f"abc123|{data.name}|{data.fingerprint()}".encode()).hexdigest()[:20]
+    assert cpu == tmp_path / "features" / key
+    monkeypatch.setattr(precision, "accelerated", lambda device: True)
+    fast = view_factory(req, model, "abc123", torch.device("cpu"))(data).cache_dir
+    assert fast.parent == cpu.parent and fast != cpu
