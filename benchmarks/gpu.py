@@ -40,6 +40,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -97,16 +98,30 @@ REHEARSAL = Scale(
 
 
 def oodbench(args: list[str], cache: Path, *, script: str | None = None) -> tuple[str, float]:
-    """(stdout, wall seconds) of ``python -m oodbench ARGS`` (or of a benchmark script) with ``cache``."""
-    env = dict(os.environ, OODBENCH_CACHE=str(cache), OODBENCH_QUIET="1")
+    """(stdout, wall seconds) of ``python -m oodbench ARGS`` (or of a benchmark script) with ``cache``. Its status
+    lines (stderr: epochs and training windows, a suite's runs, tuned values) are passed on, indented, as they
+    come, so that a step cut short by the call's time limit still shows in the log how far it got."""
+    env = {k: v for k, v in os.environ.items() if k != "OODBENCH_QUIET"} | {"OODBENCH_CACHE": str(cache)}
     cmd = [sys.executable, script, *args] if script else [sys.executable, "-m", "oodbench", *args]
     start = time.perf_counter()
-    done = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True)
+    proc = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    status: list[str] = []
+
+    def relay() -> None:
+        for line in proc.stderr:
+            status.append(line)
+            print(f"    {line.rstrip()}", flush=True)
+
+    reader = threading.Thread(target=relay, daemon=True)
+    reader.start()
+    out = proc.stdout.read()
+    proc.wait()
+    reader.join()
     wall = time.perf_counter() - start
-    if done.returncode != 0:
-        tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-15:])
-        raise StepFailed(f"{' '.join(cmd[1:])}: exit {done.returncode} after {wall:.0f} s\n{tail}")
-    return done.stdout, wall
+    if proc.returncode != 0:
+        tail = "\n".join((out + "".join(status)).strip().splitlines()[-15:])
+        raise StepFailed(f"{' '.join(cmd[1:])}: exit {proc.returncode} after {wall:.0f} s\n{tail}")
+    return out, wall
 
 
 def suite_file(work: Path, entry: dict, name: str) -> Path:

@@ -22,10 +22,14 @@ def gpu():
     return module
 
 
-def test_row_b_reads_each_detectors_mean_and_std_from_a_real_two_seed_leaderboard(gpu, tmp_path):
+def test_row_b_reads_each_detectors_mean_and_std_from_a_real_two_seed_leaderboard(gpu, tmp_path, capsys):
     entry = {"detectors": ["msp", "energy"], "id": "fashionmnist", "oods": ["mnist"], "epochs": 1, "device": "cpu"}
     entry |= {"train_limit": 300, "test_limit": 60, "seeds": [0, 1]}
     board = gpu.seeded_board(tmp_path, "twoseeds", entry)
+    relayed = capsys.readouterr().out.splitlines()  # the commands' status lines, passed on as they came
+    assert any(line.startswith("    [1/2] run: anomaly fashionmnist→mnist seed 0") for line in relayed), relayed
+    assert any(line.startswith("    [2/2] run:") for line in relayed)
+    assert any(line.startswith("    training lenet on fashionmnist") for line in relayed)
     for detector in ("msp", "energy"):
         found = gpu.mean_std_auroc(board, detector)
         assert found and re.fullmatch(r"\d+\.\d ± \d+\.\d", found), (detector, board)
