@@ -162,7 +162,7 @@ class FeatureView:
             batch = self._grad_batch or self.batch_size
             try:
                 return self._map_batches(fn, aligned, desc, batch)
-            except torch.OutOfMemoryError:
+            except torch.cuda.OutOfMemoryError:  # newer torch also names it torch.OutOfMemoryError
                 if batch == 1:
                     raise
             # here, out of the handler, its traceback no longer holds the failed pass's tensors

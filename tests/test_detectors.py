@@ -177,7 +177,7 @@ def test_a_gradient_pass_that_runs_out_of_memory_halves_its_batch_and_scores_ali
 
     def out_of_memory_above_the_limit(module, args):
         if torch.is_grad_enabled() and len(args[0]) > limit["images"]:
-            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
 
     handle = model.register_forward_pre_hook(out_of_memory_above_the_limit)
     try:
@@ -186,7 +186,7 @@ def test_a_gradient_pass_that_runs_out_of_memory_halves_its_batch_and_scores_ali
         assert np.allclose(fitted.score_samples(view), expected, atol=1e-6)
         assert np.allclose(fitted.score_samples(view.subset(torch.arange(100))), expected[:100], atol=1e-6)
         limit["images"] = 0
-        with pytest.raises(torch.OutOfMemoryError):
+        with pytest.raises(torch.cuda.OutOfMemoryError):
             fitted.score_samples(FeatureView(test, model, "cpu", 4))
     finally:
         handle.remove()
