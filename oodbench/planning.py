@@ -81,8 +81,7 @@ def check_combinations(req: RunRequest) -> None:
             )
         if not req.checkpoint.is_file():
             raise UsageError(f"--checkpoint {str(req.checkpoint)!r} is not a file")
-    if req.pretrained_file is not None or (req.pretrained and req.backbone):
-        weights_file(req.backbone or "", req.pretrained, req.pretrained_file)  # a missing file fails before any work
+    weights_file(req.backbone or "", req.pretrained, req.pretrained_file)  # a missing file fails before any work
     out = results_dir(req.results)
     if out.exists() and not out.is_dir():
         raise UsageError(f"results folder {str(out)!r} is a file; pass another --results folder")
@@ -121,7 +120,7 @@ def resolve(req: RunRequest) -> Resolved:
     )
 
 
-def dataset(regs, name: str):
+def dataset(regs: Any, name: str) -> Any:
     """The registered dataset ``name``; an unknown name is one line, with a way out when a suite's template
     declares it (the imagenet suite's sets exist once the user declares them)."""
     try:

@@ -49,6 +49,12 @@ def _geometric_steps(size: tuple[int, int], geometry: dict[str, Any]):
 
 
 JPEG = (".jpg", ".jpeg")
+_FELL_BACK: set[tuple] = set()  # (device, set) whose device decoding failed: warned once, not once per pass
+
+
+def is_jpeg(path: str | Path) -> bool:
+    """Whether the file is a JPEG by its name (what ``decode_jpeg`` takes)."""
+    return str(path).lower().endswith(JPEG)
 
 
 class _Decoded:
@@ -61,7 +67,6 @@ class _Decoded:
         self.paths, self.shape = paths, shape
         self.steps = _geometric_steps(shape[1:], geometry)
         self.mode = ImageReadMode.RGB if shape[0] == 3 else ImageReadMode.GRAY
-        self.device_failed = False
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -95,9 +100,10 @@ class _Decoded:
         try:
             images = decode_jpeg(encoded, mode=self.mode, device=device)
         except Exception as exc:  # noqa: BLE001 - any device-decoder failure: the CPU decoder reads the batch
-            if not self.device_failed:
+            seen = (str(device), len(self.paths), self.paths[0], self.paths[-1])  # this set, on every pass
+            if seen not in _FELL_BACK:
                 warn(f"decoding JPEGs on {device} failed ({describe(exc)}); such batches are decoded on the CPU")
-                self.device_failed = True
+                _FELL_BACK.add(seen)
             cpu = pool_map(self.decode, range(start, start + len(encoded)), encoded)
             images = [im.to(device) for im in cpu]
         return torch.stack([self.steps(im) for im in images])
@@ -105,7 +111,7 @@ class _Decoded:
 
 def decodes_on(device: torch.device | None, paths: Sequence[str]) -> bool:
     """Whether batches of ``paths`` are decoded on ``device``: JPEG files on the fast path (CUDA)."""
-    return device is not None and precision.accelerated(device) and all(p.lower().endswith(JPEG) for p in paths)
+    return device is not None and precision.accelerated(device) and all(map(is_jpeg, paths))
 
 
 def decode_threads() -> int:

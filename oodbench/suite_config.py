@@ -8,6 +8,9 @@ from typing import Any
 
 from .errors import UnknownNameError, UsageError
 
+#: how a user declares the datasets a suite's ``config:`` template names
+DECLARE = "to ./oodbench.yaml (or point $OODBENCH_CONFIG at it) and set OODBENCH_DATA to the data it names"
+
 
 def require_declared(suite: dict[str, Any], name: str) -> None:
     """One line, before any run, when a suite with a ``config:`` template names datasets nobody declared
@@ -23,7 +26,7 @@ def require_declared(suite: dict[str, Any], name: str) -> None:
     if missing:
         raise UsageError(
             f"suite {name!r} reads datasets you declare, and {', '.join(missing)} are not declared: copy {template} "
-            "to ./oodbench.yaml (or point $OODBENCH_CONFIG at it) and set OODBENCH_DATA to the data it names"
+            + DECLARE
         )
 
 
@@ -49,7 +52,7 @@ def explain_unknown_dataset(exc: UnknownNameError, path: Path = Path("benchmarks
     """``exc`` with a way out when a suite's template declares the name (or one close to it): the datasets of
     the imagenet suite exist only once the user declares them in ``oodbench.yaml``."""
     templates = _declared_by_templates(path)
-    how = "copy it to ./oodbench.yaml (or point $OODBENCH_CONFIG at it) and set OODBENCH_DATA to the data it names"
+    how = f"copy it {DECLARE}"
     if exc.name in templates:
         suite, template = templates[exc.name]
         return UsageError(f"unknown dataset {exc.name!r}: the {suite!r} suite's template {template} declares it; {how}")

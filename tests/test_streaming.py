@@ -214,6 +214,8 @@ def test_streamed_jpegs_decode_on_the_fast_paths_device_as_the_cpu_threads_do(
     assert torch.equal(torch.cat(list(mixed.split(10, cpu))), expected)
     err = capfd.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "such batches are decoded on the CPU" in err[0], err
+    assert torch.equal(torch.cat(list(mixed.split(10, cpu))), expected)  # another pass (a tuning grid's next)
+    assert capfd.readouterr().err == ""  # the set was warned about once
 
 
 def test_a_run_on_the_fast_path_records_where_its_streamed_jpegs_were_decoded(declared, tmp_path, monkeypatch):

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import torch
 
-JPEG = {".jpg", ".jpeg"}
+from oodbench.streams import is_jpeg
+
 BATCH = 4096
 
 
@@ -37,7 +38,7 @@ def decode_on_device(paths: list[Path], device: str) -> tuple[list[torch.Tensor]
     CPU: another device, a folder that is not all JPEG, or a decoder failure (the caller warns in one line)."""
     if not device.startswith("cuda"):
         return None, ""
-    if any(p.suffix.lower() not in JPEG for p in paths):
+    if not all(map(is_jpeg, paths)):
         return None, ""
     from oodbench.errors import describe
 
