@@ -243,6 +243,7 @@ def train(
     options = checked_train_options(key_values(train, "--train"))
     from .checkpoints import ModelSpec, file_hash, load_or_train, training_summary
     from .data import LoadContext, resolve_data_root
+    from .planning import dataset as lookup_dataset
     from .plugins import registries
     from .pretrained import pretrained_backbone
     from .supply import default_backbone
@@ -250,7 +251,7 @@ def train(
     from .userconfig import weights_file
 
     regs = registries()
-    ds = regs.datasets.get(dataset)
+    ds = lookup_dataset(regs, dataset)  # an unknown name is one line, a template's set named
     if backbone:
         regs.backbones.get(backbone)
     dev = resolve_device(device)

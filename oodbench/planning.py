@@ -189,7 +189,7 @@ def training_outliers(req: RunRequest, plan: Plan, resolved: Resolved, ctx: Load
             raise UsageError(
                 f"--train-out {req.train_out!r} and the --holdout seen: classes both name training outliers; use one"
             )
-        return outlier_split(registries().datasets.get(req.train_out), ctx, shape, req.oods, "--train-out")
+        return outlier_split(dataset(registries(), req.train_out), ctx, shape, req.oods, "--train-out")
     needy = [d for d in resolved.detectors if d.needs.outliers == "required"]
     if not needy or plan.train_out is not None:
         return plan.train_out
@@ -200,7 +200,7 @@ def training_outliers(req: RunRequest, plan: Plan, resolved: Resolved, ctx: Load
             "(or the novelty seen: classes, --holdout in:…/seen:…/unseen:…)"
         )
     say(f"{needy[0].name}: training outliers default to {default!r} (override with --train-out)")
-    return outlier_split(registries().datasets.get(default), ctx, shape, req.oods, "training-outlier set")
+    return outlier_split(dataset(registries(), default), ctx, shape, req.oods, "training-outlier set")
 
 
 def contaminated(req: RunRequest, plan: Plan, ctx: LoadContext) -> dict:
@@ -214,7 +214,7 @@ def contaminated(req: RunRequest, plan: Plan, ctx: LoadContext) -> dict:
     if not req.contaminate_with:
         raise UsageError("--contaminate RATE needs --contaminate-with NAME")
     pool = outlier_split(
-        registries().datasets.get(req.contaminate_with), ctx, plan.id_train.shape, req.oods, "--contaminate-with"
+        dataset(registries(), req.contaminate_with), ctx, plan.id_train.shape, req.oods, "--contaminate-with"
     )
     return {
         "id_train": contaminate(plan.id_train, pool, req.contaminate, req.seed),
