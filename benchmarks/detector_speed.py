@@ -6,7 +6,8 @@
 
 Features are extracted once (timed separately) and shared by every oodbench detector, as in a run.
 pytorch-ood timings use its feature-level API (fit_features / predict_features or static scores on
-logits) where it has one, and its model-level predict where it needs the network (ODIN, GradNorm).
+logits) where it has one, and its model-level predict where it needs the network (ODIN, GradNorm). Both sides'
+Mahalanobis read the penultimate layer alone (pytorch-ood's takes one encoder output).
 Ratio = pytorch-ood seconds / oodbench seconds (fit + score).
 """
 
@@ -39,7 +40,12 @@ def arguments(doc: str) -> argparse.Namespace:
     ap.add_argument("--ood", default="mnist")
     ap.add_argument("--backbone", default="lenet")
     ap.add_argument("--checkpoint", help="load these weights (oodbench's checkpoint layout) instead of training")
-    ap.add_argument("--batch-size", type=int, default=1024)
+    ap.add_argument("--batch-size", type=int, help="default: the batch a run uses (oodbench.supply.batch_for)")
+    ap.add_argument(
+        "--extract-batches",
+        default="",
+        help="comma-separated: also time a cold extraction at these batch sizes (printed, not used further)",
+    )
     ap.add_argument("--train-limit", type=int, help="a seeded random subset of the ID training set (rehearsals)")
     ap.add_argument("--test-limit", type=int, help="a seeded random subset of each test set (rehearsals)")
     ap.add_argument("--detectors", help="comma-separated (default: every detector that trains no network of its own)")
@@ -69,22 +75,41 @@ def setup(args: argparse.Namespace):
     cfg = default_config(factory.train_defaults, epochs=args.epochs)
     spec = ModelSpec(args.backbone, args.id, train.shape, train.num_classes, cfg)
     device = torch.device(args.device)
+    args.batch_size = args.batch_size or run_batch(train.shape, device)
     model, _ = load_or_train(spec, factory, train, None, device, Path(args.checkpoint) if args.checkpoint else None)
     return train, test, model, ModelProvider(spec, factory, train, None, device)
 
 
+def run_batch(shape: tuple[int, int, int], device: torch.device) -> int:
+    """The extraction batch ``oodbench run`` uses for these images on ``device`` (its default batch_size)."""
+    from oodbench.request import RunRequest
+    from oodbench.supply import batch_for
+
+    return batch_for(RunRequest.batch_size, shape, device)
+
+
 def extract(args: argparse.Namespace, train, test, model):
-    """(train view, test view) with every feature layer extracted once, the extraction timed and printed."""
+    """(train view, test view) with every feature layer extracted once, the extraction timed and printed; then,
+    for comparison, a cold extraction at each of ``--extract-batches`` (fresh views, no feature cache)."""
+    extras = [int(b) for b in args.extract_batches.split(",") if b]
+    kept = timed_extraction("feature extraction", args.batch_size, args.device, train, test, model)
+    for batch in extras:
+        timed_extraction("  the same extraction", batch, args.device, train, test, model)
+    return kept
+
+
+def timed_extraction(what: str, batch: int, device: str, train, test, model):
+    """Fresh (train, test) views at ``batch`` with every feature layer extracted in one timed pass (printed).
+    One batch is extracted first, untimed (CUDA's lazy start-up and cuDNN's choice of kernels for this batch
+    shape would otherwise fall on whichever batch size is timed first); the feature cache is cold."""
     from oodbench.features import FeatureView
 
-    tr = FeatureView(train, model, args.device, args.batch_size, amp=True)
-    te = FeatureView(test, model, args.device, args.batch_size, amp=True)
-    layers = model.feature_layers
-    _, t_extract = timed(lambda: (tr.features(layers), te.features(layers)))
-    n = len(train) + len(test)
-    print(
-        f"feature extraction ({n} images, {len(layers)} layers, one pass): {t_extract:.2f} s, {n / t_extract:.0f} img/s"
-    )
+    layers, n = model.feature_layers, len(train) + len(test)
+    FeatureView(train.head(batch), model, device, batch, amp=True).features(layers)
+    tr, te = (FeatureView(s, model, device, batch, amp=True) for s in (train, test))
+    _, sec = timed(lambda: (tr.features(layers), te.features(layers)))
+    how = f"{n} images, {len(layers)} layers, one pass, batch {batch}, after a warm-up batch"
+    print(f"{what} ({how}): {sec:.2f} s, {n / sec:.0f} img/s")
     return tr, te
 
 
@@ -96,7 +121,9 @@ def time_oodbench(args: argparse.Namespace, tr, te, provider) -> dict[str, float
     supplies = Supplies(provider)
     ours: dict[str, float] = {}
     print(f"{'detector':22s} {'fit s':>8s} {'score s':>8s}   ({len(te)} test images)")
-    params = {"odin": {"epsilon": 0.0014}}  # time ODIN with its input pre-processing step
+    # ODIN with its input pre-processing step; Mahalanobis on the penultimate layer only, the one encoder output
+    # pytorch-ood's detector takes (oodbench's default fits every feature layer for its layer ensemble)
+    params = {"odin": {"epsilon": 0.0014}, "mahalanobis": {"layers": ["penultimate"]}}
     backbone_variants = {"deep-ensemble", "mcdropout"}  # trained detectors that only retrain the backbone
     chosen = set(args.detectors.split(",")) if args.detectors else None
     for entry in registries().detectors:

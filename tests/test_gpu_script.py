@@ -70,3 +70,20 @@ def test_the_entry_points_stub_declares_what_pip_installed(tmp_path):
 
     assert points(found) == points(installed)
     assert ("oodbench", "builtin-detectors", "oodbench_builtins.detectors") in points(found)
+
+
+def test_the_speed_step_reads_extraction_at_a_runs_batch_and_at_the_anchors(gpu, tmp_path):
+    """detector_speed.py's real output (toy size, CPU): one extraction at the batch ``oodbench run`` would use
+    and one at ``--extract-batches``; gpu.py's table takes both, each with its batch."""
+    args = ["--epochs", "1", "--train-limit", "300", "--test-limit", "40", "--detectors", "msp"]
+    script = str(REPO / "benchmarks" / "detector_speed.py")
+    out, _ = gpu.oodbench([*args, "--extract-batches", "64"], tmp_path / "cache", script=script)
+    rows = gpu.extraction_rows(out)
+    assert [r[0] for r in rows] == [
+        "feature extraction, ResNet-18 32×32, a run's batch",
+        "  the same at the anchor's batch",
+    ]
+    # FashionMNIST's 28×28 on the CPU: a run's batch is the request's default, 512 (oodbench.supply.batch_for)
+    assert re.fullmatch(r"\d+ img/s \(batch 512\)", rows[0][2]), rows
+    assert re.fullmatch(r"\d+ img/s \(batch 64\)", rows[1][2]), rows
+    assert gpu.extraction_rows("no such lines")[0][2] == "?"
