@@ -16,7 +16,8 @@ On a CUDA machine, each step in a fresh process with its own cache under a tempo
    (does the batch limit it?), and the six target detectors' fit + score seconds beside
    pytorch-ood 0.4.0's on the same model and features (extracted once, outside both clocks); then
    ``benchmarks/speed_end_to_end.py``: the same six detectors from images on the device to scores, forward
-   passes inside both clocks.
+   passes inside both clocks, float32 on both sides and again with oodbench on its fast path (bf16 autocast,
+   channels_last) against the same pytorch-ood seconds.
 4. ``agree``: ``benchmarks/device_agreement.py`` on cifar10-jpeg vs svhn with the step-1 checkpoint: every
    post-hoc detector with its features on the CPU and on CUDA; the largest score difference and AUROC gap.
 5. ``rowb``: the ``gpu`` suite's ResNet-34 entry (paper 003 Table 2 row B) over seeds 0, 1, 2 and its table
@@ -208,11 +209,24 @@ def step_speed(work: Path, scale: Scale, checkpoint: Path, table: Table) -> None
         table.add(*row)
     e2e, _ = oodbench(args, work / "cache-speed", script=str(scripts / "speed_end_to_end.py"))
     print(e2e, flush=True)
+    for row in ratio_rows(out, e2e):
+        table.add(*row)
+
+
+def ratio_rows(shared: str, e2e: str) -> list[tuple[str, str, str]]:
+    """The ≥ 5× rows (figure, target, value) per target detector, from ``detector_speed.py``'s output (features
+    shared) and ``speed_end_to_end.py``'s (``e2e:`` float32 both, ``fast:`` oodbench's fast path)."""
+    rows = []
     for name in SPEED_DETECTORS:
-        for label, text, prefix in (("features shared", out, ""), ("forward inside both", e2e, "e2e:")):
+        for label, text, prefix in (
+            ("features shared", shared, ""),
+            ("forward inside both, float32 both", e2e, "e2e:"),
+            ("forward inside both, oodbench's fast path", e2e, "fast:"),
+        ):
             found = re.search(rf"^{prefix}{name}\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)x$", text, re.M)
             value = f"{found.group(3)}× ({found.group(2)} s vs {found.group(1)} s)" if found else "?"
-            table.add(f"{name}: pytorch-ood s / oodbench s, {label}", "≥ 5×", value)
+            rows.append((f"{name}: pytorch-ood s / oodbench s, {label}", "≥ 5×", value))
+    return rows
 
 
 def step_agree(work: Path, scale: Scale, checkpoint: Path, table: Table) -> None:

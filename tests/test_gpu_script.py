@@ -72,12 +72,13 @@ def test_the_entry_points_stub_declares_what_pip_installed(tmp_path):
     assert ("oodbench", "builtin-detectors", "oodbench_builtins.detectors") in points(found)
 
 
-def test_the_speed_step_reads_extraction_at_a_runs_batch_and_at_the_anchors(gpu, tmp_path):
-    """detector_speed.py's real output (toy size, CPU): one extraction at the batch ``oodbench run`` would use
-    and one at ``--extract-batches``; gpu.py's table takes both, each with its batch."""
-    args = ["--epochs", "1", "--train-limit", "300", "--test-limit", "40", "--detectors", "msp"]
+def test_the_speed_step_reads_extraction_and_every_ratio_from_the_real_scripts(gpu, tmp_path):
+    """detector_speed.py's and speed_end_to_end.py's real output (toy size, CPU): extraction at the batch
+    ``oodbench run`` would use and at ``--extract-batches``, and the three ratios of each target detector."""
+    args = ["--epochs", "1", "--train-limit", "300", "--test-limit", "40"]
     script = str(REPO / "benchmarks" / "detector_speed.py")
-    out, _ = gpu.oodbench([*args, "--extract-batches", "64"], tmp_path / "cache", script=script)
+    detectors = ["--detectors", ",".join(gpu.SPEED_DETECTORS)]
+    out, _ = gpu.oodbench([*args, *detectors, "--extract-batches", "64"], tmp_path / "cache", script=script)
     rows = gpu.extraction_rows(out)
     assert [r[0] for r in rows] == [
         "feature extraction, ResNet-18 32×32, a run's batch",
@@ -87,3 +88,8 @@ def test_the_speed_step_reads_extraction_at_a_runs_batch_and_at_the_anchors(gpu,
     assert re.fullmatch(r"\d+ img/s \(batch 512\)", rows[0][2]), rows
     assert re.fullmatch(r"\d+ img/s \(batch 64\)", rows[1][2]), rows
     assert gpu.extraction_rows("no such lines")[0][2] == "?"
+    e2e, _ = gpu.oodbench(args, tmp_path / "cache", script=str(REPO / "benchmarks" / "speed_end_to_end.py"))
+    ratios = gpu.ratio_rows(out, e2e)
+    assert len(ratios) == 3 * len(gpu.SPEED_DETECTORS)
+    for figure, _, value in ratios:
+        assert re.fullmatch(r"\d+\.\d× \([\d.]+ s vs [\d.]+ s\)", value), (figure, value, out, e2e)
