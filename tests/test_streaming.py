@@ -203,6 +203,12 @@ def test_streamed_jpegs_decode_on_the_fast_paths_device_as_the_cpu_threads_do(
     cpu = torch.device("cpu")
     assert torch.equal(torch.cat(list(files.split(10, cpu))), expected) and starts == [0, 10, 20, 30, 40]
 
+    # batches of two image sizes (48×64 and 40×40, interleaved): resized one call per size, the same pixels
+    far = sorted(map(str, (imagenet_like / "far").glob("*/*.JPEG")))
+    two_sizes = streams.ImageFiles(tuple(p for pair in zip(paths, far) for p in pair), (3, 32, 32))
+    per_image = torch.cat(list(two_sizes.split(10)))  # CPU decoder threads, one image at a time
+    assert torch.equal(torch.cat(list(two_sizes.split(10, cpu))), per_image) and len(per_image) == 40
+
     starts.clear()  # a view hands its device to the stream
     view = FeatureView(ImageSet(files, torch.zeros(len(files), dtype=torch.long), "imnet"), None, cpu, batch_size=16)
     assert torch.equal(torch.cat(list(view.batches())), expected.float() / 255) and starts == [0, 16, 32]
