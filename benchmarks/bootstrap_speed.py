@@ -4,7 +4,7 @@
 
 Scores are N(1, 1) for ID and N(0, 1) for OOD, rounded to 3 decimals so that ties occur (the slower path).
 Prints the best and the median of ``--repeat`` timings of the resampled metrics and their percentile
-intervals (what :func:`oodbench.bootstrap.ood_ci` does for a record: all metrics); the same for AUROC only
+intervals (what :func:`oodbench.records.bootstrap.ood_ci` does for a record: all metrics); the same for AUROC only
 (what each paired rank comparison costs per row and seed); and the load average (the machine may be shared).
 """
 
@@ -35,7 +35,7 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=5)
     args = ap.parse_args()
 
-    from oodbench import bootstrap
+    from oodbench.records import bootstrap
 
     g = np.random.default_rng(0)
     id_s, ood_s = np.round(g.normal(1, 1, args.n_id), 3), np.round(g.normal(0, 1, args.n_ood), 3)

@@ -40,7 +40,7 @@ def arguments(doc: str) -> argparse.Namespace:
     ap.add_argument("--ood", default="mnist")
     ap.add_argument("--backbone", default="lenet")
     ap.add_argument("--checkpoint", help="load these weights (oodbench's checkpoint layout) instead of training")
-    ap.add_argument("--batch-size", type=int, help="default: the batch a run uses (oodbench.supply.batch_for)")
+    ap.add_argument("--batch-size", type=int, help="default: the batch a run uses (oodbench.pipeline.supply.batch_for)")
     ap.add_argument(
         "--extract-batches",
         default="",
@@ -56,11 +56,11 @@ def setup(args: argparse.Namespace):
     """(train set, ID+OOD test set, backbone on the device, ModelProvider) for the comparison."""
     os.environ.setdefault("OODBENCH_QUIET", "1")
     os.environ["OODBENCH_CACHE"] = tempfile.mkdtemp(prefix="oodbench-bench-")
-    from oodbench.checkpoints import ModelSpec, load_or_train
-    from oodbench.data import ImageSet, LoadContext, resolve_data_root
-    from oodbench.models import ModelProvider
-    from oodbench.plugins import registries
-    from oodbench.train import default_config
+    from oodbench.data.imageset import ImageSet, LoadContext, resolve_data_root
+    from oodbench.models.checkpoints import ModelSpec, load_or_train
+    from oodbench.models.provider import ModelProvider
+    from oodbench.models.train import default_config
+    from oodbench.plugins.manager import registries
 
     regs = registries()
     ctx = LoadContext(resolve_data_root())
@@ -82,8 +82,8 @@ def setup(args: argparse.Namespace):
 
 def run_batch(shape: tuple[int, int, int], device: torch.device) -> int:
     """The extraction batch ``oodbench run`` uses for these images on ``device`` (its default batch_size)."""
-    from oodbench.request import RunRequest
-    from oodbench.supply import batch_for
+    from oodbench.pipeline.request import RunRequest
+    from oodbench.pipeline.supply import batch_for
 
     return batch_for(RunRequest.batch_size, shape, device)
 
@@ -102,7 +102,7 @@ def timed_extraction(what: str, batch: int, device: str, train, test, model):
     """Fresh (train, test) views at ``batch`` with every feature layer extracted in one timed pass (printed).
     One batch is extracted first, untimed (CUDA's lazy start-up and cuDNN's choice of kernels for this batch
     shape would otherwise fall on whichever batch size is timed first); the feature cache is cold."""
-    from oodbench.features import FeatureView
+    from oodbench.models.features import FeatureView
 
     layers, n = model.feature_layers, len(train) + len(test)
     FeatureView(train.head(batch), model, device, batch, amp=True).features(layers)
@@ -115,8 +115,8 @@ def timed_extraction(what: str, batch: int, device: str, train, test, model):
 
 def time_oodbench(args: argparse.Namespace, tr, te, provider) -> dict[str, float]:
     """Fit + score seconds of every chosen oodbench detector that trains no network of its own."""
-    from oodbench.detector import Supplies, fit_detector
-    from oodbench.plugins import registries
+    from oodbench.plugins.detector import Supplies, fit_detector
+    from oodbench.plugins.manager import registries
 
     supplies = Supplies(provider)
     ours: dict[str, float] = {}

@@ -26,10 +26,10 @@ import torch
 
 
 def load(args):
-    from oodbench.checkpoints import ModelSpec, load_or_train
-    from oodbench.data import LoadContext, resolve_data_root
-    from oodbench.plugins import registries
-    from oodbench.train import default_config
+    from oodbench.data.imageset import LoadContext, resolve_data_root
+    from oodbench.models.checkpoints import ModelSpec, load_or_train
+    from oodbench.models.train import default_config
+    from oodbench.plugins.manager import registries
 
     regs = registries()
     ctx = LoadContext(resolve_data_root())
@@ -46,9 +46,9 @@ def load(args):
 
 def scored(name: str, model, sets, device: str, batch_size: int) -> dict:
     """{grid point: ([ID scores, OOD scores] on the CPU as float64, seconds)} for one detector on one device."""
-    from oodbench.detector import LayerwiseDetector, validate_scores
-    from oodbench.features import FeatureView
-    from oodbench.plugins import registries
+    from oodbench.models.features import FeatureView
+    from oodbench.plugins.detector import LayerwiseDetector, validate_scores
+    from oodbench.plugins.manager import registries
 
     net = copy.deepcopy(model).to(device).eval()
     train, id_test, ood_test = (FeatureView(s, net, device, batch_size) for s in sets)
@@ -92,8 +92,8 @@ def main() -> None:
     os.environ.setdefault("OODBENCH_CACHE", tempfile.mkdtemp(prefix="oodbench-agree-"))
     torch.backends.cudnn.allow_tf32 = False
 
-    from oodbench.metrics import ood_metrics
-    from oodbench.plugins import registries
+    from oodbench.plugins.manager import registries
+    from oodbench.records.metrics import ood_metrics
 
     model, sets = load(args)
     regs = registries().detectors

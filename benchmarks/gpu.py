@@ -51,7 +51,7 @@ from pathlib import Path
 import torch
 import yaml
 
-from oodbench.cli_app import key_values
+from oodbench.cli.app import key_values
 
 REPO = Path(__file__).resolve().parents[1]
 ANCHOR_BATCH = 4096  # the batch of issue 12's inference anchor (ResNet-18, bf16, channels_last)

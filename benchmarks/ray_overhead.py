@@ -44,8 +44,8 @@ def main() -> None:
     ap.add_argument("--max-parallel", type=int, default=None)
     args = ap.parse_args()
 
-    from oodbench.store import read_records
-    from oodbench.suites import load_suites
+    from oodbench.records.store import read_records
+    from oodbench.suites.bench import load_suites
 
     entries = load_suites(REPO / "benchmarks.yaml")[args.suite]["runs"][: args.entries]
     extra = ["--cpus-per-run", str(args.cpus_per_run)]

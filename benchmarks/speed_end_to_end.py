@@ -8,14 +8,14 @@ For MSP, Energy, ODIN (T = 1000, ε = 0.0014), Mahalanobis (penultimate layer, �
 takes one encoder), KNN (k = 50) and ViM, both sides start from the same uint8 images already on the device
 and the same network in float32 (no autocast on either side):
 
-- oodbench: a fresh :class:`~oodbench.features.FeatureView` per detector (empty feature cache) — ``fit`` on
+- oodbench: a fresh :class:`~oodbench.models.features.FeatureView` per detector (empty feature cache) — ``fit`` on
   the ID training set, ``score_samples`` on the ID+OOD test set, the extraction of the layers the detector
   reads inside its clock (in a run, one extraction serves every detector: this is the least favourable case);
 - pytorch-ood 0.4.0: its model-level API — ``fit(loader)`` over the same training batches (float, on the
   device, prepared outside both clocks) and ``predict(x)`` per test batch of the same size.
 
 A second row per detector (``fast:``) times oodbench as a run computes — its fast path on CUDA: bf16
-autocast and channels_last (:mod:`oodbench.precision`), on a copy of the network — against the same
+autocast and channels_last (:mod:`oodbench.core.precision`), on a copy of the network — against the same
 pytorch-ood seconds (float32, the network as given): the two tools each as they are used. On the CPU the fast
 path is off, so both rows time the same computation there.
 
@@ -36,9 +36,9 @@ PARAMS = {"odin": {"temperature": 1000.0, "epsilon": 0.0014}, "mahalanobis": {"l
 def ours(name: str, train, test, model, device, batch_size: int, amp: bool = False) -> tuple[float, object]:
     """(seconds, fitted detector): fit + score from images on the device, extraction included; ``amp``: on the
     device's fast path, as a run extracts (bf16 autocast, channels_last where the device has them)."""
-    from oodbench.detector import validate_scores
-    from oodbench.features import FeatureView
-    from oodbench.plugins import registries
+    from oodbench.models.features import FeatureView
+    from oodbench.plugins.detector import validate_scores
+    from oodbench.plugins.manager import registries
 
     det = registries().detectors.get(name)(**PARAMS.get(name, {}))
     tr, te = (FeatureView(s, model, device, batch_size, amp=amp) for s in (train, test))
@@ -78,7 +78,7 @@ def theirs(name: str, model, loader, test_x, batch_size: int, vim_dim: int) -> f
 def main() -> None:
     args = arguments(__doc__)
     train, test, model, _ = setup(args)
-    from oodbench.data import ImageSet
+    from oodbench.data.imageset import ImageSet
 
     device = torch.device(args.device)
     model = model.to(device).eval()

@@ -24,12 +24,12 @@ def main() -> None:
     os.environ.setdefault("OODBENCH_QUIET", "1")
     os.environ["OODBENCH_CACHE"] = tempfile.mkdtemp(prefix="oodbench-bench-")
 
-    from oodbench.data import LoadContext, resolve_data_root
-    from oodbench.features import FeatureView
-    from oodbench.plugins import registries
-    from oodbench.protocols import Split
-    from oodbench.train import TrainConfig, fit_model
-    from oodbench.tuning import tune
+    from oodbench.data.imageset import LoadContext, resolve_data_root
+    from oodbench.models.features import FeatureView
+    from oodbench.models.train import TrainConfig, fit_model
+    from oodbench.pipeline.protocols import Split
+    from oodbench.pipeline.tuning import tune
+    from oodbench.plugins.manager import registries
 
     dev = torch.device(args.device)
     regs = registries()

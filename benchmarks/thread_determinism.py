@@ -22,7 +22,7 @@ import sys, torch
 torch.set_num_threads(int(sys.argv[1]))
 from oodbench.data import LoadContext, resolve_data_root
 from oodbench.plugins import registries
-from oodbench.train import TrainConfig, fit_model
+from oodbench.models.train import TrainConfig, fit_model
 fmnist = registries().datasets.get("fashionmnist")
 data = fmnist.load("train", LoadContext(resolve_data_root())).head(int(sys.argv[3]), 0)
 torch.manual_seed(0)

@@ -2,7 +2,7 @@
 
 import sys
 
-from .cli import main
+from oodbench.cli.main import main
 
 if __name__ == "__main__":  # not when a DataLoader worker (forkserver/spawn) imports it as __mp_main__
     sys.exit(main())

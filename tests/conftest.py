@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,9 +14,24 @@ REPO = Path(__file__).resolve().parents[1]
 DATA = (REPO / os.environ.get("OODBENCH_DATA", "../shared/datasets")).resolve()
 
 
+def builtin_names(kind: str) -> list[str]:
+    """The ``kind`` ("detectors", "datasets", "backbones") names oodbench's own plugins register. Tests that walk
+    a registry by the built-ins' rules (tensors on the features' device, bf16, every grid end to end) use this:
+    a third-party plugin installed beside oodbench (e.g. ``pip install ./plugins/oodbench-example``) is held
+    only to the public contract (``test_detectors.py::test_detector_contract``), which allows NumPy scores."""
+    from oodbench.plugins.manager import registries
+
+    return [entry.name for entry in getattr(registries(), kind) if entry.plugin.startswith("oodbench:")]
+
+
 def pip_install_target(target: Path, *packages: Path | str) -> Path:
     """``pip install --no-deps --no-build-isolation --target TARGET PACKAGE…``: real distributions with
-    real entry points, installed where only a subprocess with :func:`site_env` sees them."""
+    real entry points, installed where only a subprocess with :func:`site_env` sees them. A source folder is
+    built from a copy, so its build files (``*.egg-info``, ``build/``) never land in the repository."""
+    copies = target.parent / f"{target.name}-sources"
+    packages = tuple(
+        shutil.copytree(p, copies / Path(p).name, dirs_exist_ok=True) if Path(p).is_dir() else p for p in packages
+    )
     subprocess.run(
         [
             sys.executable,
@@ -66,10 +82,10 @@ def data_root() -> Path:
 @pytest.fixture(scope="session")
 def lenet_fmnist(data_root):
     """A LeNet trained for one epoch on 6,000 FashionMNIST images (real data, a few seconds)."""
-    from oodbench.checkpoints import ModelSpec, load_or_train
-    from oodbench.data import LoadContext
-    from oodbench.plugins import registries
-    from oodbench.train import TrainConfig
+    from oodbench.data.imageset import LoadContext
+    from oodbench.models.checkpoints import ModelSpec, load_or_train
+    from oodbench.models.train import TrainConfig
+    from oodbench.plugins.manager import registries
 
     regs = registries()
     ctx = LoadContext(data_root)

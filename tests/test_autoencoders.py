@@ -9,13 +9,13 @@ import pytest
 import torch
 from oodbench_builtins.detectors.autoencoders import ConvAutoencoder, ReconstructionTask, image_entropy
 
-from oodbench.checkpoints import ModelSpec
-from oodbench.data import LoadContext
-from oodbench.detector import Supplies
-from oodbench.features import FeatureView
-from oodbench.models import ModelProvider
-from oodbench.plugins import registries
-from oodbench.train import TrainConfig
+from oodbench.data.imageset import LoadContext
+from oodbench.models.checkpoints import ModelSpec
+from oodbench.models.features import FeatureView
+from oodbench.models.provider import ModelProvider
+from oodbench.models.train import TrainConfig
+from oodbench.plugins.detector import Supplies
+from oodbench.plugins.manager import registries
 
 
 def test_image_entropy_by_hand():
@@ -66,7 +66,7 @@ def test_training_lowers_the_loss_on_real_data(data_root, tmp_path, monkeypatch)
 
 
 def test_early_stopping_keeps_the_best_epoch(data_root, tmp_path, monkeypatch):
-    from oodbench.train import TrainConfig, fit_model
+    from oodbench.models.train import TrainConfig, fit_model
 
     monkeypatch.setenv("OODBENCH_CACHE", str(tmp_path))
     data = registries().datasets.get("mnist").load("train", LoadContext(data_root)).head(600)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from oodbench.checkpoints import ModelSpec, load_or_train
-from oodbench.errors import UnknownNameError, UsageError
-from oodbench.plugins import registries
-from oodbench.train import TrainConfig
+from oodbench.core.errors import UnknownNameError, UsageError
+from oodbench.models.checkpoints import ModelSpec, load_or_train
+from oodbench.models.train import TrainConfig
+from oodbench.plugins.manager import registries
 
 
 def build(name, shape=(1, 28, 28), classes=10):

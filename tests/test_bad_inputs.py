@@ -438,7 +438,7 @@ def test_after_kill_9_mid_cache_write_and_a_damaged_entry_the_next_run_rebuilds(
 
 
 def test_kill_9_mid_record_write_keeps_finished_records(tmp_path, warm):
-    from oodbench.store import record_files
+    from oodbench.records.store import record_files
 
     cache, results, env = workspace(tmp_path, warm, results=True)
     (record,) = files(results, "*.json")

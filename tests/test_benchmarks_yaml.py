@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from oodbench.plugins import registries
-from oodbench.runner import TUNE_MODES, RunRequest
+from oodbench.pipeline.runner import TUNE_MODES, RunRequest
+from oodbench.plugins.manager import registries
 
 ROOT = Path(__file__).resolve().parents[1]
 SUITES = yaml.safe_load((ROOT / "benchmarks.yaml").read_text())["suites"]
@@ -30,7 +30,7 @@ def test_imagenet_suite_groups_name_its_ood_sets():
 @pytest.fixture
 def declared_for(monkeypatch):
     """Registries that see the datasets a suite's ``config:`` template declares (e.g. the imagenet suite's)."""
-    from oodbench.plugins import reset
+    from oodbench.plugins.manager import reset
 
     def regs(suite: str):
         config = SUITES[suite].get("config")

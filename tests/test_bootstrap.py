@@ -1,4 +1,4 @@
-"""Bootstrap intervals (issue 11): agreement with a slow reference built on oodbench.metrics, known answers,
+"""Bootstrap intervals (issue 11): agreement with a slow reference built on oodbench.records.metrics, known answers,
 stratification, determinism, paired rank ties, persistence without scores, and ``oodbench run --ci``."""
 
 from __future__ import annotations
@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 from scipy.stats import norm
 
-from oodbench import bootstrap as B
-from oodbench import metrics as M
-from oodbench.cli import main
-from oodbench.intervals import Intervals, rank_labels, same_samples
-from oodbench.record import Record
-from oodbench.store import COMPARISONS, record_files, write_record
+from oodbench.cli.main import main
+from oodbench.records import bootstrap as B
+from oodbench.records import metrics as M
+from oodbench.records.intervals import Intervals, rank_labels, same_samples
+from oodbench.records.record import Record
+from oodbench.records.store import COMPARISONS, record_files, write_record
 
 
 def scores_with_ties(n_id: int, n_ood: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -190,7 +190,7 @@ def test_row_of_several_seeds_is_the_bootstrap_of_their_mean(tmp_path):
 
 
 def test_records_without_intervals_still_read_and_render(tmp_path):
-    from oodbench.report import render
+    from oodbench.report.render import render
 
     old = {k: v for k, v in detectors(tmp_path)["base"].to_dict().items() if k != "ci"}
     record = Record.from_dict(old)
@@ -199,7 +199,7 @@ def test_records_without_intervals_still_read_and_render(tmp_path):
 
 
 def test_leaderboard_shows_intervals_and_paired_ranks_with_and_without_scores(tmp_path):
-    from oodbench.suites import leaderboard
+    from oodbench.suites.leaderboard import leaderboard
 
     detectors(tmp_path / "res" / "board")
     suites = tmp_path / "suites.yaml"

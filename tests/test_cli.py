@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from oodbench.cli import main
+from oodbench.cli.main import main
 
 
 def run_cli(capsys, *args: str) -> tuple[int, str, str]:

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from oodbench.data import ImageSet, LoadContext
-from oodbench.errors import DataNotFoundError, UsageError
-from oodbench.plugins import registries
+from oodbench.core.errors import DataNotFoundError, UsageError
+from oodbench.data.imageset import ImageSet, LoadContext
+from oodbench.plugins.manager import registries
 
 
 def load(name, split="test", root=None, **kw):
@@ -134,7 +134,7 @@ def test_with_classes_relabels():
 def test_config_declared_folder(tmp_path, monkeypatch):
     from torchvision.io import write_png
 
-    from oodbench.plugins import reset
+    from oodbench.plugins.manager import reset
 
     for cls in ("a", "b"):
         (tmp_path / "pics" / cls).mkdir(parents=True)

@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from oodbench.data import LoadContext
-from oodbench.features import FeatureView
-from oodbench.plugins import registries
-from oodbench.protocols import Split
-from oodbench.testing import check_detector, tiny_views
-from oodbench.tuning import tune
+from oodbench.data.imageset import LoadContext
+from oodbench.models.features import FeatureView
+from oodbench.pipeline.protocols import Split
+from oodbench.pipeline.tuning import tune
+from oodbench.plugins.manager import registries
+from oodbench.plugins.testing import check_detector, tiny_views
 
 
 def _split(n, k, seed):
@@ -68,7 +68,7 @@ def test_fssd_separates_fmnist_from_mnist_on_a_trained_lenet(lenet_fmnist, data_
     id_tune, id_eval = _split(1000, 200, 0)
     ood_tune, ood_eval = _split(1000, 200, 1)
     tuned, info = tune(det, id_v.subset(id_tune), ood_v.subset(ood_tune), "mnist")
-    from oodbench.metrics import auroc
+    from oodbench.records.metrics import auroc
 
     a = auroc(tuned.score_samples(id_v.subset(id_eval)), tuned.score_samples(ood_v.subset(ood_eval)))
     assert a > 95.0
@@ -103,8 +103,8 @@ def test_feature_extraction_happens_once_per_split():
 
 
 def test_nonfinite_scores_are_an_error():
-    from oodbench.detector import Detector, validate_scores
-    from oodbench.errors import DetectorError
+    from oodbench.core.errors import DetectorError
+    from oodbench.plugins.detector import Detector, validate_scores
 
     with pytest.raises(DetectorError, match="non-finite"):
         validate_scores(Detector(), np.array([0.0, np.nan]), 2)
@@ -156,7 +156,7 @@ def test_batch_independence_under_avx2_kernels():
     import sys
 
     code = (
-        "from oodbench.plugins import registries; from oodbench.testing import check_detector\n"
+        "from oodbench.plugins import registries; from oodbench.plugins.testing import check_detector\n"
         "for n in ('metric-learning', 'odm', 'dec-embedding'): check_detector(registries().detectors.get(n))"
     )
     env = {**os.environ, "ONEDNN_MAX_CPU_ISA": "AVX2", "OODBENCH_QUIET": "1"}

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from oodbench.plugins import registries
-from oodbench.testing import synthetic_view
+from oodbench.plugins.manager import registries
+from oodbench.plugins.testing import synthetic_view
 
 
 def det(name, **params):

@@ -16,12 +16,13 @@ import traceback
 import numpy as np
 import pytest
 import torch
+from conftest import builtin_names
 from torch.overrides import TorchFunctionMode
 
 from oodbench import Detector, LayerwiseDetector
-from oodbench.detector import validate_scores
-from oodbench.plugins import registries
-from oodbench.testing import tiny_views
+from oodbench.plugins.detector import validate_scores
+from oodbench.plugins.manager import registries
+from oodbench.plugins.testing import tiny_views
 
 FACTORIES = {
     torch.zeros,
@@ -59,8 +60,9 @@ class HostGuard(TorchFunctionMode):
 
 
 def posthoc_detectors() -> list[str]:
+    """The post-hoc built-ins: a third-party plugin may return NumPy scores (docs/plugins.md §3)."""
     regs = registries().detectors
-    return [n for n in regs.names() if not regs.get(n).needs.supplies and n not in ON_THE_HOST]
+    return [n for n in builtin_names("detectors") if not regs.get(n).needs.supplies and n not in ON_THE_HOST]
 
 
 def grid_points(det: Detector) -> list[dict]:

@@ -1,7 +1,7 @@
 """The CUDA fast path (bf16 autocast, channels_last) run on the CPU (issue 12, items 1 and 2).
 
 No test may need a GPU, yet the trainer's and the feature extractor's CUDA branch is what a GPU run executes:
-bf16 activations and channels_last maps. :func:`oodbench.precision.accelerated` is the one switch for it, so
+bf16 activations and channels_last maps. :func:`oodbench.core.precision.accelerated` is the one switch for it, so
 switching it on here runs that branch through the CPU's own bf16 autocast: a loss that mixes dtypes, a ``.view``
 of a channels_last map or a float32 buffer written with bf16 values fails here as it would on the GPU.
 """
@@ -12,15 +12,16 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import builtin_names
 
-from oodbench import precision
-from oodbench.data import LoadContext
-from oodbench.detector import fit_detector, validate_scores
-from oodbench.features import FeatureView
-from oodbench.metrics import auroc
-from oodbench.plugins import registries
-from oodbench.testing import tiny_run
-from oodbench.train import TrainConfig, TrainTask, fit_model
+from oodbench.core import precision
+from oodbench.data.imageset import LoadContext
+from oodbench.models.features import FeatureView
+from oodbench.models.train import TrainConfig, TrainTask, fit_model
+from oodbench.plugins.detector import fit_detector, validate_scores
+from oodbench.plugins.manager import registries
+from oodbench.plugins.testing import tiny_run
+from oodbench.records.metrics import auroc
 
 
 @pytest.fixture
@@ -56,7 +57,7 @@ def test_the_trainer_runs_bf16_and_channels_last_on_the_fast_path(fast_path, dat
     assert np.isfinite(log["epoch_loss"]).all() and log["epoch_loss"][-1] < log["epoch_loss"][0], log["epoch_loss"]
 
 
-@pytest.mark.parametrize("name", registries().detectors.names())
+@pytest.mark.parametrize("name", builtin_names("detectors"))
 def test_every_detector_fits_and_scores_on_the_fast_path(fast_path, name):
     """Fit (training its own networks through the trainer where it does) and score from bf16 features."""
     (train, id_test, ood_test), supplies = tiny_run(n_train=128, n_test=48)
@@ -103,8 +104,8 @@ def test_features_from_the_fast_path_are_cached_apart_from_the_cpus(monkeypatch,
     and the CPU's key is the one it always was (caches written before stay valid)."""
     import hashlib
 
-    from oodbench.request import RunRequest
-    from oodbench.supply import view_factory
+    from oodbench.pipeline.request import RunRequest
+    from oodbench.pipeline.supply import view_factory
 
     monkeypatch.setenv("OODBENCH_CACHE", str(tmp_path))
     data = registries().datasets.get("mnist").load("test", LoadContext(data_root)).head(64)

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from oodbench.plugins import registries
-from oodbench.testing import tiny_views
+from oodbench.plugins.manager import registries
+from oodbench.plugins.testing import tiny_views
 
 
 def fssd(**params):

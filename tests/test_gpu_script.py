@@ -84,7 +84,7 @@ def test_the_speed_step_reads_extraction_and_every_ratio_from_the_real_scripts(g
         "feature extraction, ResNet-18 32×32, a run's batch",
         "  the same at the anchor's batch",
     ]
-    # FashionMNIST's 28×28 on the CPU: a run's batch is the request's default, 512 (oodbench.supply.batch_for)
+    # FashionMNIST's 28×28 on the CPU: a run's batch is the request's default, 512 (oodbench.pipeline.supply.batch_for)
     assert re.fullmatch(r"\d+ img/s \(batch 512\)", rows[0][2]), rows
     assert re.fullmatch(r"\d+ img/s \(batch 64\)", rows[1][2]), rows
     assert gpu.extraction_rows("no such lines")[0][2] == "?"

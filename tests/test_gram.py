@@ -9,8 +9,8 @@ import numpy as np
 import torch
 from oodbench_builtins.detectors.gram import gram_row_sums
 
-from oodbench.plugins import registries
-from oodbench.testing import tiny_views
+from oodbench.plugins.manager import registries
+from oodbench.plugins.testing import tiny_views
 
 
 def test_row_sums_come_before_the_root_by_hand():

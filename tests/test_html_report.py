@@ -18,14 +18,15 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from oodbench import protocols
-from oodbench.cli import main
-from oodbench.errors import UsageError
-from oodbench.html_figures import Curve, curve_of, pair_figure
-from oodbench.html_report import write_report
-from oodbench.protocols import is_sweep
-from oodbench.store import record_files, scores_of
-from oodbench.suites import bench
+from oodbench.cli.main import main
+from oodbench.core.errors import UsageError
+from oodbench.pipeline import protocols
+from oodbench.records.store import record_files, scores_of
+from oodbench.report.figures import Curve, curve_of, pair_figure
+from oodbench.report.html import write_report
+from oodbench.report.protocol_tables import is_sweep
+from oodbench.suites.bench import bench
+from oodbench.suites.leaderboard import suite_records
 
 REPO = Path(__file__).resolve().parents[1]
 ARTIFACTS = REPO / "tests" / "artifacts"
@@ -43,7 +44,8 @@ def smoke(tmp_path_factory) -> tuple[str, list]:
 def render(smoke) -> tuple[Path, str]:
     results, _ = smoke
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    out = write_report("smoke", ARTIFACTS / "report-smoke.html", REPO / "benchmarks.yaml", results)
+    suite, found = suite_records("smoke", REPO / "benchmarks.yaml", results)
+    out = write_report("smoke", suite, found, Path(results) / "smoke", ARTIFACTS / "report-smoke.html")
     return out, out.read_text(encoding="utf-8")
 
 

@@ -62,9 +62,10 @@ def declared(tmp_path_factory) -> tuple[Path, Path]:
 
 
 def test_first_imagenet_entry_runs_on_the_declared_lists_and_renders_near_far_groups(declared, tmp_path, monkeypatch):
-    from oodbench.plugins import reset
-    from oodbench.runner import run
-    from oodbench.suites import leaderboard, load_suites, suite_requests
+    from oodbench.pipeline.runner import run
+    from oodbench.plugins.manager import reset
+    from oodbench.suites.bench import load_suites, suite_requests
+    from oodbench.suites.leaderboard import leaderboard
 
     data, config = declared
     monkeypatch.setenv("OODBENCH_CONFIG", str(config))
@@ -86,9 +87,9 @@ def test_first_imagenet_entry_runs_on_the_declared_lists_and_renders_near_far_gr
 
 
 def test_bench_without_the_declared_sets_is_one_line_naming_the_template(tmp_path, monkeypatch):
-    from oodbench.errors import UsageError
-    from oodbench.plugins import reset
-    from oodbench.suites import bench
+    from oodbench.core.errors import UsageError
+    from oodbench.plugins.manager import reset
+    from oodbench.suites.bench import bench
 
     monkeypatch.delenv("OODBENCH_CONFIG", raising=False)
     monkeypatch.chdir(tmp_path)  # no ./oodbench.yaml here
@@ -102,9 +103,9 @@ def test_an_undeclared_imagenet_set_is_one_line_naming_the_template_that_declare
     """`oodbench run --out ninco` before oodbench.yaml declares it: the one line says which suite's template
     declares the set and how to use it; a name close to one (`imagenet`) gets the same way out, and where no
     benchmarks.yaml is at hand the plain unknown-name line stands."""
-    from oodbench.errors import UsageError
-    from oodbench.planning import resolve
-    from oodbench.request import RunRequest
+    from oodbench.core.errors import UsageError
+    from oodbench.pipeline.planning import resolve
+    from oodbench.pipeline.request import RunRequest
 
     monkeypatch.delenv("OODBENCH_CONFIG", raising=False)
     monkeypatch.chdir(ROOT)

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from oodbench.plugins import registries
-from oodbench.testing import tiny_views
-from oodbench.tuning import criterion_value, tune
+from oodbench.pipeline.tuning import criterion_value, tune
+from oodbench.plugins.manager import registries
+from oodbench.plugins.testing import tiny_views
 
 
 def test_one_layer_under_oracle_tuning_scores_that_layer_as_is():

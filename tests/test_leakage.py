@@ -9,10 +9,10 @@ import hashlib
 import pytest
 import torch
 
-from oodbench.errors import UsageError
-from oodbench.planning import make_plan, resolve
-from oodbench.provenance import Provenance, content_keys, shared
-from oodbench.request import RunRequest
+from oodbench.core.errors import UsageError
+from oodbench.data.provenance import Provenance, content_keys, shared
+from oodbench.pipeline.planning import make_plan, resolve
+from oodbench.pipeline.request import RunRequest
 
 
 def _plan(**kw):
@@ -30,7 +30,7 @@ def _bytes(data) -> set[bytes]:
 
 
 def _rows(plan, tune):
-    """(tuning sets, evaluated sets) per row, assembled here independently of oodbench.leakage."""
+    """(tuning sets, evaluated sets) per row, assembled here independently of oodbench.pipeline.leakage."""
     id_tune, id_eval = plan.id_test.subset(plan.id_split.tune), plan.id_test.subset(plan.id_split.eval)
     for t, split in zip(plan.targets, plan.target_splits):
         ood = t.clean.subset(split.tune) if tune == "oracle" else plan.tune_out
@@ -107,10 +107,10 @@ def test_content_duplicates_are_reported_not_refused(data_root):
 
 
 def test_provenance_survives_every_derivation(data_root):
-    from oodbench import corruptions
-    from oodbench.data import LoadContext
-    from oodbench.planning import load_split
-    from oodbench.plugins import registries
+    from oodbench.data import corruptions
+    from oodbench.data.imageset import LoadContext
+    from oodbench.pipeline.planning import load_split
+    from oodbench.plugins.manager import registries
 
     regs = registries()
     ctx = LoadContext(data_root)

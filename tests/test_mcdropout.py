@@ -11,18 +11,12 @@ import numpy as np
 import pytest
 import torch
 from oodbench_builtins.backbones.lenet import LeNetFactory
-from oodbench_builtins.detectors.mcdropout import (
-    DROPOUT_GRID,
-    STATISTICS,
-    MCDropout,
-    check_statistic,
-    mc_statistics,
-)
+from oodbench_builtins.detectors.mcdropout import DROPOUT_GRID, STATISTICS, MCDropout, check_statistic, mc_statistics
 from torch import nn
 
-from oodbench.cli import main
-from oodbench.errors import UsageError
-from oodbench.testing import tiny_run
+from oodbench.cli.main import main
+from oodbench.core.errors import UsageError
+from oodbench.plugins.testing import tiny_run
 
 
 def reference(logits: np.ndarray) -> np.ndarray:

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from oodbench import metrics as M
+from oodbench.records import metrics as M
 
 
 def test_auroc_perfect_inverted_and_tied():

@@ -20,8 +20,8 @@ import torch
 from conftest import pip_install_target, site_env
 
 from oodbench import Dataset, ImageSet, hookimpl
-from oodbench.plugins import PluginLoadWarning, collect, make_plugin_manager, registries
-from oodbench.testing import check_dataset
+from oodbench.plugins.manager import PluginLoadWarning, collect, make_plugin_manager, registries
+from oodbench.plugins.testing import check_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 GUIDE = REPO / "docs" / "plugins.md"

@@ -14,8 +14,8 @@ import pytest
 from conftest import pip_install_target, site_env
 
 from oodbench import Detector, hookimpl
-from oodbench.errors import PluginFault, UnknownNameError, UsageError
-from oodbench.plugins import PluginLoadWarning, Registry, collect, make_plugin_manager, plugin_code, registries
+from oodbench.core.errors import PluginFault, UnknownNameError, UsageError
+from oodbench.plugins.manager import PluginLoadWarning, Registry, collect, make_plugin_manager, plugin_code, registries
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -201,7 +201,7 @@ def test_installed_example_plugin_is_listed_and_runs(installed_example, tmp_path
 
 
 def test_disable_plugin_option_in_process_is_undone(capsys, monkeypatch):
-    from oodbench.cli import main
+    from oodbench.cli.main import main
 
     monkeypatch.delenv("OODBENCH_DISABLE_PLUGINS", raising=False)
     assert main(["--disable-plugin", "oodbench:builtin-detectors", "plugins"]) == 0

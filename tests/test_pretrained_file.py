@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from oodbench.errors import UsageError
-from oodbench.runner import RunRequest, run
+from oodbench.core.errors import UsageError
+from oodbench.pipeline.runner import RunRequest, run
 from tests.test_bad_inputs import cli_env, oodbench
 
 SMALL = dict(id="cifar10-jpeg", oods=["svhn"], train_limit=300, test_limit=300, n_tune=50, batch_size=128)
@@ -38,7 +38,7 @@ def weights(tmp_path_factory) -> dict[str, Path]:
 
 
 def test_matching_head_is_evaluated_as_it_is_and_equals_the_same_weights_as_a_checkpoint(weights, tmp_path):
-    from oodbench.plugins import registries
+    from oodbench.plugins.manager import registries
 
     req = RunRequest(
         detectors=["msp", "knn"],

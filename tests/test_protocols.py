@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from oodbench import corruptions
-from oodbench.data import ImageSet
-from oodbench.errors import UsageError
-from oodbench.protocols import parse_holdout
-from oodbench.report import render
-from oodbench.runner import RunRequest, run, run_many
+from oodbench.core.errors import UsageError
+from oodbench.data import corruptions
+from oodbench.data.imageset import ImageSet
+from oodbench.pipeline.protocols import parse_holdout
+from oodbench.pipeline.runner import RunRequest, run, run_many
+from oodbench.report.render import render
 
 SMALL = dict(epochs=3, train_limit=5000, test_limit=1000, n_tune=100)
 

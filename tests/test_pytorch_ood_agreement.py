@@ -14,9 +14,9 @@ from scipy.stats import spearmanr
 
 pood = pytest.importorskip("pytorch_ood.detector")
 
-from oodbench.data import LoadContext  # noqa: E402
-from oodbench.features import FeatureView  # noqa: E402
-from oodbench.plugins import registries  # noqa: E402
+from oodbench.data.imageset import LoadContext  # noqa: E402
+from oodbench.models.features import FeatureView  # noqa: E402
+from oodbench.plugins.manager import registries  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +31,7 @@ def setup(lenet_fmnist, data_root):
             reg.get("mnist").load("test", ctx).head(300).images,
         ]
     )
-    from oodbench.data import ImageSet
+    from oodbench.data.imageset import ImageSet
 
     test = ImageSet(data, torch.full((600,), -1), "fmnist+mnist")
     train_view = FeatureView(train.head(3000), model)

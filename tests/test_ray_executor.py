@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from oodbench.store import read_records, record_files
-from oodbench.suites import bench, load_suites, request_key, suite_requests
+from oodbench.records.store import read_records, record_files
+from oodbench.suites.bench import bench, load_suites, request_key, suite_requests
 
 try:
     import ray
@@ -47,7 +47,7 @@ def smoke_with_a_broken_run(tmp_path: Path) -> Path:
 
 @needs_ray
 def test_ray_matches_local_resumes_and_survives_a_failing_run(tmp_path, ray_cache, capsys):
-    from oodbench.executors import make_executor
+    from oodbench.suites.executors import make_executor
 
     local = bench("smoke", REPO / "benchmarks.yaml", str(tmp_path / "local"))
     assert local == {"done": 4, "skipped": 0, "failed": 0, "total": 4}
@@ -86,7 +86,7 @@ def test_ray_matches_local_resumes_and_survives_a_failing_run(tmp_path, ray_cach
 @needs_ray
 def test_checkpoint_reaches_an_empty_cache_through_the_object_store(tmp_path, ray_cache):
     """What a node without the checkpoint gets: the bytes the train task returned, written into its own cache."""
-    from oodbench.ray_executor import model_need, run_detectors, train_model
+    from oodbench.suites.ray_executor import model_need, run_detectors, train_model
 
     req = suite_requests(load_suites(REPO / "benchmarks.yaml")["smoke"], tmp_path)[1][0]  # the novelty run
     need = ray.get(ray.remote(model_need).remote(req))
@@ -102,7 +102,7 @@ def test_checkpoint_reaches_an_empty_cache_through_the_object_store(tmp_path, ra
 
 
 def test_ray_options_need_the_ray_executor(capsys):
-    from oodbench.cli import main
+    from oodbench.cli.main import main
 
     for extra in (["--address", "auto"], ["--max-parallel", "2"], ["--cpus-per-run", "2"]):
         assert main(["bench", "smoke", "--file", str(REPO / "benchmarks.yaml"), *extra]) == 2
@@ -112,7 +112,7 @@ def test_ray_options_need_the_ray_executor(capsys):
 
 
 def test_without_ray_the_ray_executor_is_one_line(monkeypatch, capsys):
-    from oodbench.cli import main
+    from oodbench.cli.main import main
 
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError, as when it is not installed
     assert main(["bench", "smoke", "--file", str(REPO / "benchmarks.yaml"), "--executor", "ray"]) == 2

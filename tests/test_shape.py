@@ -1,6 +1,6 @@
-"""The house rules of issue 10, checked on the code itself: small modules and functions, the core never
-imports a built-in plugin, and no import circle in ``oodbench/`` (imports inside functions count;
-``if TYPE_CHECKING:`` blocks do not, they never run)."""
+"""The house rules of issues 10 and 22, checked on the code itself: small modules and functions, the core never
+imports a built-in plugin, no import circle in ``oodbench/``, and the stage subpackages import only the ones
+below them (imports inside functions count; ``if TYPE_CHECKING:`` blocks do not, they never run)."""
 
 from __future__ import annotations
 
@@ -102,3 +102,60 @@ def test_no_import_circle_in_the_core():
         if node not in state:
             visit(node)
     assert not cycles, "\n".join(" -> ".join(c) for c in cycles)
+
+
+#: each stage subpackage of ``oodbench/`` and the ones it may import (its own always); the README's
+#: "Architecture" section draws the same picture
+BELOW = {
+    "core": set(),
+    "data": {"core"},
+    "records": {"core"},
+    "models": {"core", "data"},
+    "plugins": {"core", "data", "records", "models"},
+    "pipeline": {"core", "data", "records", "models", "plugins"},
+    "report": {"core", "records"},
+    "suites": {"core", "data", "records", "models", "plugins", "pipeline", "report"},
+    "cli": {"core", "data", "records", "models", "plugins", "pipeline", "report", "suites"},
+}
+
+
+def _stage(module: str) -> str | None:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 and parts[0] == "oodbench" and parts[1] in BELOW else None
+
+
+def upward_imports() -> list[str]:
+    """``importer -> imported`` for every import from a stage to one that is not below it."""
+    found = []
+    for path in CORE.rglob("*.py"):
+        name = _module_name(path)
+        stage = _stage(name)
+        if stage is None:
+            continue
+        for imported in _runtime_imports(ast.parse(path.read_text()), name, path.name == "__init__.py"):
+            target = _stage(imported)
+            if target is not None and target != stage and target not in BELOW[stage]:
+                found.append(f"{name} ({stage}) -> {imported} ({target})")
+    return sorted(found)
+
+
+def test_the_tree_is_the_stages():
+    """Every module of ``oodbench/`` lives in a stage subpackage, except the public face and its helpers."""
+    top = sorted(p.name for p in CORE.iterdir() if p.suffix == ".py")
+    folders = sorted(p.name for p in CORE.iterdir() if p.is_dir() and (p / "__init__.py").is_file())
+    assert top == ["__init__.py", "__main__.py", "_compat.py"]
+    assert folders == sorted(BELOW)
+
+
+def test_no_stage_imports_a_higher_one():
+    assert not upward_imports(), "\n".join(upward_imports())
+
+
+def test_the_direction_check_sees_an_upward_import(tmp_path, monkeypatch):
+    """The check above can fail: a data module that imports the report is reported."""
+    fake = tmp_path / "oodbench"
+    (fake / "data").mkdir(parents=True)
+    (fake / "data" / "leak.py").write_text("from oodbench.report.tables import label\n")
+    monkeypatch.setattr(__import__(__name__), "CORE", fake)
+    monkeypatch.setattr(__import__(__name__), "ROOT", tmp_path)
+    assert "oodbench.data.leak (data) -> oodbench.report.tables (report)" in upward_imports()

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from oodbench.data import ImageSet, LoadContext
-from oodbench.errors import UsageError
-from oodbench.streams import is_streamed
+from oodbench.core.errors import UsageError
+from oodbench.data.imageset import ImageSet, LoadContext
+from oodbench.data.streams import is_streamed
 
 
 def smooth_images(n: int, h: int, w: int, seed: int, shift: float = 0.0) -> torch.Tensor:
@@ -51,7 +51,7 @@ def imagenet_like(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def declared(imagenet_like, monkeypatch):
-    from oodbench.plugins import registries, reset
+    from oodbench.plugins.manager import registries, reset
 
     monkeypatch.setenv("OODBENCH_CONFIG", str(imagenet_like / "oodbench.yaml"))
     reset()
@@ -109,8 +109,8 @@ def test_small_folders_still_decode_into_memory(imagenet_like):
 
 
 def test_run_end_to_end_on_streamed_sets_with_a_timm_backbone(declared, imagenet_like, tmp_path):
-    from oodbench.plugins import registries
-    from oodbench.runner import RunRequest, run
+    from oodbench.pipeline.runner import RunRequest, run
+    from oodbench.plugins.manager import registries
 
     torch.manual_seed(0)
     net = registries().backbones.get("timm:test_resnet").build((3, 32, 32), 2)  # random weights, in a file
@@ -138,7 +138,7 @@ def test_run_end_to_end_on_streamed_sets_with_a_timm_backbone(declared, imagenet
 
 
 def test_training_on_a_streamed_set_is_refused_in_one_line(declared, tmp_path):
-    from oodbench.runner import RunRequest, run
+    from oodbench.pipeline.runner import RunRequest, run
 
     req = RunRequest(
         detectors=["msp"], id="imnet", oods=["far"], backbone="timm:test_resnet", epochs=1, results=str(tmp_path / "r")
@@ -171,7 +171,7 @@ def test_batched_jpeg_decode_matches_the_cpu_decoder_and_cuda_falls_back(imagene
 def test_an_unreadable_streamed_file_is_one_line_naming_it(imagenet_like, tmp_path):
     import shutil
 
-    from oodbench.streams import ImageFiles
+    from oodbench.data.streams import ImageFiles
 
     good = sorted((imagenet_like / "far" / "x").glob("*.JPEG"))[:5]
     bad = tmp_path / "broken.JPEG"
@@ -191,8 +191,9 @@ def test_streamed_jpegs_decode_on_the_fast_paths_device_as_the_cpu_threads_do(
     decoder refuses (a PNG named .JPEG) is decoded on the CPU, with one warning for the set."""
     from torchvision.io import decode_image, encode_png
 
-    from oodbench import precision, streams
-    from oodbench.features import FeatureView
+    from oodbench.core import precision
+    from oodbench.data import streams
+    from oodbench.models.features import FeatureView
 
     paths = sorted(map(str, (imagenet_like / "imnet" / "train").glob("*/*.JPEG")))
     files = streams.ImageFiles(tuple(paths), (3, 32, 32))
@@ -225,9 +226,9 @@ def test_streamed_jpegs_decode_on_the_fast_paths_device_as_the_cpu_threads_do(
 
 
 def test_a_run_on_the_fast_path_records_where_its_streamed_jpegs_were_decoded(declared, tmp_path, monkeypatch):
-    from oodbench import precision
-    from oodbench.plugins import registries
-    from oodbench.runner import RunRequest, run
+    from oodbench.core import precision
+    from oodbench.pipeline.runner import RunRequest, run
+    from oodbench.plugins.manager import registries
 
     torch.manual_seed(0)
     weights = tmp_path / "test_resnet.pth"

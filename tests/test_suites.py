@@ -11,7 +11,8 @@ from pathlib import Path
 
 import yaml
 
-from oodbench.suites import bench, leaderboard, write_section
+from oodbench.suites.bench import bench
+from oodbench.suites.leaderboard import leaderboard, write_section
 
 SUITE = {
     "suites": {
@@ -120,7 +121,7 @@ def test_killed_bench_resumes_without_redoing_finished_runs(tmp_path):
 def test_leaderboard_check_against_committed_records(tmp_path, capsys, monkeypatch):
     """Issue 13: `--write --publish` commits the records (JSON, no scores) beside the file; `--check` renders from
     them alone and exits 1 with one line naming the stale section and the regenerating command, 0 when it matches."""
-    from oodbench.cli import main
+    from oodbench.cli.main import main
 
     suites = write_suite(tmp_path)
     res = tmp_path / "res"
@@ -153,8 +154,8 @@ def test_download_does_not_change_which_runs_are_done():
     """`bench --download` (issue 13) lets runs fetch data; a run done without it is still done with it."""
     import dataclasses
 
-    from oodbench.request import RunRequest
-    from oodbench.suites import request_key
+    from oodbench.pipeline.request import RunRequest
+    from oodbench.suites.bench import request_key
 
     req = RunRequest(detectors=["msp"], id="mnist", oods=["notmnist"])
     assert request_key(req) == request_key(dataclasses.replace(req, download=True))
@@ -166,8 +167,8 @@ def test_train_options_key_a_run_and_leave_earlier_markers_valid():
     without any, the marker keeps the name it had before the field existed (computed at 46179ba)."""
     import dataclasses
 
-    from oodbench.request import RunRequest
-    from oodbench.suites import request_key
+    from oodbench.pipeline.request import RunRequest
+    from oodbench.suites.bench import request_key
 
     req = RunRequest(detectors=["msp"], id="mnist", oods=["notmnist"])
     assert request_key(req) == "d4a0f6c20b70ab98"

@@ -2,13 +2,14 @@
 
 import pytest
 import torch
+from conftest import builtin_names
 
-from oodbench.train import TrainConfig, TrainTask, augment_crop_flip, evaluate_accuracy, fit_model
+from oodbench.models.train import TrainConfig, TrainTask, augment_crop_flip, evaluate_accuracy, fit_model
 
 
 def test_trainer_learns_fashionmnist_subset(lenet_fmnist, data_root):
-    from oodbench.data import LoadContext
-    from oodbench.plugins import registries
+    from oodbench.data.imageset import LoadContext
+    from oodbench.plugins.manager import registries
 
     factory = registries().backbones.get("lenet")
     model = factory.build((1, 28, 28), 10)
@@ -33,7 +34,7 @@ def test_crop_flip_augmentation():
 def test_crop_flip_draws_are_seeded_and_say_what_each_sample_gets():
     """The trainer draws an epoch's augmentation at once (one copy to the device); the draws follow the seed and
     a sample with offsets (pad, pad) and no flip comes back unchanged."""
-    from oodbench.augment import crop_flip, crop_flip_draws
+    from oodbench.models.augment import crop_flip, crop_flip_draws
 
     x = torch.arange(4 * 3 * 8 * 8, dtype=torch.float32).view(4, 3, 8, 8)
     a, b = (crop_flip_draws(4, torch.Generator().manual_seed(7), pad=2) for _ in range(2))
@@ -49,9 +50,9 @@ def test_crop_flip_draws_are_seeded_and_say_what_each_sample_gets():
 
 def test_same_spec_trains_the_same_weights(data_root, tmp_path, monkeypatch):
     """Initial weights and batch order follow the seed, whatever ran before in the process."""
-    from oodbench.checkpoints import ModelSpec, load_or_train
-    from oodbench.data import LoadContext
-    from oodbench.plugins import registries
+    from oodbench.data.imageset import LoadContext
+    from oodbench.models.checkpoints import ModelSpec, load_or_train
+    from oodbench.plugins.manager import registries
 
     train = registries().datasets.get("mnist").load("train", LoadContext(data_root)).head(1000)
     factory = registries().backbones.get("lenet")
@@ -68,7 +69,7 @@ def test_same_spec_trains_the_same_weights(data_root, tmp_path, monkeypatch):
 
 def _lrs(cfg, total_steps):
     """The learning rate before each of ``total_steps`` steps, and after the last one."""
-    from oodbench.train import make_optimizer, make_scheduler
+    from oodbench.models.train import make_optimizer, make_scheduler
 
     opt = make_optimizer(torch.nn.Linear(2, 1).parameters(), cfg)
     sched = make_scheduler(opt, cfg, total_steps)
@@ -109,7 +110,7 @@ def test_constant_schedule_and_unknown_schedule():
 
 
 def test_default_config_layers_factory_defaults_and_overrides():
-    from oodbench.train import default_config
+    from oodbench.models.train import default_config
 
     cfg = default_config({"optimizer": "sgd", "lr": 0.1, "epochs": 10}, epochs=3, seed=None, lr=None)
     assert cfg == TrainConfig(optimizer="sgd", lr=0.1, epochs=3)
@@ -123,8 +124,8 @@ def test_default_config_layers_factory_defaults_and_overrides():
 def test_train_options_override_the_backbones_defaults_and_key_the_checkpoint(capsys):
     """`--train KEY=VALUE` (RunRequest.train_options, a suite's `train_options:`) reaches the trainer's config, is
     checked against TrainConfig's fields and choices, and changes the checkpoint's cache key."""
-    from oodbench.cli import main
-    from oodbench.train_config import train_overrides
+    from oodbench.cli.main import main
+    from oodbench.models.train_config import train_overrides
 
     assert train_overrides({"lr": 1, "schedule": "onecycle", "batch_size": 64}) == {
         "lr": 1.0,  # an int where the default is a float
@@ -145,17 +146,17 @@ def test_train_options_override_the_backbones_defaults_and_key_the_checkpoint(ca
 
 
 def test_builtin_backbones_declare_valid_train_defaults():
-    from oodbench.backbones import BackboneFactory
-    from oodbench.plugins import registries
-    from oodbench.train import default_config
+    from oodbench.models.backbones import BackboneFactory
+    from oodbench.models.train import default_config
+    from oodbench.plugins.manager import registries
 
     assert BackboneFactory.train_defaults == {}
-    for entry in registries().backbones:
-        default_config(entry.obj.train_defaults)  # every key is a TrainConfig field
+    for name in builtin_names("backbones"):
+        default_config(registries().backbones.entry(name).obj.train_defaults)  # every key is a TrainConfig field
 
 
 def _toy_data(n=24):
-    from oodbench.data import ImageSet
+    from oodbench.data.imageset import ImageSet
 
     g = torch.Generator().manual_seed(0)
     return ImageSet(
@@ -203,7 +204,7 @@ def test_duck_typed_task_is_adapted_once_with_a_deprecation_warning():
         def loss(self, model, x, y):
             return torch.nn.functional.cross_entropy(model(x), y)
 
-    with pytest.warns(DeprecationWarning, match="subclass oodbench.train.TrainTask"):
+    with pytest.warns(DeprecationWarning, match="subclass oodbench.models.train.TrainTask"):
         adapted = TrainTask.adapt(Legacy())
     assert isinstance(adapted, TrainTask)
     assert (adapted.aux, adapted.aux_batch_size, adapted.uses_index, adapted.refresh_every) == (None, None, False, 0)

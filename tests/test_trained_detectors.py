@@ -12,14 +12,14 @@ from oodbench_builtins.detectors.metric_learning import ContrastiveTask
 from oodbench_builtins.detectors.outlier_exposure import OutlierExposureTask
 from torch import nn
 
-from oodbench.checkpoints import ModelSpec
-from oodbench.cli import main
-from oodbench.data import ImageSet, LoadContext
-from oodbench.detector import Supplies
-from oodbench.features import FeatureView
-from oodbench.models import ModelProvider
-from oodbench.plugins import registries
-from oodbench.train import TrainConfig, TrainTask, fit_model
+from oodbench.cli.main import main
+from oodbench.data.imageset import ImageSet, LoadContext
+from oodbench.models.checkpoints import ModelSpec
+from oodbench.models.features import FeatureView
+from oodbench.models.provider import ModelProvider
+from oodbench.models.train import TrainConfig, TrainTask, fit_model
+from oodbench.plugins.detector import Supplies
+from oodbench.plugins.manager import registries
 
 
 def test_contrastive_loss_by_hand_and_no_outlier_pairs():
@@ -144,7 +144,7 @@ def _walk(obj):
 def test_odm_detects_novelty_better_than_plain_metric_learning(mnist_views, tmp_path, monkeypatch):
     """Pushing seen outliers (0, 3, 4, 8) away moves unseen novel digits (5, 9, 1) away too: paper 001
     Table 3's ODM > ML on novelty, here with the same 5-epoch budget on 1,100 training images."""
-    from oodbench.metrics import auroc
+    from oodbench.records.metrics import auroc
 
     monkeypatch.setenv("OODBENCH_CACHE", str(tmp_path))
     (train, id_test, novel), supplies = mnist_views
@@ -283,8 +283,8 @@ def test_contamination_reaches_training_and_is_recorded(capsys, tmp_path):
 
 
 def test_runs_differing_in_training_outliers_are_never_averaged():
-    from oodbench.record import Record
-    from oodbench.tables import over_seeds, seed_table
+    from oodbench.records.record import Record
+    from oodbench.report.tables import over_seeds, seed_table
 
     def rec(seed, out, auroc):
         return Record(
@@ -308,7 +308,7 @@ def test_runs_differing_in_training_outliers_are_never_averaged():
 
 
 def test_embedding_projection_pca_and_tsne():
-    from oodbench.plots import project_2d
+    from oodbench.report.plots import project_2d
 
     rng = np.random.default_rng(0)
     pts = np.concatenate([rng.normal(0, 1, (30, 5)), rng.normal(8, 1, (30, 5))]).astype(np.float32)

@@ -12,8 +12,8 @@ import pytest
 from sklearn.model_selection import ParameterGrid
 
 from oodbench import Detector
-from oodbench.testing import tiny_views
-from oodbench.tuning import best_point, canonical_key, grid_points, tune
+from oodbench.pipeline.tuning import best_point, canonical_key, grid_points, tune
+from oodbench.plugins.testing import tiny_views
 
 SPACE = {"t": [1, 10, 100, 1000], "eps": [0.0, 0.05, 0.1], "mode": [None, "fast", 2.5]}
 

@@ -1,16 +1,18 @@
-"""Every registered detector end to end through `run()` on real FashionMNIST vs MNIST subsets,
+"""Every built-in detector end to end through `run()` on real FashionMNIST vs MNIST subsets,
 with oracle tuning (every grid, every refit), finite scores and complete records."""
 
 from __future__ import annotations
 
 import math
 
-from oodbench.plugins import registries
-from oodbench.runner import RunRequest, run
+from conftest import builtin_names
+
+from oodbench.pipeline.runner import RunRequest, run
+from oodbench.plugins.manager import registries
 
 
 def test_every_detector_runs_with_oracle_tuning(tmp_path):
-    names = registries().detectors.names()
+    names = builtin_names("detectors")
     records = run(
         RunRequest(
             detectors=names,

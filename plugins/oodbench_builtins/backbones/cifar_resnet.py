@@ -9,7 +9,7 @@ from __future__ import annotations
 from torch import nn
 
 from oodbench import Backbone, BackboneFactory
-from oodbench.errors import UsageError
+from oodbench.core.errors import UsageError
 
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR_STD = (0.2470, 0.2435, 0.2616)

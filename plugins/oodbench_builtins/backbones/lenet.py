@@ -14,7 +14,7 @@ from __future__ import annotations
 from torch import nn
 
 from oodbench import Backbone, BackboneFactory
-from oodbench.errors import UsageError
+from oodbench.core.errors import UsageError
 
 DROPOUT_AT = ("conv-blocks", "layer-inputs")
 

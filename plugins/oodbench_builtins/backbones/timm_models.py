@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from oodbench import Backbone, BackboneFactory
-from oodbench.errors import UsageError
+from oodbench.core.errors import UsageError
 
 
 def module_path(net, target) -> str:
@@ -20,7 +20,7 @@ def file_head_size(model_name: str, path: Path) -> int | None:
     pretrained config); None when the file has no such tensor. A file that cannot be read is one line."""
     import timm
 
-    from oodbench.errors import CorruptFileError
+    from oodbench.core.errors import CorruptFileError
 
     try:
         state = timm.models.load_state_dict(str(path))
@@ -81,7 +81,7 @@ class TimmPrefix(BackboneFactory):
         import timm
 
         if model_name not in timm.list_models(model_name):
-            from oodbench.errors import UnknownNameError
+            from oodbench.core.errors import UnknownNameError
 
             raise UnknownNameError("backbone", f"timm:{model_name}", [f"timm:{m}" for m in timm.list_models()])
         return TimmModel(model_name)

@@ -7,7 +7,7 @@ from pathlib import Path
 from torch import nn
 
 from oodbench import Backbone, BackboneFactory
-from oodbench.errors import UnknownNameError, UsageError
+from oodbench.core.errors import UnknownNameError, UsageError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -37,7 +37,7 @@ def _from_file(model_name: str, path: Path) -> nn.Module:
     import torch
     import torchvision
 
-    from oodbench.errors import CorruptFileError
+    from oodbench.core.errors import CorruptFileError
 
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)

@@ -21,7 +21,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from oodbench import Dataset
-from oodbench.userconfig import config_path
+from oodbench.core.userconfig import config_path
 
 from .folder import FolderDataset
 from .streamed import ImageListDataset
@@ -35,7 +35,7 @@ def config_datasets() -> list[Dataset]:
     path = config_path()
     if path is None or not path.is_file():
         return []
-    from oodbench.yamlfile import YamlFile
+    from oodbench.core.yamlfile import YamlFile
 
     cfg = YamlFile(path)
     top = cfg.expect(cfg.data if cfg.data is not None else {}, dict, (), "a mapping with a 'datasets:' key")

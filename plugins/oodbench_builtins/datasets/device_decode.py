@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from oodbench.streams import is_jpeg
+from oodbench.data.streams import is_jpeg
 
 BATCH = 4096
 
@@ -40,7 +40,7 @@ def decode_on_device(paths: list[Path], device: str) -> tuple[list[torch.Tensor]
         return None, ""
     if not all(map(is_jpeg, paths)):
         return None, ""
-    from oodbench.errors import describe
+    from oodbench.core.errors import describe
 
     try:
         return decode_batched(paths, device), ""

@@ -20,8 +20,8 @@ import torch
 import torch.nn.functional as F
 
 from oodbench import Dataset, ImageSet
-from oodbench.data import LoadContext, cache_dir, missing, require_split
-from oodbench.errors import UsageError
+from oodbench.core.errors import UsageError
+from oodbench.data.imageset import LoadContext, cache_dir, missing, require_split
 
 from .quiet import c_stderr_silenced
 
@@ -118,8 +118,8 @@ def decode_folder(folder: Path, device: str = "cpu", listing: tuple[list[str], l
     Unreadable images are skipped with a one-line warning that counts them and names the first three (also kept
     in the notes); a folder with no readable image is refused. ``listing``: ``_class_files(folder)`` if the
     caller has it already (listing 50,000 files takes most of a second)."""
-    from oodbench.atomic import atomic_torch_save, load_checked
-    from oodbench.progress import warn
+    from oodbench.core.atomic import atomic_torch_save, load_checked
+    from oodbench.core.progress import warn
 
     from .device_decode import decode_on_device
 

@@ -16,8 +16,8 @@ import numpy as np
 import torch
 
 from oodbench import Dataset, ImageSet
-from oodbench.data import LoadContext, missing, require_split
-from oodbench.errors import CorruptFileError, OodbenchError
+from oodbench.core.errors import CorruptFileError, OodbenchError
+from oodbench.data.imageset import LoadContext, missing, require_split
 
 FIX = "restore it from the official source (or delete it and pass --download)"
 

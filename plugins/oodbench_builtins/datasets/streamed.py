@@ -1,6 +1,6 @@
 """Datasets too large to decode into memory: streamed image folders and OpenOOD image lists.
 
-An image folder streams (:class:`oodbench.streams.ImageFiles`: decoded in batches by DataLoader workers,
+An image folder streams (:class:`oodbench.data.streams.ImageFiles`: decoded in batches by DataLoader workers,
 never held whole) when it is declared ``stream: true``, when its images decoded whole would take more than
 ``$OODBENCH_STREAM_ABOVE`` bytes (default 1 GiB, estimated from a few decoded files), or when it is an
 ImageNet-style tree (``train/<class>/*.JPEG``). An image list is OpenOOD v1.5's format
@@ -19,9 +19,9 @@ from pathlib import Path
 import torch
 
 from oodbench import Dataset, ImageSet
-from oodbench.data import LoadContext, missing, require_split
-from oodbench.errors import UsageError
-from oodbench.streams import ImageFiles
+from oodbench.core.errors import UsageError
+from oodbench.data.imageset import LoadContext, missing, require_split
+from oodbench.data.streams import ImageFiles
 
 from .quiet import c_stderr_silenced
 

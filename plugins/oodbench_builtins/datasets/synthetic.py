@@ -5,9 +5,9 @@ from __future__ import annotations
 import torch
 
 from oodbench import Dataset, ImageSet
-from oodbench.data import LoadContext, require_split
-from oodbench.errors import UsageError
-from oodbench.provenance import Provenance
+from oodbench.core.errors import UsageError
+from oodbench.data.imageset import LoadContext, require_split
+from oodbench.data.provenance import Provenance
 
 
 class _Synthetic(Dataset):
@@ -63,8 +63,8 @@ class GreyscaleDerived(Dataset):
         self.name, self.source, self.description = name, source, description
 
     def load(self, split: str, ctx: LoadContext) -> ImageSet:
-        from oodbench.planning import load_split
-        from oodbench.plugins import registries
+        from oodbench.pipeline.planning import load_split
+        from oodbench.plugins.manager import registries
 
         require_split(self, split)
         src = load_split(registries().datasets.get(self.source), "test", ctx)
@@ -83,8 +83,8 @@ class PerturbedID(Dataset):
     synthetic = True
 
     def load(self, split: str, ctx: LoadContext) -> ImageSet:
-        from oodbench.planning import load_split
-        from oodbench.plugins import registries
+        from oodbench.pipeline.planning import load_split
+        from oodbench.plugins.manager import registries
 
         require_split(self, split)
         if ctx.id_name is None:

@@ -58,7 +58,7 @@ def own_net_outputs(data, net, key: str, tag: str, fn) -> torch.Tensor:
 
 
 def own_backbone_logits(data, net, key: str) -> torch.Tensor:
-    """Logits (or embeddings) of a detector's own :class:`~oodbench.backbones.Backbone` on ``data``,
+    """Logits (or embeddings) of a detector's own :class:`~oodbench.models.backbones.Backbone` on ``data``,
     extracted once per (view, network weights ``key``) through :meth:`FeatureView.with_model`."""
     return data.memo(("own-logits", key), lambda: data.with_model(net).logits())
 

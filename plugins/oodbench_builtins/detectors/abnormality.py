@@ -21,9 +21,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from oodbench import Detector, Needs, Supplies
-from oodbench.checkpoints import state_hash
-from oodbench.features import FeatureView
-from oodbench.train import TrainTask
+from oodbench.models.checkpoints import state_hash
+from oodbench.models.features import FeatureView
+from oodbench.models.train import TrainTask
 
 from ._common import own_net_outputs
 
@@ -104,7 +104,7 @@ class AbnormalityModule(Detector):
         self.seed = seed
 
     def fit(self, train: FeatureView, supplies: Supplies | None = None) -> AbnormalityModule:
-        from oodbench.train import TrainConfig
+        from oodbench.models.train import TrainConfig
 
         assert supplies is not None
         data = train.imageset

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from oodbench import Detector
-from oodbench.features import FeatureView
+from oodbench.models.features import FeatureView
 
 from ._common import PERCENTILES, energy, head_logits, head_weights, percentile
 

@@ -26,8 +26,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from oodbench import Detector, Needs, Supplies
-from oodbench.features import FeatureView
-from oodbench.train import TrainTask
+from oodbench.models.features import FeatureView
+from oodbench.models.train import TrainTask
 
 from ._common import own_net_outputs
 
@@ -169,7 +169,7 @@ class _Reconstruction(Detector):
         return []
 
     def fit(self, train: FeatureView, supplies: Supplies | None = None) -> _Reconstruction:
-        from oodbench.train import TrainConfig
+        from oodbench.models.train import TrainConfig
 
         assert supplies is not None
         data = train.imageset

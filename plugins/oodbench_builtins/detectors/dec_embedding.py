@@ -34,8 +34,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from oodbench import Detector, Needs, Supplies
-from oodbench.features import FeatureView, to_float
-from oodbench.train import TrainTask
+from oodbench.models.features import FeatureView, to_float
+from oodbench.models.train import TrainTask
 
 from ._common import class_means, euclidean, own_net_outputs
 from .autoencoders import _sizes
@@ -194,7 +194,7 @@ class DECEmbedding(Detector):
         self.seed = seed
 
     def fit(self, train: FeatureView, supplies: Supplies | None = None) -> DECEmbedding:
-        from oodbench.train import TrainConfig
+        from oodbench.models.train import TrainConfig
 
         assert supplies is not None
         data, models = train.imageset, supplies.models

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 
 from oodbench import Detector, Needs, Supplies
-from oodbench.features import FeatureView
+from oodbench.models.features import FeatureView
 
 
 class DeepEnsemble(Detector):

@@ -11,7 +11,7 @@ is FSSD itself (no negation).
 
 Conventions (defaults first; the authors' code, github.com/megvii-research/FSSD_OoD_Detection, is the second):
 
-- ``pooling``: ``mean`` — a convolutional map F_k is its per-channel means (``oodbench.backbones.pool_feature``);
+- ``pooling``: ``mean`` — a convolutional map F_k is its per-channel means (``oodbench.models.backbones.pool_feature``);
   ``flatten`` — all C·H·W values, as the code's ``feature_list`` does (it scales with the map: ~800k values per
   image for a ResNet-50's first stage).
 - ``noise``: ``pixel`` — x_noise uniform over the 256 pixel values, as Algorithm 1 states; ``normalized`` — the
@@ -38,8 +38,8 @@ from typing import Any
 import torch
 
 from oodbench import LayerwiseDetector
-from oodbench.features import FeatureView
-from oodbench.perturbation import gradient_sign, perturbed_scores
+from oodbench.models.features import FeatureView
+from oodbench.models.perturbation import gradient_sign, perturbed_scores
 
 from ._common import EPSILONS
 

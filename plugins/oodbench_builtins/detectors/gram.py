@@ -35,7 +35,7 @@ from typing import Any
 import torch
 
 from oodbench import Detector
-from oodbench.features import FeatureView
+from oodbench.models.features import FeatureView
 
 
 def gram_row_sums(f: torch.Tensor, p: int) -> torch.Tensor:

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from oodbench import Detector
-from oodbench.features import FeatureView
+from oodbench.models.features import FeatureView
 
 K_GRID = [1, 10, 20, 50, 100, 200, 500, 1000]
 

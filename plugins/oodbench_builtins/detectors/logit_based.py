@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from oodbench import Detector
-from oodbench.features import FeatureView
+from oodbench.models.features import FeatureView
 
 from ._common import T_GRID, class_means, energy
 

@@ -17,9 +17,9 @@ from collections.abc import Sequence
 import torch
 
 from oodbench import LayerwiseDetector
-from oodbench.backbones import LOGITS
-from oodbench.features import FeatureView
-from oodbench.perturbation import gradient_sign, perturbed_scores
+from oodbench.models.backbones import LOGITS
+from oodbench.models.features import FeatureView
+from oodbench.models.perturbation import gradient_sign, perturbed_scores
 
 from ._common import EPSILONS, class_gaussians, mahalanobis_sq
 

@@ -27,8 +27,8 @@ from typing import Any
 import torch
 
 from oodbench import Detector, Needs, Supplies
-from oodbench.errors import UsageError
-from oodbench.features import FeatureView
+from oodbench.core.errors import UsageError
+from oodbench.models.features import FeatureView
 
 from ..backbones.lenet import DROPOUT_AT
 

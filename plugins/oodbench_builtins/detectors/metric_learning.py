@@ -22,8 +22,8 @@ import torch
 from torch import nn
 
 from oodbench import Detector, Needs, Supplies
-from oodbench.features import FeatureView
-from oodbench.train import TrainTask
+from oodbench.models.features import FeatureView
+from oodbench.models.train import TrainTask
 
 from ._common import class_means, euclidean, own_backbone_logits
 
@@ -83,7 +83,7 @@ class MetricLearning(Detector):
         assert supplies is not None
         outliers = supplies.outliers if self.needs.outliers != "none" else None
         if self.needs.outliers == "required" and (outliers is None or not len(outliers)):
-            from oodbench.errors import UsageError
+            from oodbench.core.errors import UsageError
 
             raise UsageError(
                 f"{self.name} trains with seen outliers: use --holdout in:…/seen:…/unseen:… or --train-out NAME"

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from oodbench import Detector, Needs
-from oodbench.features import FeatureView
+from oodbench.models.features import FeatureView
 
 
 class MSP(Detector):

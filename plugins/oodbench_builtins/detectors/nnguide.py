@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from oodbench import Detector
-from oodbench.features import FeatureView
+from oodbench.models.features import FeatureView
 
 from ._common import energy
 from .knn import topk_similarities

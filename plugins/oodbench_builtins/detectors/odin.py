@@ -13,8 +13,8 @@ import uuid
 import torch
 
 from oodbench import Detector
-from oodbench.features import FeatureView
-from oodbench.perturbation import gradient_sign, perturbed_scores
+from oodbench.models.features import FeatureView
+from oodbench.models.perturbation import gradient_sign, perturbed_scores
 
 from ._common import EPSILONS, T_GRID
 

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from oodbench import Detector
-from oodbench.features import FeatureView
+from oodbench.models.features import FeatureView
 
 
 class OpenMax(Detector):

@@ -15,9 +15,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from oodbench import Detector, Needs, Supplies
-from oodbench.errors import UsageError
-from oodbench.features import FeatureView
-from oodbench.train import TrainTask
+from oodbench.core.errors import UsageError
+from oodbench.models.features import FeatureView
+from oodbench.models.train import TrainTask
 
 from ._common import own_backbone_logits
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 
 from oodbench import Detector
-from oodbench.features import FeatureView
+from oodbench.models.features import FeatureView
 
 from ._common import head_weights
 

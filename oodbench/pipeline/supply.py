@@ -1,0 +1,192 @@
+"""Stage 2, supply: what the plan's detectors declared they need — the backbone (trained or loaded from the
+cache), the feature views of every split with the union of the detectors' layers extracted in one pass each,
+and the :class:`~oodbench.plugins.detector.Supplies` (model provider, training-time outliers) for detectors whose
+:class:`~oodbench.plugins.detector.Needs` ask for them.
+
+Views keep the model's device; a later stage never reaches back here except through the model provider it
+was handed (MC Dropout's tuning grid trains one model per dropout rate through it).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import time
+from dataclasses import dataclass, field
+
+import torch
+
+from oodbench.core import precision
+from oodbench.core.userconfig import weights_file
+from oodbench.data.imageset import ImageSet, cache_dir
+from oodbench.data.streams import decodes_on, is_streamed
+from oodbench.models.backbones import Backbone
+from oodbench.models.checkpoints import ModelSpec, file_hash, load_or_train
+from oodbench.models.features import FeatureView
+from oodbench.models.pretrained import pretrained_backbone, report_accuracy
+from oodbench.models.provider import ModelProvider
+from oodbench.models.train import default_config
+from oodbench.pipeline.planning import Resolved
+from oodbench.pipeline.protocols import Plan
+from oodbench.pipeline.request import RunRequest
+from oodbench.plugins.detector import Supplies
+from oodbench.plugins.manager import registries
+from oodbench.records.metrics import accuracy
+
+
+@dataclass(frozen=True)
+class TargetViews:
+    clean: FeatureView  # tuning draws from it
+    scored: FeatureView  # evaluated
+
+
+@dataclass
+class Supplied:
+    """The backbone and every view of one run, features extracted."""
+
+    backbone: str
+    model: Backbone
+    model_info: dict
+    spec: ModelSpec
+    supplies: Supplies
+    train: FeatureView
+    id_test: FeatureView
+    id_scored: FeatureView
+    targets: tuple[TargetViews, ...]
+    heldout: FeatureView | None
+    id_acc: float
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def default_backbone(shape: tuple[int, int, int]) -> str:
+    from oodbench.core.errors import UsageError
+
+    for entry in registries().backbones:
+        if entry.obj.suits(shape):
+            return entry.name
+    raise UsageError(f"no default backbone for {'×'.join(map(str, shape))} inputs; choose one with --backbone")
+
+
+def backbone_spec(req: RunRequest, plan: Plan) -> tuple[str, ModelSpec]:
+    name = req.backbone or default_backbone(plan.id_train.shape)
+    factory = registries().backbones.get(name)
+    cfg = default_config(factory.train_defaults, epochs=req.epochs, seed=req.seed, **req.train_options)
+    return name, ModelSpec(
+        name,
+        plan.trained_on,
+        plan.id_train.shape,
+        plan.id_train.num_classes,
+        cfg,
+        classes=plan.classes,
+        train_limit=req.train_limit,
+        pretrained=req.pretrained or req.pretrained_file is not None,
+    )
+
+
+def layer_check(detectors, backbone: str):
+    """A check that every layer the detectors ask for (``--layers``, their defaults) exists in the built backbone,
+    run before training or extraction."""
+    from oodbench.core.errors import UsageError
+
+    def check(model: Backbone) -> None:
+        for det in detectors:
+            bad = [layer for layer in det.required_layers(model) if layer not in model.feature_layers]
+            if bad:
+                raise UsageError(
+                    f"backbone {backbone!r} has no feature layer {', '.join(map(repr, bad))} (asked for by "
+                    f"{det.name}); it has: {', '.join(model.feature_layers)} (see `oodbench layers {backbone}`)"
+                )
+
+    return check
+
+
+#: on the CPU a batch holds at most this many input pixels (32 images at 224×224): activations of large
+#: inputs (a ResNet's first map is 64 × (H/2) × (W/2) floats per image) would otherwise take gigabytes
+CPU_BATCH_PIXELS = 32 * 224 * 224
+
+
+def batch_for(batch_size: int, shape: tuple[int, int, int], device: torch.device) -> int:
+    """``batch_size`` on CUDA; on the CPU at most :data:`CPU_BATCH_PIXELS` pixels (MNIST/CIFAR keep 512)."""
+    if device.type == "cuda":
+        return batch_size
+    return max(1, min(batch_size, CPU_BATCH_PIXELS // (shape[1] * shape[2])))
+
+
+def view_factory(req: RunRequest, model: Backbone, model_hash: str, device: torch.device):
+    def view(data: ImageSet) -> FeatureView:
+        if is_streamed(data.images) and model.data_config:  # resized and cropped as the backbone's own eval does
+            files = data.images.with_geometry(model.data_config)
+            data = dataclasses.replace(
+                data, images=files, notes=(*data.notes, f"backbone geometry: {files.describe()}")
+            )
+        # what makes features differ beyond model and images: bf16 on the fast path, nvJPEG's rounding
+        how = "|bf16 autocast" if precision.accelerated(device) else ""  # CPU keys stay as they were
+        if is_streamed(data.images) and decodes_on(device, data.images.paths):
+            how += f"|decoded on {device}"
+            data = dataclasses.replace(data, notes=(*data.notes, f"JPEGs decoded on {device} (decode_jpeg)"))
+        disk = None
+        if req.feature_cache:
+            key = hashlib.sha256(f"{model_hash}|{data.name}|{data.fingerprint()}{how}".encode()).hexdigest()[:20]
+            disk = cache_dir() / "features" / key
+        batch = batch_for(req.batch_size, data.shape, device)
+        return FeatureView(data, model, device, batch, amp=True, cache_dir=disk)
+
+    return view
+
+
+def supply_backbone(req: RunRequest, plan: Plan, resolved: Resolved) -> tuple[str, ModelSpec, Backbone, dict]:
+    """The run's backbone (name, spec, model, facts): ``--checkpoint``, the cache, or trained and cached."""
+    name, spec = backbone_spec(req, plan)
+    factory, owner = registries().backbones.get(name), registries().backbones.owner(name)
+    check = layer_check(resolved.detectors, name)
+    if spec.pretrained and req.checkpoint is None:
+        weights = weights_file(name, req.pretrained, req.pretrained_file)
+        spec = dataclasses.replace(spec, weights=file_hash(weights) if weights is not None else "")
+        data = (plan.id_train, plan.id_test)
+        fine_tune = req.epochs is not None
+        model, info = pretrained_backbone(spec, factory, weights, data, resolved.device, owner, check, fine_tune)
+        return name, spec, model, info
+    model, info = load_or_train(
+        spec, factory, plan.id_train, plan.id_test, resolved.device, req.checkpoint, owner, check
+    )
+    return name, spec, model, info
+
+
+def supply(req: RunRequest, plan: Plan, resolved: Resolved) -> Supplied:
+    """Train or load the backbone, build every view and extract the detectors' layers once per split."""
+    device = resolved.device
+    t0 = time.perf_counter()
+    name, spec, model, info = supply_backbone(req, plan, resolved)
+    factory, owner = registries().backbones.get(name), registries().backbones.owner(name)
+    seconds = {"backbone": time.perf_counter() - t0}
+    view = view_factory(req, model, info["hash"], device)
+    id_view = view(plan.id_test)
+    id_scored = view(plan.id_scored) if plan.id_scored is not None else id_view
+    targets = []
+    for t in plan.targets:
+        clean = id_view if t.paired or t.kind == "errors" else view(t.clean)
+        targets.append(TargetViews(clean, view(t.scored) if t.scored is not None else clean))
+    layers = sorted({layer for d in resolved.detectors for layer in d.required_layers(model)} | {"logits"})
+    t0 = time.perf_counter()
+    for v in {id(v): v for v in [id_view, id_scored, *(x for t in targets for x in (t.clean, t.scored))]}.values():
+        v.features(layers)  # one pass per split, shared by every detector
+    seconds["extract_features"] = time.perf_counter() - t0
+    id_acc = accuracy(id_view.logits().cpu().numpy(), plan.id_test.labels.numpy())
+    if spec.pretrained:
+        report_accuracy(id_acc, spec.num_classes, name)
+    provider = ModelProvider(spec, factory, plan.id_train, plan.id_test, device, owner)
+    supplies = Supplies(provider, plan.train_out, req.seed)
+    return Supplied(
+        name,
+        model,
+        info,
+        spec,
+        supplies,
+        view(plan.id_train),
+        id_view,
+        id_scored,
+        tuple(targets),
+        view(plan.tune_out) if plan.tune_out is not None else None,
+        id_acc,
+        seconds,
+    )

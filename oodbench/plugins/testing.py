@@ -1,0 +1,254 @@
+"""Contract checks for detector authors: ``check_detector(MyDetector)``.
+
+Like scikit-learn's ``check_estimator``: it runs a detector class through the API contract
+on a tiny untrained LeNet and synthetic images (seconds on a CPU) and raises
+``AssertionError`` naming the broken rule. oodbench runs it over its whole registry;
+plugin authors run it in their own test suites.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from sklearn.base import clone
+from torch import nn
+
+from oodbench.data.imageset import ImageSet
+from oodbench.models.backbones import Backbone, BackboneFactory
+from oodbench.models.features import FeatureView
+from oodbench.plugins.detector import Detector, LayerwiseDetector, Supplies, fit_detector, validate_scores
+
+
+class TinyNetFactory(BackboneFactory):
+    """A small LeNet-shaped CNN for contract checks (core code: the checks need no built-in plugin).
+    Layers conv1, conv2, fc1, penultimate, logits; the ``dropout`` option adds dropout after each conv block,
+    and with ``dropout_at="layer-inputs"`` also on the image and after fc1 and fc2 (as the built-in LeNet)."""
+
+    name = "tiny-testing-net"
+    description = "small CNN used by oodbench.plugins.testing"
+    options = frozenset({"dropout", "dropout_at"})
+    train_defaults = {"optimizer": "adam", "lr": 1e-3, "epochs": 1, "batch_size": 64}
+
+    def build(
+        self, input_shape, num_classes, pretrained=False, dropout: float = 0.0, dropout_at: str = "conv-blocks"
+    ) -> Backbone:
+        c, h, _ = input_shape
+        flat = 16 * (((h - 4) // 2 - 4) // 2) ** 2
+        every = bool(dropout) and dropout_at == "layer-inputs"
+
+        def drop() -> list[nn.Module]:
+            return [nn.Dropout(dropout)] if every else []
+
+        net = nn.Sequential(*drop())
+        net.add_module("conv1", nn.Sequential(nn.Conv2d(c, 6, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Dropout(dropout)))
+        net.add_module("conv2", nn.Sequential(nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Dropout(dropout)))
+        net.add_module("fc1", nn.Sequential(nn.Flatten(), nn.Linear(flat, 120), nn.ReLU(), *drop()))
+        net.add_module("fc2", nn.Sequential(nn.Linear(120, 84), nn.ReLU(), *drop()))
+        net.add_module("fc3", nn.Linear(84, num_classes))
+        return Backbone(
+            net,
+            {"conv1": "conv1", "conv2": "conv2", "fc1": "fc1"},
+            "fc3",
+            [0.5] * c,
+            [0.5] * c,
+            input_shape,
+            arch="tiny" if not dropout else f"tiny(dropout={dropout}, at={dropout_at})",
+        )
+
+
+def tiny_run(n_train: int = 256, n_test: int = 96, seed: int = 0):
+    """((train, id_test, ood_test) views, supplies) over a randomly initialised small CNN on 1×28×28 images.
+
+    ID images are bright blobs on dark backgrounds (10 classes by blob position); OOD images are uniform
+    noise; the supplies' training-time outliers are dark images with scattered bright pixels.
+    """
+    from oodbench.models.checkpoints import ModelSpec
+    from oodbench.models.provider import ModelProvider
+    from oodbench.models.train import TrainConfig
+
+    torch.manual_seed(seed)
+    g = torch.Generator().manual_seed(seed)
+    factory = TinyNetFactory()
+    model = factory.build((1, 28, 28), 10).eval()
+
+    def blobs(n: int) -> ImageSet:
+        labels = torch.randint(0, 10, (n,), generator=g)
+        yy, xx = torch.meshgrid(torch.arange(28), torch.arange(28), indexing="ij")
+        cy = 6 + (labels // 5) * 14
+        cx = 3 + (labels % 5) * 5
+        d2 = (yy[None] - cy[:, None, None]) ** 2 + (xx[None] - cx[:, None, None]) ** 2
+        img = (255 * torch.exp(-d2 / 18.0)).to(torch.uint8)[:, None]
+        return ImageSet(img, labels, "blobs", tuple(map(str, range(10))))
+
+    noise = ImageSet(
+        torch.randint(0, 256, (n_test, 1, 28, 28), generator=g, dtype=torch.uint8), torch.full((n_test,), -1), "noise"
+    )
+    train = blobs(n_train)
+    spec = ModelSpec(
+        factory.name, "blobs", (1, 28, 28), 10, TrainConfig(epochs=1, batch_size=64, seed=seed), train_limit=n_train
+    )
+    views = tuple(FeatureView(d, model, "cpu", 64) for d in (train, blobs(n_test), noise))
+    sparse = (torch.rand(n_train // 2, 1, 28, 28, generator=g) < 0.1).to(torch.uint8) * 255
+    outliers = ImageSet(sparse, torch.full((n_train // 2,), -1), "sparse-noise")
+    return views, Supplies(ModelProvider(spec, factory, train, None, "cpu"), outliers, seed)
+
+
+def tiny_views(n_train: int = 256, n_test: int = 96, seed: int = 0) -> tuple[FeatureView, FeatureView, FeatureView]:
+    """(train, id_test, ood_test) views of :func:`tiny_run`."""
+    return tiny_run(n_train, n_test, seed)[0]
+
+
+def check_detector(cls: type[Detector]) -> None:
+    """Assert that ``cls`` follows oodbench's detector contract."""
+    assert issubclass(cls, Detector), f"{cls} must subclass oodbench.Detector"
+    assert isinstance(cls.name, str) and cls.name, "detector classes need a non-empty `name`"
+    assert cls.description and "\n" not in cls.description, f"{cls.name}: `description` must be one line"
+    det = cls()
+    params = det.get_params()
+    twin = clone(det)
+    assert twin.get_params() == params, f"{cls.name}: __init__ must only store its parameters (clone differs)"
+    assert not [k for k in vars(det) if k.endswith("_") and not k.startswith("_")], (
+        f"{cls.name}: __init__ must not set learned (trailing-underscore) attributes"
+    )
+    (train, id_test, ood_test), supplies = tiny_run()
+    assert set(det.required_layers(train.model)) <= set(train.model.feature_layers), (
+        f"{cls.name}: required_layers names layers the backbone lacks"
+    )
+    assert fit_detector(det, train, supplies) is det, f"{cls.name}: fit must return self"
+    s_id = validate_scores(det, det.score_samples(id_test), len(id_test))
+    validate_scores(det, det.score_samples(ood_test), len(ood_test))
+    again = validate_scores(det, det.score_samples(id_test), len(id_test))
+    assert np.allclose(s_id, again), f"{cls.name}: scoring the same samples twice must give the same scores"
+    index = torch.arange(0, len(id_test), 3)
+    sub = validate_scores(det, det.score_samples(id_test.subset(index)), len(index))
+    if not cls.needs.stochastic:
+        ref = s_id[index.numpy()]
+        gap = np.abs(sub - ref)
+        i = int(np.argmax(gap - 1e-4 * np.abs(ref)))
+        assert np.allclose(sub, ref, rtol=1e-4, atol=1e-5), (
+            f"{cls.name}: a sample's score must not depend on the other samples in the batch: largest "
+            f"deviation {gap[i]:.3g} at score {ref[i]:.6g} (allowed: 1e-5 + 1e-4·|score|)"
+        )
+    for name, values in det.search_space().items():
+        assert name in params, f"{cls.name}: search_space names {name!r}, which is not an __init__ parameter"
+        assert len(values) >= 1, f"{cls.name}: search_space[{name!r}] is empty"
+        if name in cls.fit_params:
+            tuned = fit_detector(clone(det).set_params(**{name: values[-1]}), train, supplies)
+        else:
+            tuned = det.tuned_copy(**{name: values[-1]})
+        validate_scores(tuned, tuned.score_samples(id_test), len(id_test))
+    if isinstance(det, LayerwiseDetector):
+        det.fit_ensemble(id_test, ood_test)
+        validate_scores(det, det.score_samples(id_test), len(id_test))
+        fitted = "ensemble" in det.describe_fit()
+        assert fitted == det.combines_layers(), f"{cls.name}: describe_fit must report the ensemble iff one was fitted"
+
+
+def synthetic_view(
+    features: dict[str, torch.Tensor], labels: torch.Tensor | None = None, head: torch.nn.Linear | None = None
+) -> FeatureView:
+    """A view whose features are given (hand-checkable detector tests). ``head`` is the classifier
+    that maps ``features["penultimate"]`` to logits (detectors that re-apply it need one); without
+    ``features["logits"]`` the logits are ``head(penultimate)``."""
+    from oodbench.models.backbones import Backbone
+
+    n = len(next(iter(features.values())))
+    if head is None:
+        d = features.get("penultimate", features.get("logits"))
+        head = torch.nn.Linear(d.shape[1], d.shape[1])
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Identity(), head)
+    model = Backbone(net, {}, "2", [0.0], [1.0], (1, 1, 1), arch="synthetic")
+    labels = torch.zeros(n, dtype=torch.long) if labels is None else labels
+    view = FeatureView(ImageSet(torch.zeros(n, 1, 1, 1, dtype=torch.uint8), labels, "synthetic"), model)
+    feats = dict(features)
+    if "logits" not in feats and "penultimate" in feats:
+        with torch.no_grad():
+            feats["logits"] = head(feats["penultimate"])
+    view._features.update({k: v.float() for k, v in feats.items()})
+    return view
+
+
+SPLITS = ("train", "test")  # the splits oodbench ever loads
+
+
+def _check_imageset(ds, split: str, data) -> None:
+    """The ImageSet contract for one loaded split (uint8 N×C×H×W, int64 labels, -1 or a class index)."""
+    where = f"{ds.name}: load({split!r})"
+    assert isinstance(data, ImageSet), f"{where} must return an oodbench.ImageSet, got {type(data).__name__}"
+    images, labels = data.images, data.labels
+    assert images.dtype == torch.uint8 and images.ndim == 4, (
+        f"{where}: images must be uint8 N×C×H×W, got {images.dtype} {tuple(images.shape)}"
+    )
+    assert len(images) > 0, f"{where} returned no images"
+    assert labels.dtype == torch.int64 and labels.shape == (len(images),), (
+        f"{where}: labels must be int64 of shape ({len(images)},), got {labels.dtype} {tuple(labels.shape)}"
+    )
+    assert isinstance(data.name, str) and data.name, f"{where}: the ImageSet needs a name"
+    assert all(isinstance(c, str) for c in data.classes), f"{where}: classes must be a tuple of str"
+    assert all(isinstance(n, str) for n in data.notes), f"{where}: notes must be a tuple of str"
+    bad = labels[(labels != -1) & ((labels < 0) | (labels >= data.num_classes))]
+    assert not len(bad), (
+        f"{where}: labels must be -1 (unlabelled) or in [0, {data.num_classes}) "
+        f"(len(classes)); found {sorted(set(bad.tolist()))[:5]}"
+    )
+
+
+def check_dataset(dataset, root=None) -> None:
+    """Assert that ``dataset`` (a registered :class:`~oodbench.data.Dataset` *instance*) follows the contract.
+
+    Each of its ``train``/``test`` splits is loaded from ``root`` (default: ``--data-root`` resolution:
+    ``$OODBENCH_DATA`` or the user cache) and must be an :class:`ImageSet` (uint8 N×C×H×W, int64 labels,
+    -1 or a class index); loading twice with one seed gives the same images; a ``synthetic`` set honours
+    ``ctx.shape`` and ``ctx.size``; a set that reads files raises ``DataNotFoundError`` (not something
+    else) when the data root is empty.
+    """
+    import tempfile
+    from pathlib import Path
+
+    from oodbench.core.errors import DataNotFoundError
+    from oodbench.data.imageset import Dataset, LoadContext, resolve_data_root
+
+    if isinstance(dataset, type):
+        raise AssertionError(
+            f"{dataset.__name__} is a class: check_dataset takes a Dataset instance, and "
+            f"oodbench_register_datasets must return instances, e.g. [{dataset.__name__}()]"
+        )
+    assert isinstance(dataset, Dataset), f"{dataset!r} must be an instance of oodbench.Dataset"
+    name = dataset.name
+    assert isinstance(name, str) and name, "datasets need a non-empty `name`"
+    assert isinstance(dataset.description, str) and dataset.description and "\n" not in dataset.description, (
+        f"{name}: `description` must be one non-empty line"
+    )
+    splits = tuple(dataset.splits)
+    wanted = [s for s in SPLITS if s in splits]
+    assert wanted, f"{name}: `splits` must include 'train' and/or 'test' (the splits oodbench loads), got {splits}"
+    root = Path(root) if root is not None else resolve_data_root(None)
+    sizes = [((1, 28, 28), 12), ((3, 32, 32), 5)] if dataset.synthetic else [(None, 10_000)]
+    for split in wanted:
+        for shape, size in sizes:
+            ctx = LoadContext(root, seed=3, shape=shape, size=size)
+            first = dataset.load(split, ctx)
+            _check_imageset(dataset, split, first)
+            if shape is not None:
+                assert first.shape == shape and len(first) == size, (
+                    f"{name}: a synthetic set must honour ctx.shape and ctx.size: asked for {size} of "
+                    f"{shape}, got {len(first)} of {first.shape}"
+                )
+            again = dataset.load(split, ctx)
+            assert torch.equal(first.images, again.images) and torch.equal(first.labels, again.labels), (
+                f"{name}: loading {split!r} twice with the same seed must give the same images and labels"
+            )
+    if dataset.synthetic:
+        return
+    with tempfile.TemporaryDirectory() as empty:
+        for split in wanted:
+            try:
+                data = dataset.load(split, LoadContext(Path(empty)))
+            except DataNotFoundError:
+                continue
+            except Exception as exc:  # noqa: BLE001 - the assertion names what was raised instead
+                raise AssertionError(
+                    f"{name}: with an empty data root, load({split!r}) raised {type(exc).__name__}: {exc}; missing "
+                    "files must raise oodbench.data.missing(name, where) (a DataNotFoundError)"
+                ) from exc
+            _check_imageset(dataset, split, data)  # it needs no files: what it returns must still be valid
