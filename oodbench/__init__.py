@@ -34,6 +34,8 @@ _LAZY = {
     "Supplies": "plugins.detector",
     "state_key": "plugins.detector",
     "registries": "plugins.manager",
+    "Interval": "plugins.constraints",
+    "Options": "plugins.constraints",
     "ModelProvider": "models.provider",
     "TrainedModel": "models.provider",
     "TrainTask": "models.train",
@@ -50,6 +52,8 @@ _LAZY = {
     "OodbenchError": "core.errors",
     "UsageError": "core.errors",
     "DataNotFoundError": "core.errors",
+    "evaluate": "api.evaluator",
+    "Evaluation": "api.evaluator",
     "run": "pipeline.runner",
     "RunRequest": "pipeline.runner",
 }
@@ -57,6 +61,7 @@ _LAZY = {
 __all__ = ["hookimpl", "__version__", *_LAZY]
 
 if TYPE_CHECKING:  # pragma: no cover
+    from oodbench.api.evaluator import Evaluation, evaluate
     from oodbench.core.errors import DataNotFoundError, OodbenchError, UsageError
     from oodbench.data.imageset import Dataset, ImageSet, LoadContext, missing, require_split
     from oodbench.models.backbones import Backbone, BackboneFactory
@@ -64,6 +69,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from oodbench.models.provider import ModelProvider, TrainedModel
     from oodbench.models.train import TrainConfig, TrainTask
     from oodbench.pipeline.runner import RunRequest, run
+    from oodbench.plugins.constraints import Interval, Options
     from oodbench.plugins.detector import Detector, LayerwiseDetector, Needs, Supplies, state_key
     from oodbench.plugins.manager import registries
     from oodbench.records.record import Record

@@ -115,7 +115,8 @@ BELOW = {
     "pipeline": {"core", "data", "records", "models", "plugins"},
     "report": {"core", "records"},
     "suites": {"core", "data", "records", "models", "plugins", "pipeline", "report"},
-    "cli": {"core", "data", "records", "models", "plugins", "pipeline", "report", "suites"},
+    "api": {"core", "data", "records", "models", "plugins", "pipeline", "report"},
+    "cli": {"core", "data", "records", "models", "plugins", "pipeline", "report", "suites", "api"},
 }
 
 

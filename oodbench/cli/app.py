@@ -122,3 +122,38 @@ def key_values(values: list[str] | None, option: str, dotted: bool = False) -> d
         else:
             out[key] = value
     return out
+
+
+ModelFile = Annotated[
+    Optional[str],
+    typer.Option(
+        "--model",
+        help="A trained model to evaluate as it is: a torch.export .pt2, a TorchScript file, or module:callable.",
+    ),
+]
+ModelLayers = Annotated[
+    Optional[list[str]],
+    typer.Option("--model-layer", help="--model: a module path a layer-wise detector reads (repeatable)."),
+]
+ModelHead = Annotated[
+    Optional[str], typer.Option(help="--model: the classifier head's module path (default: found by a probe).")
+]
+InputMean = Annotated[
+    Optional[str], typer.Option(help="--model: per-channel mean to normalise [0, 1] input, e.g. 0.49,0.48,0.45.")
+]
+InputStd = Annotated[Optional[str], typer.Option(help="--model: per-channel std, as --input-mean.")]
+Yes = Annotated[
+    bool, typer.Option("--yes", "-y", help="Train on a CPU even when the estimate is over an hour (OODBENCH_YES=1).")
+]
+
+
+def floats(text: str | None, option: str) -> list[float] | None:
+    """``0.49,0.48,0.45`` → ``[0.49, 0.48, 0.45]``; anything else is one line (exit 2)."""
+    if text is None:
+        return None
+    from oodbench.core.errors import UsageError
+
+    try:
+        return [float(v) for v in text.split(",")]
+    except ValueError:
+        raise UsageError(f"{option} takes comma-separated numbers, got {text!r}") from None

@@ -13,7 +13,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from oodbench.cli.app import Kind, app
+from oodbench.cli.app import Kind, ModelFile, app
 from oodbench.core.errors import UsageError
 
 DEFAULT_SHAPES = ((1, 28, 28), (3, 32, 32))  # tried in order: the first the backbone suits
@@ -42,6 +42,8 @@ def layer_rows(backbone: str, shape: str | None = None, classes: int = 10) -> tu
     factory = regs.backbones.get(backbone)
     if shape is not None:
         size = parse_shape(shape)
+    elif getattr(factory, "input_shape", None):  # what the backbone declares it takes
+        size = tuple(factory.input_shape)
     else:
         size = next((s for s in DEFAULT_SHAPES if factory.suits(s)), FALLBACK_SHAPE)
     with plugin_code("backbone", backbone, regs.backbones.owner(backbone)):
@@ -104,9 +106,23 @@ LayersShape = Annotated[
 
 @app.command()
 def layers(
-    backbone: Annotated[str, typer.Argument(help="Backbone name (see `oodbench list backbones`), e.g. lenet.")],
+    backbone: Annotated[
+        Optional[str], typer.Argument(help="Backbone name (see `oodbench list backbones`), e.g. lenet.")
+    ] = None,
     shape: LayersShape = None,
     classes: Annotated[int, typer.Option(help="Number of classes (width of the logits).")] = 10,
+    model: ModelFile = None,
 ) -> None:
-    """Feature layer names of a backbone (shallow to deep, then penultimate and logits) and their sizes."""
-    typer.echo(layer_table(backbone, shape, classes))
+    """Feature layer names of a backbone (shallow to deep, then penultimate and logits) and their sizes; with
+    --model, every module path of your model a layer-wise detector may read."""
+    from tabulate import tabulate
+
+    if (backbone is None) == (model is None):
+        raise UsageError("name a backbone or give --model FILE (one of them)")
+    if model is None:
+        typer.echo(layer_table(backbone, shape, classes))
+        return
+    from oodbench.models.foreign import layer_rows as brought_rows
+
+    heading, rows = brought_rows(model, parse_shape(shape) if shape else None)
+    typer.echo(heading + "\n" + tabulate(rows, headers=["module path", "dim", "output shape", ""], tablefmt="simple"))

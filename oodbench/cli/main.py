@@ -15,7 +15,8 @@ from contextlib import contextmanager
 import typer
 
 # importing the command modules registers their commands, in this order in --help
-from oodbench.cli import run as cli_run, suites as cli_suites, info as cli_info  # noqa: F401, I001  # isort: skip
+from oodbench.cli import run as cli_run, train as cli_train  # noqa: F401, I001  # isort: skip
+from oodbench.cli import suites as cli_suites, info as cli_info  # noqa: F401, I001  # isort: skip
 from oodbench.cli.app import DISABLE_ENV, app
 
 __all__ = ["app", "main"]

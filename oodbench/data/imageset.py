@@ -8,7 +8,10 @@ space.
 
 from __future__ import annotations
 
+import contextvars
+import functools
 import os
+import warnings
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -75,6 +78,18 @@ class ImageSet:
         if self.provenance is not None:
             return self
         return replace(self, provenance=Provenance.origin(source, len(self)))
+
+    def derive(
+        self, images: torch.Tensor, name: str | None = None, note: str | None = None, labels: torch.Tensor | None = None
+    ) -> ImageSet:
+        """A set whose sample ``i`` is a transformed copy of this set's sample ``i`` (inverted, rotated,
+        corrupted, resized …): it keeps this set's per-sample provenance, so the leakage check knows the copies
+        of an evaluated image and keeps them out of tuning. ``labels`` default to this set's."""
+        if len(images) != len(self):
+            raise ValueError(f"{self.name}: derive takes one image per sample ({len(self)}), got {len(images)}")
+        notes = self.notes + ((note,) if note else ())
+        labels = self.labels if labels is None else labels
+        return replace(self, images=images, labels=labels, name=name or self.name, notes=notes)
 
     def __len__(self) -> int:
         return len(self.images)
@@ -186,11 +201,55 @@ class Dataset(ABC):
     splits: tuple[str, ...] = ("train", "test")
     synthetic: bool = False  # shape comes from the ID set (ctx.shape)
 
+    def __init_subclass__(cls, **kwargs) -> None:
+        """Every ``load`` returns its samples stamped ``NAME/SPLIT`` (unless they carry a provenance already), so
+        a plugin that loads another dataset and derives from it (:meth:`ImageSet.derive`) keeps the source's."""
+        super().__init_subclass__(**kwargs)
+        if "load" in cls.__dict__ and not getattr(cls.__dict__["load"], "stamps", False):
+            cls.load = _stamping(cls.__dict__["load"])  # type: ignore[method-assign]
+
     @abstractmethod
     def load(self, split: str, ctx: LoadContext) -> ImageSet: ...
 
     def __repr__(self) -> str:
         return f"<Dataset {self.name}>"
+
+
+class DerivedWithoutProvenance(UserWarning):
+    """A dataset loaded another dataset's samples but returned samples that do not keep their provenance."""
+
+
+#: the provenance sources of the datasets loaded inside the ``load`` now running (None outside any load)
+_INNER: contextvars.ContextVar[set[str] | None] = contextvars.ContextVar("oodbench_inner_loads", default=None)
+
+
+def _stamping(load):
+    @functools.wraps(load)
+    def stamped_load(self: Dataset, split: str, ctx: LoadContext) -> ImageSet:
+        inner: set[str] = set()
+        token = _INNER.set(inner)
+        try:
+            data = load(self, split, ctx)
+        finally:
+            _INNER.reset(token)
+        if not isinstance(data, ImageSet):
+            return data
+        data = data.stamped(f"{self.name}/{split}")
+        outer = _INNER.get()
+        if outer is not None:
+            outer.update(data.provenance.sources if data.provenance is not None else ())
+        if inner and not inner & set(data.provenance.sources if data.provenance is not None else ()):
+            warnings.warn(
+                f"dataset {self.name!r} loads {', '.join(sorted(inner))} but its samples do not keep their "
+                "provenance: if they are copies, build them with src.derive(images, …) so that tuning never sees "
+                "a copy of an evaluated image (docs/plugins.md §4.2)",
+                DerivedWithoutProvenance,
+                stacklevel=2,
+            )
+        return data
+
+    stamped_load.stamps = True  # type: ignore[attr-defined]
+    return stamped_load
 
 
 def require_split(ds: Dataset, split: str) -> None:

@@ -3,13 +3,15 @@
 A :class:`Backbone` wraps any ``nn.Module`` classifier. It normalises ``[0, 1]`` input
 itself, returns logits from ``forward``, and ``forward_features(x, layers)`` returns the
 logits plus the named intermediate outputs captured by forward hooks in the same pass
-(timm's ``forward_intermediates`` idea, generalised to any module tree). Convolutional
+(timm's ``forward_intermediates`` idea, generalised to any module tree) — or, for a compiled model
+(``torch.export``, TorchScript), by the graph taps of :mod:`oodbench.models.taps`. Convolutional
 maps are reduced to per-channel means (Lee et al. 2018's convention, used by Mahalanobis
 and FSSD) unless ``pool=False``. ``"penultimate"`` is the input of the classifier head.
 """
 
 from __future__ import annotations
 
+import difflib
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Any, ClassVar
@@ -65,10 +67,12 @@ class Backbone(nn.Module):
         self.arch = arch
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
-        modules = dict(net.named_modules())
+        known = net.tap_paths() if hasattr(net, "tap_paths") else [n for n, _ in net.named_modules() if n]
         for path in [*self.layer_paths.values(), head]:
-            if path not in modules:
-                raise ValueError(f"{arch}: no module {path!r} in the network")
+            if path not in known:
+                close = difflib.get_close_matches(path, known, n=3, cutoff=0.5)
+                hint = f"closest: {', '.join(close)}" if close else f"it has: {', '.join(known[:12])}"
+                raise ValueError(f"{arch}: no module {path!r} in the network; {hint}")
 
     @property
     def head(self) -> nn.Module:
@@ -94,6 +98,26 @@ class Backbone(nn.Module):
         unknown = [n for n in wanted if n not in self.feature_layers]
         if unknown:
             raise KeyError(f"{self.arch}: unknown feature layer(s) {unknown}; available: {self.feature_layers}")
+        if hasattr(self.net, "forward_taps"):  # a compiled model (oodbench.models.taps): no hooks reach inside
+            captured = self._tapped((x - self.mean) / self.std, wanted)
+        else:
+            captured = self._hooked(x, wanted)
+        if pool:
+            captured = {k: pool_feature(v) for k, v in captured.items()}
+        return {k: captured[k] for k in [*wanted, LOGITS] if k in captured}
+
+    def _tapped(self, x: torch.Tensor, wanted: Sequence[str]) -> dict[str, torch.Tensor]:
+        outputs = [self.layer_paths[n] for n in wanted if n in self.layer_paths]
+        inputs = [self.head_path] if PENULTIMATE in wanted else []
+        logits, outs, ins = self.net.forward_taps(x, outputs, inputs)
+        by_path = {path: name for name, path in self.layer_paths.items() if name in wanted}
+        captured = {by_path[p]: v for p, v in outs.items()}
+        if inputs:
+            captured[PENULTIMATE] = ins[self.head_path]
+        captured[LOGITS] = logits
+        return captured
+
+    def _hooked(self, x: torch.Tensor, wanted: Sequence[str]) -> dict[str, torch.Tensor]:
         modules = dict(self.net.named_modules())
         captured: dict[str, torch.Tensor] = {}
         handles = []
@@ -114,9 +138,7 @@ class Backbone(nn.Module):
             for h in handles:
                 h.remove()
         captured[LOGITS] = logits
-        if pool:
-            captured = {k: pool_feature(v) for k, v in captured.items()}
-        return {k: captured[k] for k in [*wanted, LOGITS] if k in captured}
+        return captured
 
 
 class BackboneFactory(ABC):
@@ -125,6 +147,8 @@ class BackboneFactory(ABC):
     name: str = ""
     description: str = ""
 
+    #: the C×H×W it is built for, if it has one (``oodbench layers`` probes it there without ``--shape``)
+    input_shape: ClassVar[tuple[int, int, int] | None] = None
     #: build options this factory understands (e.g. {"dropout"}); they are part of the cache key
     options: frozenset[str] = frozenset()
     #: how this architecture trains by default: keys are :class:`~oodbench.models.train.TrainConfig` fields

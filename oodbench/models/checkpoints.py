@@ -25,6 +25,7 @@ from oodbench.core.progress import pause_point, say, warn
 from oodbench.data.imageset import ImageSet, cache_dir
 from oodbench.data.streams import refuse_streamed
 from oodbench.models.backbones import Backbone, BackboneFactory
+from oodbench.models.state_layouts import adapt
 from oodbench.models.train import TrainConfig, fit_model
 
 
@@ -103,7 +104,8 @@ def load_or_train(
 
 
 def load_file(model: Backbone, checkpoint: Path, backbone: str, device: torch.device) -> tuple[Backbone, dict]:
-    """``--checkpoint FILE``: weights saved by ``torch.save`` (a state dict, or a dict with ``state_dict``)."""
+    """``--checkpoint FILE``: weights saved by ``torch.save`` (a state dict, or a dict with ``state_dict``), in
+    oodbench's layout or another tool's (:mod:`oodbench.models.state_layouts`: a bare network, OpenOOD v1.5)."""
     if not checkpoint.is_file():
         raise UsageError(f"checkpoint {str(checkpoint)!r} does not exist")
     hint = "pass a file written by torch.save(model.state_dict(), PATH) or by `oodbench train`"
@@ -114,12 +116,13 @@ def load_file(model: Backbone, checkpoint: Path, backbone: str, device: torch.de
     state = state.get("state_dict", state) if isinstance(state, dict) else state
     if not isinstance(state, dict):
         raise CorruptFileError("checkpoint", checkpoint, f"holds a {type(state).__name__}, not a state dict", hint)
+    state, note = adapt(state, model.state_dict())
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:
         first = str(exc).strip().splitlines()[0]
         raise UsageError(f"checkpoint {str(checkpoint)!r} does not fit backbone {backbone!r}: {first}") from None
-    say(f"loaded checkpoint {checkpoint}")
+    say(f"loaded checkpoint {checkpoint}" + (f" ({note})" if note else ""))
     return model.to(device).eval(), {"source": "file", "path": str(checkpoint), "hash": file_hash(checkpoint)}
 
 

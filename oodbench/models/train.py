@@ -22,6 +22,7 @@ from oodbench.core import precision
 from oodbench.core.progress import say, track
 from oodbench.data.imageset import ImageSet
 from oodbench.models.augment import augment_crop_flip, crop_flip, crop_flip_draws  # noqa: F401 - re-exported
+from oodbench.models.estimate import check_training_time, probe_seconds_per_image
 from oodbench.models.features import to_float
 from oodbench.models.train_config import (
     OPTIMIZERS,
@@ -260,6 +261,8 @@ def fit_model(
     device = torch.device(device)
     task = Classification() if task is None else TrainTask.adapt(task)
     torch.manual_seed(cfg.seed)
+    if device.type == "cpu":
+        check_training_time(probe_seconds_per_image(model, data.images) * len(data) * cfg.epochs)
     trainer = _Trainer(model, data, cfg, device, task)
     stopping = _EarlyStopping(patience)
     log: dict = {"epoch_loss": []}

@@ -14,10 +14,11 @@ import torch
 
 from oodbench.core.errors import UnknownNameError, UsageError
 from oodbench.core.progress import say
-from oodbench.core.userconfig import explain_unknown_dataset, weights_file
+from oodbench.core.userconfig import explain_unknown_dataset
 from oodbench.data.imageset import ImageSet, LoadContext, resolve_data_root
 from oodbench.data.streams import refuse_streamed
 from oodbench.pipeline import leakage, protocols
+from oodbench.pipeline.checks import check_combinations, make_detector
 from oodbench.pipeline.protocols import Plan, Split
 from oodbench.pipeline.request import N_TUNE_DEFAULT, TUNE_MODES, RunRequest, resolve_device
 
@@ -32,58 +33,7 @@ class Resolved:
     ood_datasets: tuple[Any, ...]
     tune_out: Any | None
     device: torch.device
-
-
-def check_param(detector: str, key: str, value: Any, default: Any) -> None:
-    """``--param DETECTOR.KEY=VALUE`` of the default's type (an int is a float too); a None default or value
-    (no declared type) is left to the detector."""
-    if default is None or value is None:
-        return
-    kinds: tuple[type, ...] = (int, float) if isinstance(default, float) else (type(default),)
-    if isinstance(default, (list, tuple)):
-        kinds = (list, tuple)
-    if not isinstance(value, kinds) or (isinstance(value, bool) and not isinstance(default, bool)):
-        raise UsageError(
-            f"--param {detector}.{key} takes a {type(default).__name__} (default {default!r}), "
-            f"got {value!r} ({type(value).__name__})"
-        )
-
-
-def make_detector(cls: type, seed: int, params: dict[str, Any]):
-    det = cls()
-    if "seed" in det.get_params():
-        det.set_params(seed=seed)
-    defaults = det.get_params()
-    bad = [k for k in params if k not in defaults]
-    if bad:
-        raise UsageError(f"detector {cls.name!r} has no parameter(s) {bad}; it has {sorted(defaults)}")
-    for key, value in params.items():
-        check_param(cls.name, key, value, defaults[key])
-    return det.set_params(**params)
-
-
-def check_combinations(req: RunRequest) -> None:
-    """Options that cannot go together, and paths that must exist (after the names, before any work)."""
-    from oodbench.records.store import results_dir
-
-    strays = sorted(set(req.detector_params) - set(req.detectors))
-    if strays:
-        raise UsageError(
-            f"--param {strays[0]}.…: detector {strays[0]!r} is not in this run ({', '.join(req.detectors)}); "
-            f"add --detector {strays[0]} or drop the --param"
-        )
-    if req.checkpoint is not None:
-        if req.epochs is not None:
-            raise UsageError(
-                "--checkpoint loads trained weights and --epochs trains new ones: give one of them "
-                "(fine-tuning a checkpoint is not supported)"
-            )
-        if not req.checkpoint.is_file():
-            raise UsageError(f"--checkpoint {str(req.checkpoint)!r} is not a file")
-    weights_file(req.backbone or "", req.pretrained, req.pretrained_file)  # a missing file fails before any work
-    out = results_dir(req.results)
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"results folder {str(out)!r} is a file; pass another --results folder")
+    brought: Any | None = None  # the user's model as a backbone factory (oodbench.models.foreign.BroughtModel)
 
 
 def resolve(req: RunRequest) -> Resolved:
@@ -116,7 +66,17 @@ def resolve(req: RunRequest) -> Resolved:
         tuple(dataset(regs, n) for n in req.oods),
         tune_out,
         resolve_device(req.device),
+        brought_model(req),
     )
+
+
+def brought_model(req: RunRequest) -> Any | None:
+    """The ``--model`` (or Python API) model, loaded and checked for its layer paths before any data is read."""
+    if req.model is None:
+        return None
+    from oodbench.models.foreign import BroughtModel
+
+    return BroughtModel(req.model, req.model_layers, req.model_head, req.input_mean, req.input_std)
 
 
 def dataset(regs: Any, name: str) -> Any:

@@ -89,10 +89,27 @@ def check_request(req: RunRequest) -> None:
         raise BadValue("contaminate", f"takes a rate in [0, 1) (0 = off), got {rate!r}")
     if req.checkpoint is not None and not isinstance(req.checkpoint, Path):
         raise BadValue("checkpoint", f"takes a file path, got {req.checkpoint!r}")
+    check_brought(req)
     params = req.detector_params
     if not isinstance(params, Mapping) or not all(isinstance(v, Mapping) for v in params.values()):
         raise BadValue("detector_params", f"takes DETECTOR.NAME=VALUE (a mapping per detector), got {params!r}")
     checked_train_options(req.train_options)
+
+
+def check_brought(req: RunRequest) -> None:
+    """Types of the ``--model`` options (the file itself is opened in resolve, before any data is read)."""
+    if req.model is not None and not isinstance(req.model, (str, Path)) and not hasattr(req.model, "named_modules"):
+        raise BadValue("model", f"takes a model file, module:callable or a torch.nn.Module, got {req.model!r}")
+    _check_names("model_layers", req.model_layers, many=True, optional=True)
+    _check_names("model_head", req.model_head, optional=True)
+    for name in ("input_mean", "input_std"):
+        values = getattr(req, name)
+        if values is not None and not (
+            isinstance(values, (list, tuple)) and all(isinstance(v, (int, float)) for v in values) and values
+        ):
+            raise BadValue(name, f"takes one number per input channel, got {values!r}")
+    if req.model is None and (req.model_layers or req.model_head or req.input_mean or req.input_std):
+        raise BadValue("model_layers", "--model-layer/--model-head/--input-mean/--input-std describe a --model")
 
 
 def checked_train_options(options: Any) -> dict[str, Any]:
@@ -141,6 +158,13 @@ class RunRequest:
     contaminate_with: str | None = None
     detector_params: dict[str, dict[str, Any]] = field(default_factory=dict)
     train_options: dict[str, Any] = field(default_factory=dict)  # TrainConfig overrides: --train batch_size=512
+    # a model the user brings (oodbench.models.foreign): a .pt2 / TorchScript file, "module:callable", or an
+    # nn.Module (Python API); its feature layers and head by module path, its input normalisation
+    model: Any = None
+    model_layers: list[str] | None = None
+    model_head: str | None = None
+    input_mean: list[float] | None = None
+    input_std: list[float] | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.checkpoint, str):  # from a suite file

@@ -85,7 +85,9 @@ def run_facts(plan: Plan, got: Supplied) -> dict[str, Any]:
         "data": {"id_train": list(got.train.imageset.notes), "id_test": list(got.id_test.imageset.notes)},
         "model": {k: v for k, v in info.items() if k != "train"}
         | {  # pretrained weights evaluated as they are were never trained here: no training config to record
-            "train_config": {} if info.get("source") == "pretrained" else dataclasses.asdict(got.spec.train),
+            "train_config": {}
+            if info.get("source") in ("pretrained", "brought")
+            else dataclasses.asdict(got.spec.train),
             "train_log": info.get("train", {}),
         },
         "device": str(got.train.device),

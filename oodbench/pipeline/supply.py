@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import torch
 
 from oodbench.core import precision
+from oodbench.core.progress import say
 from oodbench.core.userconfig import weights_file
 from oodbench.data.imageset import ImageSet, cache_dir
 from oodbench.data.streams import decodes_on, is_streamed
@@ -134,8 +135,30 @@ def view_factory(req: RunRequest, model: Backbone, model_hash: str, device: torc
     return view
 
 
+def supply_brought(req: RunRequest, plan: Plan, resolved: Resolved) -> tuple[str, ModelSpec, Backbone, dict]:
+    """The user's model (``--model``, the Python API) as the run's backbone, evaluated as it is."""
+    brought = resolved.brought
+    spec = ModelSpec(
+        brought.name,
+        plan.trained_on,
+        plan.id_train.shape,
+        plan.id_train.num_classes,
+        default_config({}),
+        classes=plan.classes,
+        pretrained=True,  # trained elsewhere: its ID accuracy is reported, with a warning near chance
+        weights=brought.content_hash(),
+    )
+    model = brought.build(spec.input_shape, spec.num_classes)
+    layer_check(resolved.detectors, brought.name)(model)
+    say(f"evaluating {brought.name} as it is ({brought.facts['kind']}; layers: {', '.join(model.feature_layers)})")
+    facts = {"source": "brought", **brought.facts, "hash": brought.content_hash()}
+    return brought.name, spec, model.to(resolved.device).eval(), facts
+
+
 def supply_backbone(req: RunRequest, plan: Plan, resolved: Resolved) -> tuple[str, ModelSpec, Backbone, dict]:
-    """The run's backbone (name, spec, model, facts): ``--checkpoint``, the cache, or trained and cached."""
+    """The run's backbone (name, spec, model, facts): a brought model, ``--checkpoint``, the cache, or trained."""
+    if resolved.brought is not None:
+        return supply_brought(req, plan, resolved)
     name, spec = backbone_spec(req, plan)
     factory, owner = registries().backbones.get(name), registries().backbones.owner(name)
     check = layer_check(resolved.detectors, name)
@@ -157,7 +180,10 @@ def supply(req: RunRequest, plan: Plan, resolved: Resolved) -> Supplied:
     device = resolved.device
     t0 = time.perf_counter()
     name, spec, model, info = supply_backbone(req, plan, resolved)
-    factory, owner = registries().backbones.get(name), registries().backbones.owner(name)
+    if resolved.brought is not None:
+        factory, owner = resolved.brought, "the user"
+    else:
+        factory, owner = registries().backbones.get(name), registries().backbones.owner(name)
     seconds = {"backbone": time.perf_counter() - t0}
     view = view_factory(req, model, info["hash"], device)
     id_view = view(plan.id_test)

@@ -122,6 +122,9 @@ class Detector(BaseEstimator):
     fit_params: ClassVar[frozenset[str]] = frozenset()
     #: what the detector needs besides features (see :class:`Needs`)
     needs: ClassVar[Needs] = Needs()
+    #: types and ranges of its parameters beyond :data:`oodbench.plugins.constraints.COMMON` (checked before any
+    #: data is read), e.g. ``{"variant": [Options("s", "p", "b")], "k": [Interval(int, 1)]}``
+    parameter_constraints: ClassVar[dict[str, list]] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

@@ -8,14 +8,19 @@ plugin authors run it in their own test suites.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import numpy as np
 import torch
 from sklearn.base import clone
 from torch import nn
 
+from oodbench.core.errors import describe
 from oodbench.data.imageset import ImageSet
 from oodbench.models.backbones import Backbone, BackboneFactory
 from oodbench.models.features import FeatureView
+from oodbench.plugins.constraints import check_params
 from oodbench.plugins.detector import Detector, LayerwiseDetector, Supplies, fit_detector, validate_scores
 
 
@@ -98,23 +103,55 @@ def tiny_views(n_train: int = 256, n_test: int = 96, seed: int = 0) -> tuple[Fea
     return tiny_run(n_train, n_test, seed)[0]
 
 
+@contextmanager
+def rule(cls: type, what: str) -> Iterator[None]:
+    """Any exception raised inside (the detector's own code) becomes an ``AssertionError`` naming the rule, so a
+    failed check is always an assertion (docs/plugins.md §9)."""
+    try:
+        yield
+    except AssertionError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - reported as the contract failure it is
+        raise AssertionError(f"{getattr(cls, 'name', cls)}: {what}: raised {describe(exc)}") from exc
+
+
 def check_detector(cls: type[Detector]) -> None:
-    """Assert that ``cls`` follows oodbench's detector contract."""
-    assert issubclass(cls, Detector), f"{cls} must subclass oodbench.Detector"
+    """Assert that ``cls`` follows oodbench's detector contract (every failure is an ``AssertionError``)."""
+    assert isinstance(cls, type) and issubclass(cls, Detector), f"{cls} must subclass oodbench.Detector"
     assert isinstance(cls.name, str) and cls.name, "detector classes need a non-empty `name`"
     assert cls.description and "\n" not in cls.description, f"{cls.name}: `description` must be one line"
-    det = cls()
-    params = det.get_params()
-    twin = clone(det)
+    with rule(cls, "__init__ with defaults and clone"):
+        det = cls()
+        params = det.get_params()
+        twin = clone(det)
     assert twin.get_params() == params, f"{cls.name}: __init__ must only store its parameters (clone differs)"
     assert not [k for k in vars(det) if k.endswith("_") and not k.startswith("_")], (
         f"{cls.name}: __init__ must not set learned (trailing-underscore) attributes"
     )
+    bad = check_params(cls, params, params)
+    assert not bad, f"{cls.name}: a default breaks its declared parameter_constraints: {bad[0]}"
     (train, id_test, ood_test), supplies = tiny_run()
-    assert set(det.required_layers(train.model)) <= set(train.model.feature_layers), (
-        f"{cls.name}: required_layers names layers the backbone lacks"
-    )
-    assert fit_detector(det, train, supplies) is det, f"{cls.name}: fit must return self"
+    with rule(cls, "required_layers"):
+        layers = set(det.required_layers(train.model))
+    assert layers <= set(train.model.feature_layers), f"{cls.name}: required_layers names layers the backbone lacks"
+    with rule(cls, "fit"):
+        fitted = fit_detector(det, train, supplies)
+    assert fitted is det, f"{cls.name}: fit must return self"
+    with rule(cls, "score_samples"):
+        _check_scores(cls, det, id_test, ood_test)
+    with rule(cls, "search_space (read after fit) and its last values"):
+        _check_search_space(cls, det, params, train, supplies, id_test)
+    if isinstance(det, LayerwiseDetector):
+        with rule(cls, "fit_ensemble"):
+            det.fit_ensemble(id_test, ood_test)
+            validate_scores(det, det.score_samples(id_test), len(id_test))
+        fitted_ensemble = "ensemble" in det.describe_fit()
+        assert fitted_ensemble == det.combines_layers(), (
+            f"{cls.name}: describe_fit must report the ensemble iff one was fitted"
+        )
+
+
+def _check_scores(cls: type, det: Detector, id_test: FeatureView, ood_test: FeatureView) -> None:
     s_id = validate_scores(det, det.score_samples(id_test), len(id_test))
     validate_scores(det, det.score_samples(ood_test), len(ood_test))
     again = validate_scores(det, det.score_samples(id_test), len(id_test))
@@ -129,6 +166,10 @@ def check_detector(cls: type[Detector]) -> None:
             f"{cls.name}: a sample's score must not depend on the other samples in the batch: largest "
             f"deviation {gap[i]:.3g} at score {ref[i]:.6g} (allowed: 1e-5 + 1e-4·|score|)"
         )
+
+
+def _check_search_space(cls: type, det: Detector, params: dict, train, supplies, id_test: FeatureView) -> None:
+    """``search_space()`` is read on the fitted detector (it may depend on fitted state, e.g. a feature size)."""
     for name, values in det.search_space().items():
         assert name in params, f"{cls.name}: search_space names {name!r}, which is not an __init__ parameter"
         assert len(values) >= 1, f"{cls.name}: search_space[{name!r}] is empty"
@@ -137,11 +178,6 @@ def check_detector(cls: type[Detector]) -> None:
         else:
             tuned = det.tuned_copy(**{name: values[-1]})
         validate_scores(tuned, tuned.score_samples(id_test), len(id_test))
-    if isinstance(det, LayerwiseDetector):
-        det.fit_ensemble(id_test, ood_test)
-        validate_scores(det, det.score_samples(id_test), len(id_test))
-        fitted = "ensemble" in det.describe_fit()
-        assert fitted == det.combines_layers(), f"{cls.name}: describe_fit must report the ensemble iff one was fitted"
 
 
 def synthetic_view(

@@ -89,12 +89,18 @@ def suite_requests(
     return out
 
 
+#: RunRequest fields added after suites were first run: left out of a marker's name while unset
+LATER_FIELDS = ("train_options", "model", "model_layers", "model_head", "input_mean", "input_std")
+
+
 def request_key(req: RunRequest) -> str:
     """A run's marker name; ``--download`` does not change what a run computes, so it is not part of it, and
-    an empty ``train_options`` (added later) is left out so that earlier markers still match."""
+    fields added later (``train_options``, the ``--model`` ones) are left out while unset, so that earlier
+    markers still match."""
     fields = dataclasses.asdict(dataclasses.replace(req, download=False))
-    if not fields["train_options"]:
-        del fields["train_options"]
+    for later in LATER_FIELDS:
+        if not fields[later]:
+            del fields[later]
     blob = json.dumps(fields, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 

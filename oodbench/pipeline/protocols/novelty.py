@@ -48,6 +48,21 @@ def parse_holdout(text: str, num_classes: int) -> dict[str, list[int]]:
     return groups
 
 
+def check_holdout_syntax(text: str) -> None:
+    """The form of ``--holdout`` before any data is read (class indices are checked against the data later)."""
+    if text == "each":
+        return
+    parts = text.split("/") if ":" in text else [f"unseen:{text}"]
+    if any(":" not in p for p in parts):
+        raise UsageError("--holdout partitions look like in:2,6,7/seen:0,3,4,8/unseen:5,9,1")
+    for part in parts:
+        name, _, classes = part.partition(":")
+        if name not in {"in", "seen", "unseen"}:
+            raise UsageError("--holdout partitions look like in:2,6,7/seen:0,3,4,8/unseen:5,9,1")
+        if not all(v.strip().isdigit() for v in classes.split(",") if v.strip()) or not classes.strip(", "):
+            raise UsageError(f"--holdout: {classes!r} is not a comma-separated list of class indices")
+
+
 def expand_holdout(holdout: str | None, num_classes: int) -> list[str | None]:
     """``each`` → one holdout per class (leave-one-class-out); anything else stays one run."""
     if holdout == "each":
@@ -65,6 +80,7 @@ class Novelty(Protocol):
     def check(self, req) -> None:
         if not req.holdout:
             raise UsageError("--protocol novelty needs --holdout (each | 0,1 | in:…/seen:…/unseen:…)")
+        check_holdout_syntax(req.holdout)
 
     def holdouts(self, req, num_classes) -> list[str | None]:
         return expand_holdout(req.holdout, num_classes()) if req.holdout == "each" else [req.holdout]

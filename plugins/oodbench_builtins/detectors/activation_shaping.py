@@ -10,6 +10,7 @@ import torch
 
 from oodbench import Detector
 from oodbench.models.features import FeatureView
+from oodbench.plugins.constraints import Options
 
 from ._common import PERCENTILES, energy, head_logits, head_weights, percentile
 
@@ -75,6 +76,7 @@ class ASH(_PenultimateEnergy):
     exp(s1/s2) (s1, s2: sums before/after pruning, K: number kept); S(x) = energy."""
 
     name = "ash"
+    parameter_constraints = {"variant": [Options("s", "p", "b")]}
     description = "activation shaping ASH-S/-P/-B of the penultimate features, then energy (Djurisic et al. 2023)"
     paper = "Djurisic et al. 2023, Extremely Simple Activation Shaping for OOD Detection"
 

@@ -40,6 +40,7 @@ import torch
 from oodbench import LayerwiseDetector
 from oodbench.models.features import FeatureView
 from oodbench.models.perturbation import gradient_sign, perturbed_scores
+from oodbench.plugins.constraints import Options
 
 from ._common import EPSILONS
 
@@ -64,6 +65,7 @@ def layer_feature(model, x: torch.Tensor, layers: Sequence[str], pooling: str) -
 
 class FSSD(LayerwiseDetector):
     name = "fssd"
+    parameter_constraints = {option: [Options(*values)] for option, values in CONVENTIONS.items()}
     description = "Feature Space Singularity Distance with layer ensemble + input pre-processing (paper 003)"
     paper = "Huang et al. 2021, Feature Space Singularity for Out-of-Distribution Detection"
     criterion = "tnr95"

@@ -29,6 +29,7 @@ import torch
 from oodbench import Detector, Needs, Supplies
 from oodbench.core.errors import UsageError
 from oodbench.models.features import FeatureView
+from oodbench.plugins.constraints import Options
 
 from ..backbones.lenet import DROPOUT_AT
 
@@ -66,6 +67,7 @@ def check_statistic(statistic: str) -> None:
 
 class MCDropout(Detector):
     name = "mcdropout"
+    parameter_constraints = {"statistic": [Options(*STATISTICS)], "dropout_at": [Options(*DROPOUT_AT)]}
     description = (
         "mean softmax / predicted-logit variance over 32 dropout passes of a dropout-trained backbone (paper 003 'MCD')"
     )

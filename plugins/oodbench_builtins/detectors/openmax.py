@@ -15,10 +15,12 @@ import torch
 
 from oodbench import Detector
 from oodbench.models.features import FeatureView
+from oodbench.plugins.constraints import POSITIVE_INT
 
 
 class OpenMax(Detector):
     name = "openmax"
+    parameter_constraints = {"alpha": [POSITIVE_INT]}  # the number of top classes revised
     description = "Weibull-recalibrated logits with an 'unknown' class (Bendale & Boult 2016)"
     paper = "Bendale & Boult 2016, Towards Open Set Deep Networks"
     criterion = "auroc"
