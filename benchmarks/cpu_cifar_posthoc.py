@@ -77,7 +77,8 @@ def main() -> None:
     print(f"{torch.get_num_threads()} torch threads; random weights: the AUROCs above mean nothing\n")
     print(f"{'stage':<48} {'seconds':>8} {'images/s':>9}")
     for stage, seconds, rate in stage_rows(records, args.train_limit, args.test_limit):
-        print(f"{stage:<48} {seconds:8.1f} {rate:9.0f}")
+        shown = f"{rate:9.0f}" if seconds >= 0.05 and rate == rate else f"{'-':>9}"  # no rate for ~0 s or nan
+        print(f"{stage:<48} {seconds:8.1f} {shown}")
     print(f"\nwhole run (wall, including Python and torch start-up): {wall:.1f} s")
 
 

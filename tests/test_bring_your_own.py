@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from PIL import Image
 from torch import nn
 
 import oodbench
@@ -224,8 +225,16 @@ def test_an_openood_checkpoint_loads_onto_resnet18_and_scores_as_the_same_weight
     x = torch.rand(8, 3, 32, 32, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         assert torch.equal(loaded.eval()(x), native.eval()(x))
-    args = ["run", "-d", "msp", "-d", "energy", "--in", "cifar10-jpeg", "--out", "svhn", "--backbone", "resnet18"]
-    args += ["--train-limit", "64", "--test-limit", "100", "--n-tune", "10"]
+    tree = tmp_path / "tree"  # ten classes of 32×32 colour images, as a folder dataset (no decoding of CIFAR)
+    g = torch.Generator().manual_seed(2)
+    for split, n in (("train", 3), ("test", 6)):
+        for c in range(10):
+            (tree / split / f"c{c}").mkdir(parents=True)
+            for i in range(n):
+                pixels = (torch.rand(32, 32, 3, generator=g) * 255).to(torch.uint8).numpy()
+                Image.fromarray(pixels).save(tree / split / f"c{c}" / f"{i}.png")
+    args = ["run", "-d", "msp", "-d", "energy", "--in", f"folder:{tree}", "--out", "gaussian", "--backbone", "resnet18"]
+    args += ["--n-tune", "10", "--test-limit", "60"]
     aurocs = {}
     for name in ("best.ckpt", "native.pth"):
         code = main([*args, "--checkpoint", str(tmp_path / name), "--results", str(tmp_path / name[:4])])

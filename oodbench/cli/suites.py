@@ -169,3 +169,27 @@ def report_cmd(
 
     definition, found = suite_records(suite, file, results)
     typer.echo(f"wrote {write_report(suite, definition, found, results_dir(results) / suite, out)}")
+
+
+@app.command("compare")
+def compare_cmd(
+    suite: Annotated[str, typer.Argument(help="Suite name.")],
+    against: Annotated[Path, typer.Option(help="The committed records, e.g. leaderboards/smoke.")],
+    results: Annotated[
+        Optional[str], typer.Option(help="Results folder the suite was regenerated into (default: ./results).")
+    ] = None,
+    tolerance: Annotated[float, typer.Option(help="Largest change of any metric, in percentage points.")] = 0.1,
+) -> None:
+    """Hold a regenerated suite's records against committed ones: exit 1, one line per moved number."""
+    from oodbench.records.store import results_dir
+    from oodbench.suites.compare import compare
+
+    fresh = results_dir(results) / suite
+    if not against.is_dir() or not fresh.is_dir():
+        raise UsageError(f"compare needs both record folders: {str(against)!r} and {str(fresh)!r}")
+    problems = compare(against, fresh, tolerance)
+    for line in problems:
+        typer.echo(f"oodbench: {line}", err=True)
+    if problems:
+        raise typer.Exit(1)
+    typer.echo(f"{suite}: the regenerated records match {against} (every metric within ±{tolerance})")

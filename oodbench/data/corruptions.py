@@ -147,11 +147,4 @@ def corrupt(data: ImageSet, kind: str, severity: int, seed: int = 0, chunk: int 
     for part in data.images.split(chunk):
         y = CORRUPTIONS[kind](part.float() / 255, severity, g)
         parts.append((y.clamp(0, 1) * 255).round().to(torch.uint8))
-    from dataclasses import replace
-
-    return replace(
-        data,
-        images=torch.cat(parts),
-        name=f"{kind}@{severity}",
-        notes=data.notes + (f"{kind} severity {severity} (seed {seed})",),
-    )
+    return data.derive(torch.cat(parts), name=f"{kind}@{severity}", note=f"{kind} severity {severity} (seed {seed})")

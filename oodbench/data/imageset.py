@@ -171,7 +171,7 @@ class ImageSet:
             x = torch.cat(chunks)
             steps.append(f"resize {self.shape[1]}×{self.shape[2]}→{h}×{w} (bilinear, antialias)")
         note = "converted " + "×".join(map(str, self.shape)) + "→" + "×".join(map(str, shape)) + ": " + ", ".join(steps)
-        return replace(self, images=x.contiguous(), notes=self.notes + (note,))
+        return self.derive(x.contiguous(), note=note)
 
 
 @dataclass(frozen=True)

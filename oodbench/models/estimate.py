@@ -68,7 +68,7 @@ def probe_seconds_per_image(model: torch.nn.Module, images: object, n: int = 32)
             _backward(probe, x)  # warm-up
             start = time.perf_counter()
             _backward(probe, x)
-    except Exception:  # noqa: BLE001 - a model the probe cannot run (a task's own inputs): no estimate, training goes on
+    except Exception:  # noqa: BLE001 - a model the probe cannot run (a task's own inputs): no estimate
         return 0.0
     return (time.perf_counter() - start) / len(x)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 
 from oodbench import Dataset, ImageSet
@@ -68,8 +70,8 @@ class GreyscaleDerived(Dataset):
 
         require_split(self, split)
         src = load_split(registries().datasets.get(self.source), "test", ctx)
-        out = src.to_format((1, 28, 28))
-        return ImageSet(out.images, out.labels, self.name, out.classes, out.notes, out.provenance)
+        out = src.to_format((1, 28, 28))  # a per-sample copy (ImageSet.derive): the source's provenance kept
+        return out.derive(out.images, name=self.name)
 
 
 class PerturbedID(Dataset):
@@ -105,5 +107,5 @@ class PerturbedID(Dataset):
         )
         x = (x + 0.1 * torch.randn(x.shape, generator=g)).clamp(0, 1)
         note = f"perturbed-id: {n} {ctx.id_name} train images, 4×4 patch shuffle + N(0, 0.1²) noise, seed {ctx.seed}"
-        labels = torch.full((n,), -1, dtype=torch.long)
-        return ImageSet((x * 255).round().to(torch.uint8), labels, self.name, (), (note,), src.provenance)
+        images, labels = (x * 255).round().to(torch.uint8), torch.full((n,), -1, dtype=torch.long)
+        return dataclasses.replace(src.derive(images, name=self.name, labels=labels), classes=(), notes=(note,))

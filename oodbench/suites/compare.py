@@ -1,0 +1,49 @@
+"""Regenerated records held against the committed ones (issue 29): a change that moves a published number fails.
+
+``.ci/run`` regenerates the ``smoke`` suite and runs ``oodbench compare smoke --against leaderboards/smoke``.
+Records are matched by identity (:attr:`~oodbench.records.record.Record.record_id`: detector, backbone and its
+weights' hash, data, protocol, tuning, seed, configuration). A committed record that was not regenerated, a new
+one that was not committed, or a metric that moved by more than ``tolerance`` (percentage points) is one line
+each. The tolerance is 0.1 on this CPU: regenerating ``smoke`` here moved no metric by more than 0.0005
+(FSSD's AUPR-Out); a change of method or default moves them by whole points.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from oodbench.records.record import Record
+from oodbench.records.store import record_files
+
+TOLERANCE = 0.1
+
+
+def _label(r: Record) -> str:
+    return f"{r.detector} {r.id}→{r.ood} [{r.protocol}, tune {r.tune}, seed {r.seed}]"
+
+
+def _moved(old: float, new: float | None, tolerance: float) -> bool:
+    if new is None:
+        return True
+    if math.isnan(old) or math.isnan(new):
+        return math.isnan(old) != math.isnan(new)
+    return abs(new - old) > tolerance
+
+
+def compare(committed: Path, fresh: Path, tolerance: float = TOLERANCE) -> list[str]:
+    """One line per difference between the records under ``committed`` and those under ``fresh``."""
+    old = {r.record_id: r for _, r in record_files(committed)}
+    new = {r.record_id: r for _, r in record_files(fresh)}
+    problems = [f"{_label(old[i])}: committed but not regenerated" for i in sorted(old.keys() - new.keys())]
+    problems += [
+        f"{_label(new[i])}: regenerated but not committed (its identity changed?)"
+        for i in sorted(new.keys() - old.keys())
+    ]
+    for i in sorted(old.keys() & new.keys()):
+        for metric, value in sorted(old[i].metrics.items()):
+            now = new[i].metrics.get(metric)
+            if isinstance(value, (int, float)) and _moved(value, now, tolerance):
+                shown = "missing" if now is None else f"{now:.2f}"
+                problems.append(f"{_label(old[i])}: {metric} {value:.2f} committed, {shown} now (±{tolerance})")
+    return problems
