@@ -67,7 +67,8 @@ def _environment(tmp_path_factory):
     mp.setenv("OODBENCH_CACHE", str(cache))
     mp.setenv("OODBENCH_QUIET", "1")
     mp.setenv("OODBENCH_RESULTS", str(tmp_path_factory.mktemp("results")))
-    mp.delenv("OODBENCH_CONFIG", raising=False)
+    mp.setenv("OODBENCH_CONFIG", "none")  # never a ./oodbench.yaml of the working directory (issue 29)
+    mp.setenv("CUDA_VISIBLE_DEVICES", "")  # tests pin the CPU (device tests simulate the accelerator's paths)
     yield
     mp.undo()
 

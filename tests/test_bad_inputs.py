@@ -247,7 +247,7 @@ def cli_env(site: str = "", **extra: str) -> dict[str, str]:
     """This process's environment (conftest: data, cache, results), quiet, no debug, the code under test first."""
     env = {k: v for k, v in os.environ.items() if k not in ("OODBENCH_DEBUG", "OODBENCH_CONFIG", "OODBENCH_TEST_PAUSE")}
     paths = [p for p in (site, str(REPO), str(REPO / "plugins"), os.environ.get("PYTHONPATH", "")) if p]
-    return {**env, "PYTHONPATH": os.pathsep.join(paths), "OODBENCH_QUIET": "1", **extra}
+    return {**env, "PYTHONPATH": os.pathsep.join(paths), "OODBENCH_QUIET": "1", "OODBENCH_CONFIG": "none", **extra}
 
 
 def oodbench(args, cwd: Path, env: dict[str, str], timeout: float = 300) -> subprocess.CompletedProcess:

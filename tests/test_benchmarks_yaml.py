@@ -40,7 +40,7 @@ def declared_for(monkeypatch):
         return registries()
 
     yield regs
-    monkeypatch.delenv("OODBENCH_CONFIG", raising=False)
+    monkeypatch.setenv("OODBENCH_CONFIG", "none")
     reset()
 
 

@@ -152,7 +152,7 @@ def test_config_declared_folder(tmp_path, monkeypatch):
         with pytest.raises(UsageError, match="only be an OOD set"):
             entry.obj.load("train", LoadContext(tmp_path))
     finally:
-        monkeypatch.delenv("OODBENCH_CONFIG")
+        monkeypatch.setenv("OODBENCH_CONFIG", "none")
         reset()
 
 

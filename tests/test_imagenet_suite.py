@@ -81,7 +81,7 @@ def test_first_imagenet_entry_runs_on_the_declared_lists_and_renders_near_far_gr
         assert {r.n_eval["id"] for r in records} == {8}  # 16 listed; --n-tune capped at half, held out (SPEC)
         text = leaderboard("imagenet", ROOT / "benchmarks.yaml", str(tmp_path))
     finally:
-        monkeypatch.delenv("OODBENCH_CONFIG")
+        monkeypatch.setenv("OODBENCH_CONFIG", "none")
         reset()
     assert "near-OOD (ssb-hard, ninco)" in text and "far-OOD (inaturalist, textures, openimage-o)" in text
 
@@ -91,7 +91,7 @@ def test_bench_without_the_declared_sets_is_one_line_naming_the_template(tmp_pat
     from oodbench.plugins.manager import reset
     from oodbench.suites.bench import bench
 
-    monkeypatch.delenv("OODBENCH_CONFIG", raising=False)
+    monkeypatch.setenv("OODBENCH_CONFIG", "none")
     monkeypatch.chdir(tmp_path)  # no ./oodbench.yaml here
     reset()
     with pytest.raises(UsageError, match=r"imagenet-1k, inaturalist, .* are not declared: copy docs/oodbench-imagenet"):
@@ -107,7 +107,7 @@ def test_an_undeclared_imagenet_set_is_one_line_naming_the_template_that_declare
     from oodbench.pipeline.planning import resolve
     from oodbench.pipeline.request import RunRequest
 
-    monkeypatch.delenv("OODBENCH_CONFIG", raising=False)
+    monkeypatch.setenv("OODBENCH_CONFIG", "none")
     monkeypatch.chdir(ROOT)
     with pytest.raises(UsageError) as info:
         resolve(RunRequest(detectors=["msp"], id="fashionmnist", oods=["ninco"]))

@@ -22,6 +22,10 @@ BACKBONE_KEYS = ("pretrained_file",)
 
 
 def config_path() -> Path | None:
+    """``$OODBENCH_CONFIG`` (``none``: no config file at all, whatever the working directory holds), else
+    ``./oodbench.yaml`` when present."""
+    if os.environ.get("OODBENCH_CONFIG", "").lower() == "none":
+        return None
     if os.environ.get("OODBENCH_CONFIG"):
         return Path(os.environ["OODBENCH_CONFIG"]).expanduser()
     local = Path("oodbench.yaml")
