@@ -6,7 +6,7 @@ files and corruptions. Imports :mod:`oodbench.core` only.
 
 from __future__ import annotations
 
-import importlib
+from oodbench.core.lazy import lazy_getattr
 
 _PUBLIC = {
     name: ".imageset"
@@ -24,12 +24,4 @@ _PUBLIC = {
     )
 }
 __all__ = sorted(_PUBLIC)
-
-
-def __getattr__(name: str):
-    """The stage's public names, imported on first use (torch loads only when needed)."""
-    if name in _PUBLIC:
-        value = getattr(importlib.import_module(_PUBLIC[name], __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _PUBLIC, globals())
