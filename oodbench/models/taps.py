@@ -96,6 +96,18 @@ class ExportTaps(nn.Module):
         return logits, dict(zip(outputs, rest)), dict(zip(inputs, rest[len(outputs) :]))
 
 
+def child_calls(graph: torch._C.Graph) -> dict[str, torch._C.Node]:
+    """Direct child name → the ``prim::CallMethod`` node that runs its ``forward`` in ``graph`` (first call)."""
+    calls: dict[str, torch._C.Node] = {}
+    for node in graph.nodes():
+        if node.kind() != "prim::CallMethod" or node.s("name") != "forward":
+            continue
+        receiver = node.inputsAt(0).node()
+        if receiver.kind() == "prim::GetAttr" and receiver.inputsAt(0).debugName().startswith("self"):
+            calls.setdefault(receiver.s("name"), node)
+    return calls
+
+
 class ScriptTaps(nn.Module):
     """A TorchScript module whose direct children's outputs (and inputs) can be read."""
 
@@ -106,14 +118,7 @@ class ScriptTaps(nn.Module):
         self._graphs: dict[tuple, torch._C.Graph] = {}
 
     def _child_calls(self) -> dict[str, torch._C.Node]:
-        calls: dict[str, torch._C.Node] = {}
-        for node in self.script.forward.graph.nodes():
-            if node.kind() != "prim::CallMethod" or node.s("name") != "forward":
-                continue
-            receiver = node.inputsAt(0).node()
-            if receiver.kind() == "prim::GetAttr" and receiver.inputsAt(0).debugName().startswith("self"):
-                calls.setdefault(receiver.s("name"), node)
-        return calls
+        return child_calls(self.script.forward.graph)
 
     def tap_paths(self) -> list[str]:
         return list(self._calls)
@@ -133,12 +138,7 @@ class ScriptTaps(nn.Module):
         key = (outputs, inputs)
         if key not in self._graphs:
             graph = self.script.forward.graph.copy()
-            calls = {}
-            for node in graph.nodes():  # the copy's own nodes, found as in _child_calls
-                if node.kind() == "prim::CallMethod" and node.s("name") == "forward":
-                    receiver = node.inputsAt(0).node()
-                    if receiver.kind() == "prim::GetAttr":
-                        calls.setdefault(receiver.s("name"), node)
+            calls = child_calls(graph)  # the copy's own nodes
             for path in outputs:
                 graph.registerOutput(calls[path].output())
             for path in inputs:
