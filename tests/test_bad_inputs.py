@@ -284,21 +284,11 @@ def answers(request, fx):
 
 
 def test_cases_are_distinct_and_enough():
-    assert len({c[0] for c in CASES}) == len(CASES) and len(CASES) - len(SLOW) >= 40
+    assert len({c[0] for c in CASES}) == len(CASES) and len(CASES) >= 48
     assert len({(c[1], tuple(c[4].items())) for c in CASES}) == len(CASES)  # no two run the same command
 
 
-SLOW = {  # checks that predate issue 11 (each a full process start): `pytest -m slow` runs them
-    "unknown-device",
-    "unknown-metric",
-    "tune-out-without-heldout",
-    "novelty-without-holdout",
-    "corrupt-both-severity",
-    "no-records-to-plot",
-    "data-root-is-a-file",
-    "unknown-suite",
-}
-PARAMS = [pytest.param(c, id=c[0], marks=[pytest.mark.slow] if c[0] in SLOW else []) for c in CASES]
+PARAMS = [pytest.param(c, id=c[0]) for c in CASES]
 
 
 @pytest.mark.parametrize("case", PARAMS)

@@ -86,9 +86,11 @@ def test_unknown_option_is_usage_error(capsys):
     assert code == 2 and "No such option" in err
 
 
-def test_run_end_to_end_then_reuse_checkpoint(capsys, monkeypatch, tmp_path):
-    """FSSD (oracle tuning) and MSP on real FashionMNIST vs MNIST subsets; the second run reuses the checkpoint."""
+def test_run_end_to_end_then_reuse_checkpoint(capsys, monkeypatch, tmp_path, tmp_path_factory):
+    """FSSD (oracle tuning) and MSP on real FashionMNIST vs MNIST subsets; the second run reuses the checkpoint.
+    Its own cache: that the first run trains must not depend on which test ran before (issue 29, item 5)."""
     monkeypatch.delenv("OODBENCH_QUIET")
+    monkeypatch.setenv("OODBENCH_CACHE", str(tmp_path_factory.mktemp("own-cache")))
     args = [
         "run",
         "-d",

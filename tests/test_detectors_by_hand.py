@@ -60,6 +60,25 @@ def test_knn_kth_neighbour_distance():
     assert d.tuned_copy(k=3).score_samples(q)[0] == pytest.approx(-2.0, abs=1e-5)
 
 
+def test_knn_grid_shares_one_search_per_view(monkeypatch):
+    """Issue 28: the eight grid points read one top-1000 search per view (they differ only at score time), and
+    each point's scores equal those of a detector fitted with that k alone."""
+    import oodbench_builtins.detectors.knn as knn_module
+
+    depths = []
+    real = knn_module.topk_similarities
+    monkeypatch.setattr(knn_module, "topk_similarities", lambda q, b, k: depths.append(k) or real(q, b, k))
+    g = torch.Generator().manual_seed(0)
+    bank, queries = torch.randn(1500, 8, generator=g), torch.randn(40, 8, generator=g)
+    fitted = det("knn").fit(synthetic_view({"penultimate": bank}))
+    view = synthetic_view({"penultimate": queries})
+    grid = [fitted.tuned_copy(k=k).score_samples(view) for k in knn_module.K_GRID]
+    assert depths == [1000]
+    alone = [det("knn", k=k).fit(synthetic_view({"penultimate": bank})).score_samples(view) for k in knn_module.K_GRID]
+    assert all(torch.allclose(a, b) for a, b in zip(grid, alone))
+    assert depths[1:] == knn_module.K_GRID  # an untuned detector searches only as deep as its own k
+
+
 def test_react_ash_scale_dice_gradnorm_by_hand():
     head = torch.nn.Linear(4, 2)
     with torch.no_grad():

@@ -106,6 +106,19 @@ def test_corrupt_both_scores_corrupted_data_but_tunes_clean(tmp_path):
     assert any("impulse_noise severity 5" in n for n in rec.data["ood"])
 
 
+def test_oracle_on_the_sweep_tunes_the_corrupted_copies_against_the_clean_ones(tmp_path):
+    """Issue 28: a paired target's oracle tuning set is the corrupted images of the ID tuning indices (not the clean
+    ID images, which tied every grid point at chance, TNR 5 %), and oracle is no worse than untuned on it."""
+    req = dict(SMALL, protocol="corruption", corruptions=["contrast"], severities=[5], n_tune=300)
+    (oracle,) = run(RunRequest(["knn"], "fashionmnist", tune="oracle", results=str(tmp_path), **req))
+    (untuned,) = run(RunRequest(["knn"], "fashionmnist", tune="none", results=str(tmp_path), **req))
+    assert oracle.tuning["ood_source"] == "contrast@5" and oracle.tuning["grid_size"] > 1
+    chance = {"auroc": 50.0, "tnr95": 5.0}[oracle.tuning["criterion"]]
+    assert oracle.tuning["value"] > chance + 20, oracle.tuning  # identical ID and "OOD" tuning sets sit at chance
+    assert oracle.metrics["auroc"] >= untuned.metrics["auroc"] - 1.0
+    assert oracle.n_eval == {"id": 700, "ood": 700}  # both sides of the tuning pairs stay out of the evaluation
+
+
 def test_misclassification(tmp_path):
     recs = run(
         RunRequest(["msp", "energy"], "fashionmnist", protocol="misclassification", results=str(tmp_path), **SMALL)

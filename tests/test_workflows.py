@@ -28,7 +28,7 @@ def _lint(*files: Path) -> subprocess.CompletedProcess:
 
 def test_actionlint_passes_on_the_workflows():
     files = sorted(WORKFLOWS.glob("*.yml"))
-    assert {f.name for f in files} == {"ci.yml", "leaderboard.yml"}
+    assert {f.name for f in files} == {"ci.yml", "leaderboard.yml", "reproduction.yml"}
     done = _lint(*files)
     assert done.returncode == 0, done.stdout + done.stderr
 
@@ -55,3 +55,6 @@ def test_workflows_run_the_check_the_tests_and_the_regeneration():
     assert any("bench" in s and "--download" in s for s in steps)
     assert any("--write LEADERBOARD.md --publish" in s for s in steps)
     assert any("create-pull-request" in s for s in steps)
+    pins = yaml.safe_load((WORKFLOWS / "reproduction.yml").read_text())
+    assert set(pins[True]) == {"schedule", "workflow_dispatch"}
+    assert any("pytest -m reproduction" in s.get("run", "") for s in pins["jobs"]["pins"]["steps"])

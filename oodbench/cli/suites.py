@@ -179,6 +179,9 @@ def compare_cmd(
         Optional[str], typer.Option(help="Results folder the suite was regenerated into (default: ./results).")
     ] = None,
     tolerance: Annotated[float, typer.Option(help="Largest change of any metric, in percentage points.")] = 0.1,
+    metric: Annotated[
+        Optional[list[str]], typer.Option("--metric", help="Compare only these metrics (repeatable; default all).")
+    ] = None,
 ) -> None:
     """Hold a regenerated suite's records against committed ones: exit 1, one line per moved number."""
     from oodbench.records.store import results_dir
@@ -187,9 +190,10 @@ def compare_cmd(
     fresh = results_dir(results) / suite
     if not against.is_dir() or not fresh.is_dir():
         raise UsageError(f"compare needs both record folders: {str(against)!r} and {str(fresh)!r}")
-    problems = compare(against, fresh, tolerance)
+    problems = compare(against, fresh, tolerance, metric or None)
     for line in problems:
         typer.echo(f"oodbench: {line}", err=True)
     if problems:
         raise typer.Exit(1)
-    typer.echo(f"{suite}: the regenerated records match {against} (every metric within ±{tolerance})")
+    what = ", ".join(metric) if metric else "metric"
+    typer.echo(f"{suite}: the regenerated records match {against} (every {what} within ±{tolerance})")

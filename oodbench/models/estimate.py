@@ -2,8 +2,8 @@
 
 A CIFAR ResNet-18 trains at ~30 img/s on a 2-core CPU: 30 epochs are most of a day. Before training on a CPU,
 :func:`probe_seconds_per_image` times a forward and backward pass of a few images on a copy of the network
-(after one untimed pass; the random state is restored, so training is unchanged), and the whole run is
-estimated from it. A run over a minute prints one line with the estimate and the ways out; over
+(after one untimed pass, the fastest of three; the random state is restored, so training is unchanged), and the
+whole run is estimated from it. A run over a minute prints one line with the estimate and the ways out; over
 :data:`LIMIT_S` it goes on only with consent — ``--yes`` (:func:`allow_long_training`) or ``OODBENCH_YES=1``;
 in a terminal it asks — and is otherwise refused in one line (exit 2) before a checkpoint or record is written.
 """
@@ -56,8 +56,10 @@ def duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-def probe_seconds_per_image(model: torch.nn.Module, images: object, n: int = 32) -> float:
-    """Seconds per image of a training step (forward, backward) on a copy of ``model``, from ``n`` images."""
+def probe_seconds_per_image(model: torch.nn.Module, images: object, n: int = 32, repeats: int = 3) -> float:
+    """Seconds per image of a training step (forward, backward) on a copy of ``model``, from ``n`` images: the
+    fastest of ``repeats`` timed steps (as :mod:`timeit` advises), so that one step the OS preempted on a busy
+    machine does not turn a LeNet's minutes into hours."""
     if is_streamed(images) or len(images) == 0:  # type: ignore[arg-type]
         return 0.0
     x = images[: min(n, len(images))]  # type: ignore[index]
@@ -66,11 +68,14 @@ def probe_seconds_per_image(model: torch.nn.Module, images: object, n: int = 32)
         probe = copy.deepcopy(model).train()
         with torch.random.fork_rng(devices=[]):
             _backward(probe, x)  # warm-up
-            start = time.perf_counter()
-            _backward(probe, x)
+            times = []
+            for _ in range(repeats):
+                start = time.perf_counter()
+                _backward(probe, x)
+                times.append(time.perf_counter() - start)
     except Exception:  # noqa: BLE001 - a model the probe cannot run (a task's own inputs): no estimate
         return 0.0
-    return (time.perf_counter() - start) / len(x)
+    return min(times) / len(x)
 
 
 def _backward(net: torch.nn.Module, x: torch.Tensor) -> None:

@@ -52,6 +52,7 @@ class FeatureView:
         self._index: torch.Tensor | None = None
         self._device_labels: torch.Tensor | None = None
         self._grad_batch: int | None = None  # map_inputs' batch once a pass ran out of memory
+        self.prefetch: frozenset[str] = frozenset()  # layers the first extraction takes along (see features())
 
     # -- basic facts ---------------------------------------------------------------------
     def __len__(self) -> int:
@@ -101,7 +102,9 @@ class FeatureView:
         """``{layer: N×D float32 tensor on the view's device}``, extracting whatever is not cached yet in one pass.
 
         A subset view slices its parent's features when the parent already has them, and
-        otherwise extracts only its own samples.
+        otherwise extracts only its own samples. The first extraction also takes the layers in ``prefetch`` (the
+        run's union, set by the supply stage on the train and held-out views, which only some detectors read):
+        the first detector whose ``fit`` reads the training split pays the one pass every later one reuses.
         """
         parent = self._parent
         if parent is not None:
@@ -109,6 +112,8 @@ class FeatureView:
                 if k not in self._features and k in parent._features:
                     self._features[k] = parent._features[k][self._index.to(self.device)]
         todo = [name for name in layers if name not in self._features]
+        if todo:  # the pass a detector's fit triggers also takes every declared layer it would miss (issue 28)
+            todo += sorted(n for n in self.prefetch if n not in self._features and n not in todo)
         if todo and self.cache_dir is not None:
             for name in list(todo):
                 cached = load_checked(self.cache_dir / f"{name}.pt", "feature")

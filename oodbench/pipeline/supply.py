@@ -1,5 +1,6 @@
 """Stage 2, supply: what the plan's detectors declared they need — the backbone (trained or loaded from the
-cache), the feature views of every split with the union of the detectors' layers extracted in one pass each,
+cache), the feature views of every split with the union of the detectors' layers extracted in one pass each (the
+test splits here; the train and held-out splits at the first detector that reads them, :attr:`FeatureView.prefetch`),
 and the :class:`~oodbench.plugins.detector.Supplies` (model provider, training-time outliers) for detectors whose
 :class:`~oodbench.plugins.detector.Needs` ask for them.
 
@@ -202,17 +203,10 @@ def supply(req: RunRequest, plan: Plan, resolved: Resolved) -> Supplied:
         report_accuracy(id_acc, spec.num_classes, name)
     provider = ModelProvider(spec, factory, plan.id_train, plan.id_test, device, owner)
     supplies = Supplies(provider, plan.train_out, req.seed)
+    train, heldout = view(plan.id_train), view(plan.tune_out) if plan.tune_out is not None else None
+    for v in (train, heldout):  # read only by detectors that fit or tune on them: the union, at first use
+        if v is not None:
+            v.prefetch = frozenset(layers)
     return Supplied(
-        name,
-        model,
-        info,
-        spec,
-        supplies,
-        view(plan.id_train),
-        id_view,
-        id_scored,
-        tuple(targets),
-        view(plan.tune_out) if plan.tune_out is not None else None,
-        id_acc,
-        seconds,
+        name, model, info, spec, supplies, train, id_view, id_scored, tuple(targets), heldout, id_acc, seconds
     )

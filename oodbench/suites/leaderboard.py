@@ -19,7 +19,7 @@ from oodbench.report.tables import CI_LEGEND, group_table, mean_std, over_seeds,
 from oodbench.suites.bench import load_suites, warn
 
 
-def _paper_numbers(suite: dict[str, Any]) -> dict[tuple, dict[str, float]]:
+def paper_numbers(suite: dict[str, Any]) -> dict[tuple, dict[str, float]]:
     """(protocol, detector, base ID, OOD or "*", tune) → {metric: value} from the entries' ``paper`` mappings
     (``{det: {auroc: N}}`` for every OOD of the entry, or ``{det: {OOD: {auroc: N}}}`` per OOD set).
     A published number sits only beside rows run the way the declaring entry runs them."""
@@ -36,6 +36,14 @@ def _paper_numbers(suite: dict[str, Any]) -> dict[tuple, dict[str, float]]:
     return out
 
 
+def published(paper: dict, protocol: str, detector: str, id_: str, ood: str, tune: str) -> dict[str, float]:
+    """The published metrics beside a row (``{}`` where its entry declares none)."""
+    base_id = re.split(r"-\{|\[", id_)[0]
+    return (
+        paper.get((protocol, detector, base_id, ood, tune)) or paper.get((protocol, detector, base_id, "*", tune)) or {}
+    )
+
+
 def ranked_table(
     records: list[Record], metrics: tuple[str, ...], paper: dict, fmt: str, ci: Intervals | None = None
 ) -> str:
@@ -44,8 +52,7 @@ def ranked_table(
     rows = []
     for key, grp, means, stds in over_seeds(records, metrics):
         id_, ood, det, tune, protocol = key["id"], key["ood"], key["detector"], key["tune"], grp[0].protocol
-        base_id = re.split(r"-\{|\[", id_)[0]
-        ref = paper.get((protocol, det, base_id, ood, tune)) or paper.get((protocol, det, base_id, "*", tune)) or {}
+        ref = published(paper, protocol, det, id_, ood, tune)
         found = (ci(grp) or {}) if ci is not None else {}
         row = [
             id_,
@@ -99,7 +106,7 @@ def leaderboard(
     if not found:
         raise UsageError(f"no records for suite {name!r} under {root}; run `oodbench bench {name}` first")
     records, ci = [r for _, r in found], Intervals(root, {r.record_id: p for p, r in found})
-    paper, fmt = _paper_numbers(suite), fmt if fmt != "json" else "github"
+    paper, fmt = paper_numbers(suite), fmt if fmt != "json" else "github"
     sections: list[str] = []
     for protocol in sorted({r.protocol for r in records}):
         rs = [r for r in records if r.protocol == protocol]
