@@ -100,8 +100,8 @@ def test_bf16_features_rank_as_float32_features_do(lenet_fmnist, data_root, monk
 
 
 def test_features_from_the_fast_path_are_cached_apart_from_the_cpus(monkeypatch, data_root, tmp_path):
-    """bf16 features (the fast path) and float32 ones are not interchangeable: their feature-cache keys differ,
-    and the CPU's key is the one it always was (caches written before stay valid)."""
+    """bf16 features (the fast path) and float32 ones are not interchangeable: their feature-cache keys differ;
+    an fp32 key is (weights' hash, data name, data fingerprint)."""
     import hashlib
 
     from oodbench.pipeline.request import RunRequest
@@ -114,6 +114,5 @@ def test_features_from_the_fast_path_are_cached_apart_from_the_cpus(monkeypatch,
     cpu = view_factory(req, model, "abc123", torch.device("cpu"))(data).cache_dir
     key = hashlib.sha256(f"abc123|{data.name}|{data.fingerprint()}".encode()).hexdigest()[:20]
     assert cpu == tmp_path / "features" / key
-    monkeypatch.setattr(precision, "accelerated", lambda device: True)
-    fast = view_factory(req, model, "abc123", torch.device("cpu"))(data).cache_dir
+    fast = view_factory(req, model, "abc123", torch.device("cpu"), "bf16")(data).cache_dir
     assert fast.parent == cpu.parent and fast != cpu

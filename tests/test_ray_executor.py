@@ -47,6 +47,7 @@ def smoke_with_a_broken_run(tmp_path: Path) -> Path:
 
 @needs_ray
 def test_ray_matches_local_resumes_and_survives_a_failing_run(tmp_path, ray_cache, capsys):
+    from oodbench.suites.compare import pin_key
     from oodbench.suites.executors import make_executor
 
     local = bench("smoke", REPO / "benchmarks.yaml", str(tmp_path / "local"))
@@ -58,8 +59,10 @@ def test_ray_matches_local_resumes_and_survives_a_failing_run(tmp_path, ray_cach
     err = capsys.readouterr().err
     assert "[5/5] run failed" in err and "no/such/checkpoint.pt" in err and "is not a file" in err
 
-    expected = {r.record_id: r for r in read_records(tmp_path / "local" / "smoke")}
-    got = {r.record_id: r for r in read_records(res / "smoke")}
+    # matched without the weights' hash: Ray's workers trained their own LeNets with one torch thread each, whose
+    # weights differ from the local two-thread ones in the last bits (docs/ray.md), so their identities do too
+    expected = {pin_key(r): r for r in read_records(tmp_path / "local" / "smoke")}
+    got = {pin_key(r): r for r in read_records(res / "smoke")}
     assert set(got) == set(expected) and len(got) >= 10
     for rid, r in got.items():
         aurocs = {k: v for k, v in r.metrics.items() if k.startswith("auroc")}  # auroc, or auroc_err (errors)

@@ -110,8 +110,15 @@ def run(
         Optional[str], typer.Option(help="Results folder (default: $OODBENCH_RESULTS or ./results).")
     ] = None,
     feature_cache: Annotated[
-        bool, typer.Option(help="Keep extracted features on disk (keyed by checkpoint + data hash) for later runs.")
+        bool, typer.Option(help="Keep extracted features on disk (keyed by weights + data content) for later runs.")
     ] = True,
+    precision: Annotated[
+        Optional[str],
+        typer.Option(
+            help="fp32 | bf16: one precision for feature extraction and input-perturbation passes "
+            "(default: bf16 autocast on CUDA, fp32 on the CPU); recorded in every record's identity."
+        ),
+    ] = None,
     fmt: Annotated[Fmt, typer.Option("--format", help="Table format.")] = Fmt.github,
     metrics: Annotated[
         Optional[str],
@@ -156,6 +163,7 @@ def run(
         detector_params=params,
         train_options=key_values(train, "--train"),
         feature_cache=feature_cache,
+        precision=precision,
         protocol=protocol.value,
         holdout=holdout,
         corruptions=corruption,

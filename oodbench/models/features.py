@@ -183,5 +183,6 @@ class FeatureView:
         outs = []
         for i, x in enumerate(self.batches(desc, batch)):
             extra = [p[i].to(self.device) for p in pieces]
-            outs.append(fn(x, *extra).detach().float())
+            with self.autocast():  # the extraction's precision: one grid never mixes bf16 and fp32 points (issue 28)
+                outs.append(fn(x, *extra).detach().float())
         return torch.cat(outs) if outs else torch.empty(0, device=self.device)

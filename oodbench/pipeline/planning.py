@@ -20,7 +20,7 @@ from oodbench.data.streams import refuse_streamed
 from oodbench.pipeline import leakage, protocols
 from oodbench.pipeline.checks import check_combinations, make_detector
 from oodbench.pipeline.protocols import Plan, Split
-from oodbench.pipeline.request import N_TUNE_DEFAULT, TUNE_MODES, RunRequest, resolve_device
+from oodbench.pipeline.request import N_TUNE_DEFAULT, TUNE_MODES, RunRequest, resolve_device, resolve_precision
 
 
 @dataclass(frozen=True)
@@ -34,6 +34,7 @@ class Resolved:
     tune_out: Any | None
     device: torch.device
     brought: Any | None = None  # the user's model as a backbone factory (oodbench.models.foreign.BroughtModel)
+    precision: str = "fp32"  # of extraction and input-perturbation passes alike (request.resolve_precision)
 
 
 def resolve(req: RunRequest) -> Resolved:
@@ -59,14 +60,16 @@ def resolve(req: RunRequest) -> Resolved:
     if req.backbone:
         regs.backbones.get(req.backbone)
     owners = {d.name: regs.detectors.entry(d.name).plugin for d in detectors}
+    device = resolve_device(req.device)
     return Resolved(
         detectors,
         owners,
         dataset(regs, req.id),
         tuple(dataset(regs, n) for n in req.oods),
         tune_out,
-        resolve_device(req.device),
+        device,
         brought_model(req),
+        resolve_precision(req.precision, device),
     )
 
 

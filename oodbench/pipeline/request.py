@@ -90,6 +90,8 @@ def check_request(req: RunRequest) -> None:
     if req.checkpoint is not None and not isinstance(req.checkpoint, Path):
         raise BadValue("checkpoint", f"takes a file path, got {req.checkpoint!r}")
     check_brought(req)
+    if req.precision not in PRECISIONS:
+        raise BadValue("precision", f"takes {' | '.join(p for p in PRECISIONS if p)}, got {req.precision!r}")
     params = req.detector_params
     if not isinstance(params, Mapping) or not all(isinstance(v, Mapping) for v in params.values()):
         raise BadValue("detector_params", f"takes DETECTOR.NAME=VALUE (a mapping per detector), got {params!r}")
@@ -165,6 +167,8 @@ class RunRequest:
     model_head: str | None = None
     input_mean: list[float] | None = None
     input_std: list[float] | None = None
+    # feature extraction *and* input-perturbation passes: fp32, or bf16 autocast (CUDA); None: bf16 on CUDA, else fp32
+    precision: str | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.checkpoint, str):  # from a suite file
@@ -177,6 +181,19 @@ def describe_run(req: RunRequest) -> str:
     return (
         f"{req.protocol} {req.id}→{','.join(req.oods) or req.holdout or ''} seed {req.seed}: {', '.join(req.detectors)}"
     )
+
+
+PRECISIONS = (None, "fp32", "bf16")
+
+
+def resolve_precision(precision: str | None, device: torch.device) -> str:
+    """The run's one precision (issue 28): ``bf16`` autocast on the accelerated path unless fp32 is asked for;
+    fp32 elsewhere (bf16 autocast on a CPU is slower than fp32 and not what any table reports)."""
+    from oodbench.core.precision import accelerated
+
+    if precision == "bf16" and not accelerated(device):
+        raise UsageError(f"--precision bf16 runs on a CUDA device; this run is on {device.type}")
+    return precision or ("bf16" if accelerated(device) else "fp32")
 
 
 def resolve_device(name: str) -> torch.device:

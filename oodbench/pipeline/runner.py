@@ -97,6 +97,13 @@ def run_facts(plan: Plan, got: Supplied) -> dict[str, Any]:
     }
 
 
+def computed_on(got: Supplied) -> dict[str, str]:
+    """What changes a number besides the data and the method (issue 28): the device class, the precision of the
+    model's passes, and oodbench's version. Part of every record's identity (``config``), so ``--skip-existing``
+    never mixes a CPU-fp32 record with a GPU-bf16 one, nor records of two versions."""
+    return {"device": got.train.device.type, "precision": got.precision, "oodbench": __version__}
+
+
 def identity_of(req: RunRequest, plan: Plan, got: Supplied):
     """The record identity of (detector, target) in this run."""
     base = {
@@ -105,6 +112,7 @@ def identity_of(req: RunRequest, plan: Plan, got: Supplied):
         "n_tune": req.n_tune,
         "epochs": got.spec.train.epochs,
         **plan.config,
+        **computed_on(got),
     }
     train_out = {"name": plan.train_out.name, "n": len(plan.train_out)} if plan.train_out is not None else None
 
@@ -113,7 +121,7 @@ def identity_of(req: RunRequest, plan: Plan, got: Supplied):
         return {
             "detector": det.name,
             "backbone": got.backbone,
-            "checkpoint": got.model_info["hash"],
+            "checkpoint": got.model_info["weights_hash"],  # the weights' content hash (issue 28)
             "id": plan.id_name,
             "ood": target.name,
             "protocol": plan.protocol,

@@ -14,16 +14,16 @@ import dataclasses
 import hashlib
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 
-from oodbench.core import precision
 from oodbench.core.progress import say
 from oodbench.core.userconfig import weights_file
 from oodbench.data.imageset import ImageSet, cache_dir
 from oodbench.data.streams import decodes_on, is_streamed
 from oodbench.models.backbones import Backbone
-from oodbench.models.checkpoints import ModelSpec, file_hash, load_or_train
+from oodbench.models.checkpoints import ModelSpec, file_hash, load_or_train, state_hash
 from oodbench.models.features import FeatureView
 from oodbench.models.pretrained import pretrained_backbone, report_accuracy
 from oodbench.models.provider import ModelProvider
@@ -58,6 +58,7 @@ class Supplied:
     heldout: FeatureView | None
     id_acc: float
     seconds: dict[str, float] = field(default_factory=dict)
+    precision: str = "fp32"
 
 
 def default_backbone(shape: tuple[int, int, int]) -> str:
@@ -114,26 +115,46 @@ def batch_for(batch_size: int, shape: tuple[int, int, int], device: torch.device
     return max(1, min(batch_size, CPU_BATCH_PIXELS // (shape[1] * shape[2])))
 
 
-def view_factory(req: RunRequest, model: Backbone, model_hash: str, device: torch.device):
+def view_factory(
+    req: RunRequest, model: Backbone, weights: str, device: torch.device, precision_: str = "fp32", identity: str = ""
+):
+    """Views of ``model`` on ``device``; on-disk features keyed by content (issue 28): the weights' hash, the images'
+    fingerprint, the precision and the decoder — never by the name or training configuration of the model
+    (``identity``, which names it only to say when its weights changed)."""
+
     def view(data: ImageSet) -> FeatureView:
         if is_streamed(data.images) and model.data_config:  # resized and cropped as the backbone's own eval does
             files = data.images.with_geometry(model.data_config)
             data = dataclasses.replace(
                 data, images=files, notes=(*data.notes, f"backbone geometry: {files.describe()}")
             )
-        # what makes features differ beyond model and images: bf16 on the fast path, nvJPEG's rounding
-        how = "|bf16 autocast" if precision.accelerated(device) else ""  # CPU keys stay as they were
+        # what makes features differ beyond weights and images: bf16 autocast, nvJPEG's rounding
+        how = "|bf16 autocast" if precision_ == "bf16" else ""  # fp32 keys stay as they were
         if is_streamed(data.images) and decodes_on(device, data.images.paths):
             how += f"|decoded on {device}"
             data = dataclasses.replace(data, notes=(*data.notes, f"JPEGs decoded on {device} (decode_jpeg)"))
         disk = None
         if req.feature_cache:
-            key = hashlib.sha256(f"{model_hash}|{data.name}|{data.fingerprint()}{how}".encode()).hexdigest()[:20]
-            disk = cache_dir() / "features" / key
+            disk = feature_dir(f"{weights}|{data.name}|{data.fingerprint()}{how}", identity, weights, data)
         batch = batch_for(req.batch_size, data.shape, device)
-        return FeatureView(data, model, device, batch, amp=True, cache_dir=disk)
+        return FeatureView(data, model, device, batch, amp=precision_ == "bf16", cache_dir=disk)
 
     return view
+
+
+def feature_dir(key: str, identity: str, weights: str, data: ImageSet) -> Path:
+    """The cache folder of these features; one line when this model (its cache key or file: ``identity``) had other
+    weights when these images' features were cached (a retrained or replaced checkpoint): those are not used."""
+    root = cache_dir() / "features"
+    folder = root / hashlib.sha256(key.encode()).hexdigest()[:20]
+    last = root / "weights" / hashlib.sha256(f"{identity}|{data.name}|{data.fingerprint()}".encode()).hexdigest()[:20]
+    before = last.read_text().strip() if last.is_file() else None
+    if before is not None and before != weights and not folder.is_dir():
+        say(f"features of {data.name}: the model's weights changed ({before[:8]} → {weights[:8]}); extracting again")
+    if before != weights:
+        last.parent.mkdir(parents=True, exist_ok=True)
+        last.write_text(weights + "\n")
+    return folder
 
 
 def supply_brought(req: RunRequest, plan: Plan, resolved: Resolved) -> tuple[str, ModelSpec, Backbone, dict]:
@@ -186,7 +207,8 @@ def supply(req: RunRequest, plan: Plan, resolved: Resolved) -> Supplied:
     else:
         factory, owner = registries().backbones.get(name), registries().backbones.owner(name)
     seconds = {"backbone": time.perf_counter() - t0}
-    view = view_factory(req, model, info["hash"], device)
+    info = {**info, "weights_hash": state_hash(model)}  # content: what the features, scores and records are keyed by
+    view = view_factory(req, model, info["weights_hash"], device, resolved.precision, info["hash"])
     id_view = view(plan.id_test)
     id_scored = view(plan.id_scored) if plan.id_scored is not None else id_view
     targets = []
@@ -207,6 +229,5 @@ def supply(req: RunRequest, plan: Plan, resolved: Resolved) -> Supplied:
     for v in (train, heldout):  # read only by detectors that fit or tune on them: the union, at first use
         if v is not None:
             v.prefetch = frozenset(layers)
-    return Supplied(
-        name, model, info, spec, supplies, train, id_view, id_scored, tuple(targets), heldout, id_acc, seconds
-    )
+    views = (train, id_view, id_scored, tuple(targets), heldout)
+    return Supplied(name, model, info, spec, supplies, *views, id_acc, seconds, resolved.precision)

@@ -36,8 +36,12 @@ def _moved(old: float, new: float | None, tolerance: float) -> bool:
 
 
 def pin_key(record: Record) -> str:
-    """What a pinned number is matched by: the record's identity less the checkpoint hash."""
-    return identity_hash({k: v for k, v in record.identity.items() if k != "checkpoint"})
+    """What a pinned number is matched by: the record's identity less the checkpoint hash and oodbench's version
+    (a pin outlives both); records from before the identity named device and precision were CPU fp32 ones."""
+    identity = {k: v for k, v in record.identity.items() if k != "checkpoint"}
+    config = {"device": "cpu", "precision": "fp32", **identity["config"]}
+    config.pop("oodbench", None)
+    return identity_hash({**identity, "config": config})
 
 
 def matched(committed: Path, fresh: Path) -> tuple[dict[str, Record], dict[str, Record]]:
