@@ -95,3 +95,16 @@ def lenet_fmnist(data_root):
     spec = ModelSpec("lenet", "fashionmnist", train.shape, 10, TrainConfig(epochs=1), train_limit=6000)
     model, _ = load_or_train(spec, factory, train, None, "cpu")
     return model, train
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--reverse-order",
+        action="store_true",
+        help="run the collected tests last to first (issue 29: no test may depend on another having run before it)",
+    )
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--reverse-order"):
+        items.reverse()

@@ -42,6 +42,26 @@ def test_mahalanobis_two_known_gaussians():
     assert np.allclose(d.score_samples(test), [0.0, -4.0, -9.0], atol=0.15)
 
 
+def test_mahalanobis_leaves_out_absent_classes_and_is_stable_far_from_the_origin():
+    """Issue 28: a class without training samples gets no zero mean in the minimum; the quadratic form keeps its
+    precision when every feature shares a large offset (float32's expanded form loses it to cancellation)."""
+    from oodbench_builtins.detectors._common import mahalanobis_sq
+
+    labels = torch.tensor([0, 0, 0, 0, 2, 2, 2, 2])  # class 1 absent (a --train-limit subset)
+    spread = torch.tensor([[-1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.0, -1.0]])  # Σ = ½ I, P = 2 I
+    x = torch.cat([torch.tensor([5.0, 0.0]) + spread, torch.tensor([15.0, 0.0]) + spread])
+    d = det("mahalanobis", layers=["penultimate"]).fit(synthetic_view({"penultimate": x}, labels))
+    assert d.means_["penultimate"].tolist() == [[5.0, 0.0], [15.0, 0.0]]
+    s = d.score_samples(synthetic_view({"penultimate": torch.tensor([[0.0, 0.0]])}))
+    assert s[0] == pytest.approx(-50.0, rel=1e-4)  # 2·5²: the nearest present class, not a zero mean (score 0)
+    mean = torch.full((1, 64), 3000.0)
+    point = mean + 0.01  # ‖f − μ‖² ≈ 64 · 1e-4 (exactly: from the float32 values, in float64)
+    exact = ((point.double() - mean.double()) ** 2).sum().item()
+    expanded32 = ((point * point).sum() - 2 * (point * mean).sum() + (mean * mean).sum()).item()
+    assert abs(expanded32 - exact) > 0.5 * exact  # what the float32 expansion gave
+    assert mahalanobis_sq(point, mean, torch.eye(64))[0, 0].item() == pytest.approx(exact, rel=1e-5)
+
+
 def test_rmd_subtracts_the_background_distance():
     g = torch.Generator().manual_seed(1)
     labels = torch.arange(20000) % 2

@@ -210,3 +210,30 @@ def test_disable_plugin_option_in_process_is_undone(capsys, monkeypatch):
     assert main(["--disable-plugin", "oodbench:builtin-detectors", "run", "-d", "msp", "--in", "mnist"]) == 2
     assert "unknown detector 'msp'" in capsys.readouterr().err
     assert "OODBENCH_DISABLE_PLUGINS" not in os.environ and "msp" in registries().detectors.names()
+
+
+def test_an_installed_backbone_never_changes_the_default_of_a_covered_shape(monkeypatch, capsys):
+    """Issue 28: the default backbone is oodbench's own where it has one for the shape (a plugin's ``aaa-net``,
+    first by name, suits 1×28×28 too), a plugin's only for shapes oodbench does not cover; the run says which."""
+    import oodbench.pipeline.supply as supply
+    from oodbench.models.backbones import BackboneFactory
+
+    class Early(BackboneFactory):
+        name, description = "aaa-net", "a plugin's backbone that suits MNIST-shaped and 5×9×9 inputs"
+
+        def build(self, input_shape, num_classes, pretrained=False, **options):
+            raise NotImplementedError
+
+        def suits(self, input_shape):
+            return tuple(input_shape) in {(1, 28, 28), (5, 9, 9)}
+
+    mod = types.ModuleType("early-plugin")
+    mod.oodbench_register_backbones = hookimpl(lambda: [Early()])
+    pm = make_plugin_manager()
+    pm.register(mod, name="early-plugin")
+    monkeypatch.setattr(supply, "registries", lambda: collect(pm))
+    monkeypatch.delenv("OODBENCH_QUIET")
+    assert supply.default_backbone((1, 28, 28)) == "lenet"
+    assert supply.default_backbone((3, 32, 32)) == "resnet18"
+    assert supply.default_backbone((5, 9, 9)) == "aaa-net"
+    assert "backbone: lenet (the default for 1×28×28 inputs; --backbone NAME to choose)" in capsys.readouterr().err

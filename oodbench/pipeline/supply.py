@@ -62,12 +62,17 @@ class Supplied:
 
 
 def default_backbone(shape: tuple[int, int, int]) -> str:
+    """The backbone a run without ``--backbone`` trains (issue 28): of those that declare they suit the input shape,
+    oodbench's own first (``lenet`` for 1×28×28, ``resnet18`` for 3×32×32), then other plugins', each by name — so
+    installing a plugin never changes the default of a shape oodbench covers. The run says which it chose."""
     from oodbench.core.errors import UsageError
 
-    for entry in registries().backbones:
-        if entry.obj.suits(shape):
-            return entry.name
-    raise UsageError(f"no default backbone for {'×'.join(map(str, shape))} inputs; choose one with --backbone")
+    suited = [e for e in registries().backbones if e.obj.suits(shape)]
+    if not suited:
+        raise UsageError(f"no default backbone for {'×'.join(map(str, shape))} inputs; choose one with --backbone")
+    chosen = min(suited, key=lambda e: (not e.plugin.startswith("oodbench:"), e.name))
+    say(f"backbone: {chosen.name} (the default for {'×'.join(map(str, shape))} inputs; --backbone NAME to choose)")
+    return chosen.name
 
 
 def backbone_spec(req: RunRequest, plan: Plan) -> tuple[str, ModelSpec]:

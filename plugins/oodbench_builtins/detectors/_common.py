@@ -64,18 +64,21 @@ def own_backbone_logits(data, net, key: str) -> torch.Tensor:
 
 
 def class_gaussians(feats: torch.Tensor, labels: torch.Tensor, num_classes: int, chunk: int = 8192):
-    """Class means and the tied (shared) covariance, accumulated in chunks (float64).
+    """Means of the classes present in ``labels`` and the tied (shared) covariance, accumulated in chunks (float64).
 
-    Σ = 1/N Σ_c Σ_{i∈c} (f_i − μ_c)(f_i − μ_c)ᵀ (Lee et al. 2018, eq. 1).
+    Σ = 1/N Σ_c Σ_{i∈c} (f_i − μ_c)(f_i − μ_c)ᵀ (Lee et al. 2018, eq. 1). A class with no training sample (a
+    ``--train-limit`` subset, a novelty split) has no Gaussian: it is left out, not given a zero mean that would
+    enter every minimum over classes (issue 28).
     """
     d, labels = feats.shape[1], labels.to(feats.device)
-    means = class_means(feats, labels, num_classes, chunk)[0].double()
+    means, counts = class_means(feats, labels, num_classes, chunk)
+    means = means.double()
     cov = torch.zeros(d, d, dtype=torch.float64, device=feats.device)
     for f, y in zip(feats.split(chunk), labels.split(chunk)):
         c = f.double() - means[y]
         cov += c.T @ c
     cov /= max(1, len(feats))
-    return means.float(), cov
+    return means[counts > 0].float(), cov
 
 
 def global_gaussian(feats: torch.Tensor, chunk: int = 8192):
@@ -89,12 +92,16 @@ def global_gaussian(feats: torch.Tensor, chunk: int = 8192):
 
 
 def mahalanobis_sq(feats: torch.Tensor, means: torch.Tensor, precision: torch.Tensor) -> torch.Tensor:
-    """N×C squared Mahalanobis distances (f − μ_c)ᵀ P (f − μ_c), without forming N×C×D."""
-    p = precision.to(feats.dtype)
-    fp = feats @ p
-    quad_f = (fp * feats).sum(1, keepdim=True)
-    quad_m = ((means @ p) * means).sum(1)[None, :]
-    return quad_f - 2 * fp @ means.T + quad_m
+    """N×C squared Mahalanobis distances (f − μ_c)ᵀ P (f − μ_c), without forming N×C×D, computed stably: both
+    sides are centred on the mean of the class means (the distance does not change) and the expanded form
+    fᵀPf − 2fᵀPμ + μᵀPμ is summed in float64. In float32 its terms are ≈‖f‖²‖P‖ while the result can be ≈1e-4
+    of that (non-negative activations share a large offset): the cancellation :func:`euclidean` avoids."""
+    centre = means.double().mean(0, keepdim=True)
+    f, m, p = feats.double() - centre, means.double() - centre, precision.double()
+    fp = f @ p
+    quad_f = (fp * f).sum(1, keepdim=True)
+    quad_m = ((m @ p) * m).sum(1)[None, :]
+    return (quad_f - 2 * fp @ m.T + quad_m).float()
 
 
 def euclidean(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

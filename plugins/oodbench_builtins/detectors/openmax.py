@@ -6,6 +6,11 @@ samples; a Weibull model fitted to the ``tailsize`` largest Euclidean distances 
 revised logits ẑ_k = z_k w_k, unknown logit ẑ_0 = Σ_k z_k (1 − w_k); S(x) = −P(unknown) under the
 softmax of [ẑ_0, ẑ]. libMR's FitHigh is replaced by ``scipy.stats.weibull_min`` on the same tail, so OpenMax
 computes on the CPU (its logits are copied there; K×K state).
+
+Defaults: tail size 20 (the paper's and OpenOOD's) and α = 10, the paper's (§4, on ImageNet's 1,000 classes); with
+10 classes α = 10 revises every class. OpenOOD v1.5's postprocessor fixes α = 3 (``weibull_alpha``,
+``openood/postprocessors/openmax_postprocessor.py``): ``--param openmax.alpha=3`` for its setting; the tuning grid
+holds both. Score values are checked by hand in ``tests/test_trained_scores_by_hand.py``.
 """
 
 from __future__ import annotations
