@@ -120,3 +120,31 @@ def test_canonical_order_handles_mixed_types():
     assert ordered[5:] == ["b", (1, 2)]
     with pytest.raises(ValueError, match="non-empty"):
         grid_points({"x": []})
+
+
+def test_named_grids_are_chosen_recorded_and_checked(tmp_path):
+    """Issue 28: ``--grid lee2018`` tunes ODIN on Lee et al.'s grid (11 ε × 4 T) and says so in the record, its
+    identity and its table label; a detector without named grids keeps its own; a name no detector has, or a grid
+    without tuning, is one line."""
+    from oodbench_builtins.detectors._common import LEE2018_ODIN_EPSILONS
+
+    from oodbench.core.errors import UsageError
+    from oodbench.pipeline.runner import RunRequest, run
+    from oodbench.report.tables import label
+
+    small = dict(oods=["mnist"], epochs=1, train_limit=2000, test_limit=400, n_tune=100, results=str(tmp_path))
+    recs = {
+        r.detector: r for r in run(RunRequest(["odin", "knn"], "fashionmnist", tune="oracle", grid="lee2018", **small))
+    }
+    odin = recs["odin"]
+    assert odin.tuning["grid"] == "lee2018" and odin.tuning["grid_size"] == 44
+    assert odin.tuning["chosen"]["epsilon"] in LEE2018_ODIN_EPSILONS
+    assert odin.config["grid"] == "lee2018" and label(odin) == "odin [grid lee2018]"
+    assert recs["knn"].tuning["grid"] == "default" and recs["knn"].tuning["grid_size"] == 8
+    (default,) = run(RunRequest(["odin"], "fashionmnist", tune="oracle", **small))
+    assert default.tuning["grid"] == "default" and default.tuning["grid_size"] == 84
+    assert default.record_id != odin.record_id
+    with pytest.raises(UsageError, match="no detector of this run has a grid named 'nope'"):
+        run(RunRequest(["odin"], "fashionmnist", tune="oracle", grid="nope", **small))
+    with pytest.raises(UsageError, match="--grid odin chooses a tuning grid: it needs --tune oracle"):
+        run(RunRequest(["odin"], "fashionmnist", grid="odin", **small))

@@ -73,9 +73,10 @@ def test_every_builtin_default_and_grid_point_satisfies_its_declared_constraints
         cls = regs.get(name)
         defaults = cls().get_params()
         assert not check_params(cls, defaults, defaults), name
-        for key, values in cls().search_space().items():
-            assert not check_params(cls, {key: values[-1]}, defaults), (name, key)
-            assert not check_params(cls, {key: values[0]}, defaults), (name, key)
+        for grid in [None, *cls.grids]:  # the default search space and every named grid (issue 28)
+            for key, values in cls().named_search_space(grid).items():
+                assert not check_params(cls, {key: values[-1]}, defaults), (name, grid, key)
+                assert not check_params(cls, {key: values[0]}, defaults), (name, grid, key)
 
 
 def test_the_constraint_kinds_say_what_they_allow():

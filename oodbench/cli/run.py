@@ -112,6 +112,13 @@ def run(
     feature_cache: Annotated[
         bool, typer.Option(help="Keep extracted features on disk (keyed by weights + data content) for later runs.")
     ] = True,
+    grid: Annotated[
+        Optional[str],
+        typer.Option(
+            help="A named tuning grid: paper003 (default) | odin | lee2018 | openood for ODIN and Mahalanobis "
+            "(the papers' and OpenOOD's; recorded as tuning.grid)."
+        ),
+    ] = None,
     precision: Annotated[
         Optional[str],
         typer.Option(
@@ -164,6 +171,7 @@ def run(
         train_options=key_values(train, "--train"),
         feature_cache=feature_cache,
         precision=precision,
+        grid=grid,
         protocol=protocol.value,
         holdout=holdout,
         corruptions=corruption,

@@ -74,6 +74,20 @@ def check_combinations(req: RunRequest) -> None:
         raise UsageError(f"results folder {str(out)!r} is a file; pass another --results folder")
 
 
+def check_grid(req: RunRequest, classes: list[type]) -> None:
+    """``--grid NAME`` picks a named search space: it needs tuning, and a detector of the run that has it."""
+    if not req.grid:
+        return
+    if req.tune == "none":
+        raise UsageError(f"--grid {req.grid} chooses a tuning grid: it needs --tune oracle or --tune heldout")
+    known = sorted({name for cls in classes for name in cls.grids})
+    if req.grid not in known:
+        raise UsageError(
+            f"no detector of this run has a grid named {req.grid!r} "
+            f"({'its grids: ' + ', '.join(known) if known else 'none of them has named grids'})"
+        )
+
+
 def check_brought_combinations(req: RunRequest) -> None:
     """A brought model is evaluated as it is: nothing that builds, loads or trains a backbone goes with it."""
     from oodbench.plugins.manager import registries

@@ -71,6 +71,7 @@ class Context:
     facts: dict[str, Any]  # data, model, device, versions, host, created: shared by every record of the run
     existing: Callable[[dict[str, Any]], Record | None] = lambda identity: None
     plugin_of: Callable[[str], str] = lambda name: "?"
+    grid: str | None = None  # ``--grid NAME``: a detector's named search space where it has one
 
 
 class _Stage:
@@ -129,6 +130,7 @@ def _evaluate(det: Detector, plan: Plan, got: Supplied, ctx: Context, found: dic
                 seed=ctx.seed,
                 train=got.train,
                 supplies=got.supplies,
+                grid=ctx.grid,
             ),
             time.perf_counter() - t0,
         )
@@ -171,7 +173,14 @@ def _shared_tuning(
     assert got.heldout is not None
     t0 = time.perf_counter()
     tuned, info = tune(
-        det, id_tune, got.heldout, got.heldout.name, seed=ctx.seed, train=got.train, supplies=got.supplies
+        det,
+        id_tune,
+        got.heldout,
+        got.heldout.name,
+        seed=ctx.seed,
+        train=got.train,
+        supplies=got.supplies,
+        grid=ctx.grid,
     )
     return tuned, info, time.perf_counter() - t0
 
@@ -205,6 +214,7 @@ def _ood_row(
             "criterion": info.criterion,
             "chosen": info.params,
             "value": info.value,
+            "grid": info.grid,
             "grid_size": info.grid_size,
             "ood_source": info.ood_source,
             "n_id": n_id_tune,

@@ -69,7 +69,7 @@ def check_request(req: RunRequest) -> None:
     _check_names("detectors", req.detectors, many=True)
     _check_names("id", req.id)
     _check_names("oods", req.oods, many=True, optional=True)
-    for name in ("backbone", "tune", "tune_out", "device", "protocol", "holdout", "corrupt_both", "train_out"):
+    for name in ("backbone", "tune", "tune_out", "device", "protocol", "holdout", "corrupt_both", "train_out", "grid"):
         _check_names(name, getattr(req, name), optional=True)
     for name in ("data_root", "results", "contaminate_with"):
         _check_names(name, getattr(req, name), optional=True)
@@ -169,6 +169,9 @@ class RunRequest:
     input_std: list[float] | None = None
     # feature extraction *and* input-perturbation passes: fp32, or bf16 autocast (CUDA); None: bf16 on CUDA, else fp32
     precision: str | None = None
+    grid: str | None = (
+        None  # a named tuning grid (Detector.grids: paper003 | odin | lee2018 | openood for ODIN, Mahalanobis)
+    )
 
     def __post_init__(self) -> None:
         if isinstance(self.checkpoint, str):  # from a suite file

@@ -113,6 +113,7 @@ def identity_of(req: RunRequest, plan: Plan, got: Supplied):
         "epochs": got.spec.train.epochs,
         **plan.config,
         **computed_on(got),
+        **({"grid": req.grid} if req.grid else {}),
     }
     train_out = {"name": plan.train_out.name, "n": len(plan.train_out)} if plan.train_out is not None else None
 
@@ -161,7 +162,8 @@ def run(
             return known.get(identity_hash(ident))
         return read_record(record_path(out_dir, Record(**ident, metrics={})))
 
-    ctx = Context(req.tune, req.seed, identity, run_facts(plan, got), existing, lambda n: resolved.owners.get(n, "?"))
+    owner = lambda n: resolved.owners.get(n, "?")  # noqa: E731
+    ctx = Context(req.tune, req.seed, identity, run_facts(plan, got), existing, owner, req.grid)
     outcome = RunOutcome()
     for det in resolved.detectors:
         for o in evaluate(det, plan, got, ctx):

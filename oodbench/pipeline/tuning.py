@@ -33,6 +33,7 @@ class TuneResult:
     ood_source: str
     trials: list[dict[str, Any]] = field(default_factory=list)
     protocol: str = ""  # how the tuning set was used (recorded as tuning.protocol)
+    grid: str = "default"  # which named grid (``--grid``), or the detector's default search space
 
 
 LAYERWISE_PROTOCOL = "regression half / selection half, then refit on the whole tuning set"
@@ -104,6 +105,7 @@ def tune(
     seed: int = 0,
     train: FeatureView | None = None,
     supplies: Supplies | None = None,
+    grid: str | None = None,
 ) -> tuple[Detector, TuneResult]:
     """Select ``detector``'s hyperparameters (and layer weights) on the tuning set.
 
@@ -111,7 +113,8 @@ def tune(
     is cloned and refitted on ``train`` once per distinct value (and cached across grid points), with the
     run's ``supplies`` for detectors that train (MC Dropout's rate: one dropout backbone per value).
     """
-    points = grid_points(detector.search_space())
+    grid = grid if grid in detector.grids else None
+    points = grid_points(detector.named_search_space(grid))
     layerwise = isinstance(detector, LayerwiseDetector) and detector.combines_layers()
     crit = detector.criterion
     fit_keys = set(detector.fit_params)
@@ -130,7 +133,8 @@ def tune(
         return base.tuned_copy(**{k: v for k, v in point.items() if k not in fit_keys})
 
     if len(points) == 1 and not layerwise:
-        return candidate(points[0]), TuneResult(points[0], crit, None, 1, ood_source, [], SINGLE_POINT_PROTOCOL)
+        single = TuneResult(points[0], crit, None, 1, ood_source, [], SINGLE_POINT_PROTOCOL, grid or "default")
+        return candidate(points[0]), single
     if layerwise:
         reg_id, sel_id = halves(id_tune, seed)
         reg_ood, sel_ood = halves(ood_tune, seed + 1)
@@ -150,4 +154,5 @@ def tune(
     if layerwise:
         final.fit_ensemble(id_tune, ood_tune, seed=seed)
     how = LAYERWISE_PROTOCOL if layerwise else WHOLE_SET_PROTOCOL
-    return final, TuneResult(points[best], crit, scores[best][0], len(points), ood_source, trials, how)
+    result = TuneResult(points[best], crit, scores[best][0], len(points), ood_source, trials, how, grid or "default")
+    return final, result

@@ -125,6 +125,9 @@ class Detector(BaseEstimator):
     #: types and ranges of its parameters beyond :data:`oodbench.plugins.constraints.COMMON` (checked before any
     #: data is read), e.g. ``{"variant": [Options("s", "p", "b")], "k": [Interval(int, 1)]}``
     parameter_constraints: ClassVar[dict[str, list]] = {}
+    #: named search spaces a run can pick with ``--grid NAME`` (e.g. a paper's own grid); :meth:`search_space` is
+    #: the default one. The record says which grid was used (``tuning.grid``).
+    grids: ClassVar[dict[str, dict[str, list[Any]]]] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -157,6 +160,10 @@ class Detector(BaseEstimator):
     def search_space(self) -> dict[str, list[Any]]:
         """Hyperparameter grid for ``--tune oracle|heldout`` (empty: nothing to tune)."""
         return {}
+
+    def named_search_space(self, grid: str | None) -> dict[str, list[Any]]:
+        """The grid ``--grid NAME`` asks for (:attr:`grids`), else :meth:`search_space`."""
+        return dict(self.grids[grid]) if grid in self.grids else self.search_space()
 
     def tuned_copy(self, **params: Any) -> Detector:
         """A shallow copy sharing fitted state, with score-time parameters changed."""

@@ -35,14 +35,16 @@ def tabulate_rows(headers: list[str], rows: list[list[Any]], fmt: str) -> str:
 
 
 def variant(record: Record) -> str:
-    """What else set this run apart (detector parameters, training outliers, contamination, a precision other than
-    fp32), or ""."""
+    """What else set this run apart (detector parameters, training outliers, contamination, a named tuning
+    grid, a precision other than fp32), or ""."""
     cfg = record.config
     parts = [f"{k}={v}" for k, v in sorted((cfg.get("detector_params") or {}).items())]
     if cfg.get("train_out"):
         parts.append(f"train-out {cfg['train_out']['name']}")
     if cfg.get("contaminate"):
         parts.append(f"contaminated {cfg['contaminate']['rate']:g} {cfg['contaminate']['with']}")
+    if cfg.get("grid"):
+        parts.append(f"grid {cfg['grid']}")
     if cfg.get("precision", "fp32") != "fp32":
         parts.append(cfg["precision"])
     return f" [{'; '.join(parts)}]" if parts else ""

@@ -10,6 +10,17 @@ import torch
 
 T_GRID = [1, 10, 100, 1000]  # SPEC.md's ODIN temperature grid
 EPSILONS = [round(0.01 * i, 2) for i in range(21)]  # SPEC.md's input pre-processing grid {0, 0.01, …, 0.2}
+# Named grids of the input-perturbation methods (issue 28; `--grid NAME`, recorded as tuning.grid):
+# - "paper003": SPEC.md's (the default): ε ∈ {0, 0.01, …, 0.2}, ODIN's T ∈ {1, 10, 100, 1000};
+# - "odin": the ODIN paper's (Liang et al. 2018, §4.2): 21 ε from 0 to 0.004, T ∈ {1, 2, 5, …, 1000};
+# - "lee2018": Lee et al. 2018's code (pokaxpoka/deep_Mahalanobis_detector): Mahalanobis ε ∈ {0, 0.0005, 0.001,
+#   0.0014, 0.002, 0.005, 0.01}; its ODIN baseline ε ∈ {0, 0.0005, …, 0.2} (11 values) × T ∈ {1, 10, 100, 1000};
+# - "openood": OpenOOD v1.5's configs/postprocessors (odin.yml: T = 1000, noise 0.0014; mds.yml: noise 0.0014):
+#   one point, no sweep.
+ODIN_PAPER_EPSILONS = [round(0.0002 * i, 4) for i in range(21)]
+ODIN_PAPER_T = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000]
+LEE2018_MAHALANOBIS_EPSILONS = [0.0, 0.0005, 0.001, 0.0014, 0.002, 0.005, 0.01]
+LEE2018_ODIN_EPSILONS = [0.0, 0.0005, 0.001, 0.0014, 0.002, 0.0024, 0.005, 0.01, 0.05, 0.1, 0.2]
 PERCENTILES = [65, 70, 75, 80, 85, 90, 95, 99]  # activation-shaping percentiles (OpenOOD's sweep + 99)
 
 

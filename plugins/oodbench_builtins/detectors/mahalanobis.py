@@ -21,7 +21,7 @@ from oodbench.models.backbones import LOGITS
 from oodbench.models.features import FeatureView
 from oodbench.models.perturbation import gradient_sign, perturbed_scores
 
-from ._common import EPSILONS, class_gaussians, mahalanobis_sq
+from ._common import EPSILONS, LEE2018_MAHALANOBIS_EPSILONS, ODIN_PAPER_EPSILONS, class_gaussians, mahalanobis_sq
 
 
 class Mahalanobis(LayerwiseDetector):
@@ -39,8 +39,15 @@ class Mahalanobis(LayerwiseDetector):
     def layer_names(self, model) -> list[str]:
         return list(self.layers) if self.layers else [n for n in model.feature_layers if n != LOGITS]
 
+    grids = {
+        "paper003": {"epsilon": EPSILONS},
+        "odin": {"epsilon": ODIN_PAPER_EPSILONS},
+        "lee2018": {"epsilon": LEE2018_MAHALANOBIS_EPSILONS},
+        "openood": {"epsilon": [0.0014]},
+    }
+
     def search_space(self):
-        return {"epsilon": EPSILONS}
+        return self.grids["paper003"]
 
     def fit(self, train: FeatureView) -> Mahalanobis:
         layers = self.layer_names(train.model)

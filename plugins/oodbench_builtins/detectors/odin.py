@@ -2,8 +2,11 @@
 
 S(x; T) = max_k softmax(f(x̃)/T)_k with x̃ = x − ε·sign(−∇_x log S_ŷ(x; T))   (eqs. 1–2),
 i.e. x is pushed to *raise* the temperature-scaled max softmax. Grid (SPEC.md, paper 003):
-T ∈ {1, 10, 100, 1000} × ε ∈ {0, 0.01, …, 0.2}, selected by TNR@95. Defaults without tuning:
-T = 1000, ε = 0 (no OOD data to choose ε). Reproduces paper 003 Table 2, column ODIN.
+T ∈ {1, 10, 100, 1000} × ε ∈ {0, 0.01, …, 0.2}, selected by TNR@95; named grids ``odin`` (the paper's §4.2),
+``lee2018`` and ``openood`` (``--grid NAME``; :mod:`._common`). Defaults without tuning: T = 1000, ε = 0 (no OOD
+data to choose ε; OpenOOD and pytorch-ood use ε = 0.0014, which ``--grid openood`` or ``--param
+odin.epsilon=0.0014`` give — kept at 0 so that the untuned row is the paper-003 protocol's, whose grid is in pixel
+units where 0.0014 is a fraction of one grey level). Reproduces paper 003 Table 2, column ODIN.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from oodbench import Detector
 from oodbench.models.features import FeatureView
 from oodbench.models.perturbation import gradient_sign, perturbed_scores
 
-from ._common import EPSILONS, T_GRID
+from ._common import EPSILONS, LEE2018_ODIN_EPSILONS, ODIN_PAPER_EPSILONS, ODIN_PAPER_T, T_GRID
 
 
 class ODIN(Detector):
@@ -29,8 +32,15 @@ class ODIN(Detector):
         self.temperature = temperature
         self.epsilon = epsilon
 
+    grids = {
+        "paper003": {"temperature": T_GRID, "epsilon": EPSILONS},
+        "odin": {"temperature": ODIN_PAPER_T, "epsilon": ODIN_PAPER_EPSILONS},
+        "lee2018": {"temperature": T_GRID, "epsilon": LEE2018_ODIN_EPSILONS},
+        "openood": {"temperature": [1000], "epsilon": [0.0014]},
+    }
+
     def search_space(self):
-        return {"temperature": T_GRID, "epsilon": EPSILONS}
+        return self.grids["paper003"]
 
     def fit(self, train: FeatureView) -> ODIN:
         self.fit_id_ = uuid.uuid4().hex
