@@ -7,12 +7,14 @@ print, the papers' numbers beside them — and compares each record with the one
 plus the README's main-job row with the README's own table. Each test prints the pinned rows: committed, now, and
 the paper's number.
 
-Tolerance (``OODBENCH_PIN_TOLERANCE``, default 0.5 AUROC points), from measured noise, not guessed: the same seed
-regenerated on this 2-core CPU moved ``smoke`` by at most 0.0005 and the README's main-job row by 0.1 AUROC
-between days (README.md); three training seeds move MSP by 9.3 and FSSD by 0.7 AUROC (docs/reproductions.md,
-seeds 0–2). 0.5 is five times the same-seed noise and far below the seed spread of MSP, so a change that moves a
-pinned number by a point fails. A runner whose CPU trains different weights from the same seed (training is not
-bit-reproducible across CPU types) sees seed-like noise: set the tolerance there from its own repeat runs.
+Tolerance (``OODBENCH_PIN_TOLERANCE``, default 0.5 AUROC points), from measured noise, not guessed: on the same
+weights a regeneration is deterministic here (``smoke`` moved by at most 0.0005); the README's main-job row moved by
+0.1 between days. 0.5 is five times that, so a change of code that moves a pinned number by a point fails. It holds
+for records whose weights hash equals the committed one (``oodbench compare`` matches records without it and tags
+the others). A LeNet retrained from the same seed on another host has other weights, and the cpu suite's rows then
+moved by up to 17.6 AUROC with no change of code (docs/reproductions.md, "Retraining moves numbers"): such rows are
+held to ``OODBENCH_PIN_RETRAINED_TOLERANCE`` (default 20) — a broken or inverted detector still fails it — and
+the workflow caches the checkpoints between runs so that its pins compare like with like.
 A change that moves a pinned number updates the committed records (``oodbench leaderboard SUITE --publish``), the
 docs and this pin in the same commit.
 """
@@ -33,7 +35,10 @@ from oodbench.suites.leaderboard import paper_numbers, published
 
 ROOT = Path(__file__).resolve().parents[1]
 TOLERANCE = float(os.environ.get("OODBENCH_PIN_TOLERANCE", "0.5"))
-PINNED = ("auroc", "id_acc")
+# rows whose LeNet was retrained with other weights (another host): the largest move measured between two such
+# retrains of the cpu suite was 17.6 AUROC (ASH on Gaussian noise; docs/reproductions.md, "Retraining moves numbers")
+RETRAINED_TOLERANCE = float(os.environ.get("OODBENCH_PIN_RETRAINED_TOLERANCE", "20"))
+PINNED = ("auroc", "auroc_err", "id_acc")  # auroc_err: misclassification rows (errors positive)
 
 
 @pytest.fixture(autouse=True)
@@ -67,15 +72,16 @@ def test_suite_regenerates_its_committed_numbers(suite, tmp_path, capsys):
         )
     results = tmp_path / "results"
     assert main(["bench", suite, "--file", str(ROOT / "benchmarks.yaml"), "--results", str(results)]) == 0
-    problems = compare(committed, results / suite, TOLERANCE, PINNED)
+    problems = compare(committed, results / suite, TOLERANCE, PINNED, RETRAINED_TOLERANCE)
     old, new = matched(committed, results / suite)
     paper = paper_numbers(load_suites(ROOT / "benchmarks.yaml")[suite])
     rows = []
     for key, r in sorted(old.items(), key=lambda kv: (kv[1].protocol, kv[1].id, kv[1].ood, kv[1].detector)):
         ref = published(paper, r.protocol, r.detector, r.id, r.ood, r.tune).get("auroc")
-        now = new[key].metrics.get("auroc") if key in new else None
+        metric = "auroc" if "auroc" in r.metrics else "auroc_err"
+        now = new[key].metrics.get(metric) if key in new else None
         label = f"{r.detector} {r.id}→{r.ood} [{r.protocol}, {r.tune}, seed {r.seed}]"
-        rows.append((label, r.metrics["auroc"], now, ref))
+        rows.append((label, r.metrics[metric], now, ref))
     _show(capsys, f"suite {suite}: {len(rows)} pinned rows", rows)
     assert not problems, "\n".join(problems)
 

@@ -53,10 +53,15 @@ def matched(committed: Path, fresh: Path) -> tuple[dict[str, Record], dict[str, 
 
 
 def compare(
-    committed: Path, fresh: Path, tolerance: float = TOLERANCE, metrics: Iterable[str] | None = None
+    committed: Path,
+    fresh: Path,
+    tolerance: float = TOLERANCE,
+    metrics: Iterable[str] | None = None,
+    retrained_tolerance: float | None = None,
 ) -> list[str]:
     """One line per difference between the records under ``committed`` and those under ``fresh`` (every metric,
-    or only ``metrics``)."""
+    or only ``metrics``). A pair whose weights differ (another checkpoint hash: a retrain on another host) is held
+    to ``retrained_tolerance`` where given, and its lines say so."""
     old, new = matched(committed, fresh)
     only = set(metrics) if metrics is not None else None
     problems = [f"{_label(old[i])}: committed but not regenerated" for i in sorted(old.keys() - new.keys())]
@@ -65,11 +70,14 @@ def compare(
         for i in sorted(new.keys() - old.keys())
     ]
     for i in sorted(old.keys() & new.keys()):
+        retrained = retrained_tolerance is not None and old[i].checkpoint != new[i].checkpoint
+        limit = retrained_tolerance if retrained else tolerance
+        tag = f" [other weights: {old[i].checkpoint[:8]} → {new[i].checkpoint[:8]}]" if retrained else ""
         for metric, value in sorted(old[i].metrics.items()):
             if only is not None and metric not in only:
                 continue
             now = new[i].metrics.get(metric)
-            if isinstance(value, (int, float)) and _moved(value, now, tolerance):
+            if isinstance(value, (int, float)) and _moved(value, now, limit):
                 shown = "missing" if now is None else f"{now:.2f}"
-                problems.append(f"{_label(old[i])}: {metric} {value:.2f} committed, {shown} now (±{tolerance})")
+                problems.append(f"{_label(old[i])}: {metric} {value:.2f} committed, {shown} now (±{limit}){tag}")
     return problems
