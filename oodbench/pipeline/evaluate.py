@@ -125,7 +125,7 @@ def _evaluate(det: Detector, plan: Plan, got: Supplied, ctx: Context, found: dic
             *tune(
                 det,
                 id_tune,
-                oracle_tuning_view(target, views, split),
+                views.tune.subset(split.tune),
                 target.name,
                 seed=ctx.seed,
                 train=got.train,
@@ -149,15 +149,6 @@ def _evaluate(det: Detector, plan: Plan, got: Supplied, ctx: Context, found: dic
             det,
             len(id_tune),
         )
-
-
-def oracle_tuning_view(target: Target, views: TargetViews, split: Split) -> FeatureView:
-    """The OOD side of oracle tuning: the target's tuning samples. A paired target (the corruption sweep: each
-    scored image is a corrupted copy of an ID test image) tunes on the *corrupted* images of the ID tuning indices,
-    against the clean ID tuning images, and both stay out of the evaluation; its clean view is the ID set itself,
-    which would tune ID against ID (issue 28). Unpaired targets tune on their clean images (``--corrupt-both``
-    tunes on clean data, as paper 003 Fig. 5 does)."""
-    return (views.scored if target.paired else views.clean).subset(split.tune)
 
 
 def _shared_tuning(

@@ -65,7 +65,7 @@ def _tuning_samples(plan: Plan, target: Target, split: Split, tune: str) -> list
     assert plan.id_split is not None
     parts = [plan.id_test.subset(plan.id_split.tune)]
     if tune == "oracle" and target.kind == "ood":
-        parts.append(target.clean.subset(split.tune))
+        parts.append(target.tuning_source.subset(split.tune))
     elif tune == "heldout" and plan.tune_out is not None:
         parts.append(plan.tune_out)
     return parts

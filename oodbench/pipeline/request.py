@@ -169,9 +169,8 @@ class RunRequest:
     input_std: list[float] | None = None
     # feature extraction *and* input-perturbation passes: fp32, or bf16 autocast (CUDA); None: bf16 on CUDA, else fp32
     precision: str | None = None
-    grid: str | None = (
-        None  # a named tuning grid (Detector.grids: paper003 | odin | lee2018 | openood for ODIN, Mahalanobis)
-    )
+    # a named tuning grid (Detector.grids: paper003 | odin | lee2018 | openood for ODIN and Mahalanobis)
+    grid: str | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.checkpoint, str):  # from a suite file

@@ -38,7 +38,7 @@ from oodbench.records.metrics import accuracy
 
 @dataclass(frozen=True)
 class TargetViews:
-    clean: FeatureView  # tuning draws from it
+    tune: FeatureView  # oracle tuning draws from it (Target.tuning_source; the ID test view for error rows)
     scored: FeatureView  # evaluated
 
 
@@ -121,7 +121,7 @@ def batch_for(batch_size: int, shape: tuple[int, int, int], device: torch.device
 
 
 def view_factory(
-    req: RunRequest, model: Backbone, weights: str, device: torch.device, precision_: str = "fp32", identity: str = ""
+    req: RunRequest, model: Backbone, weights: str, device: torch.device, precision: str = "fp32", identity: str = ""
 ):
     """Views of ``model`` on ``device``; on-disk features keyed by content (issue 28): the weights' hash, the images'
     fingerprint, the precision and the decoder — never by the name or training configuration of the model
@@ -134,7 +134,7 @@ def view_factory(
                 data, images=files, notes=(*data.notes, f"backbone geometry: {files.describe()}")
             )
         # what makes features differ beyond weights and images: bf16 autocast, nvJPEG's rounding
-        how = "|bf16 autocast" if precision_ == "bf16" else ""  # fp32 keys stay as they were
+        how = "|bf16 autocast" if precision == "bf16" else ""  # fp32 keys stay as they were
         if is_streamed(data.images) and decodes_on(device, data.images.paths):
             how += f"|decoded on {device}"
             data = dataclasses.replace(data, notes=(*data.notes, f"JPEGs decoded on {device} (decode_jpeg)"))
@@ -142,7 +142,7 @@ def view_factory(
         if req.feature_cache:
             disk = feature_dir(f"{weights}|{data.name}|{data.fingerprint()}{how}", identity, weights, data)
         batch = batch_for(req.batch_size, data.shape, device)
-        return FeatureView(data, model, device, batch, amp=precision_ == "bf16", cache_dir=disk)
+        return FeatureView(data, model, device, batch, amp=precision == "bf16", cache_dir=disk)
 
     return view
 
@@ -218,11 +218,12 @@ def supply(req: RunRequest, plan: Plan, resolved: Resolved) -> Supplied:
     id_scored = view(plan.id_scored) if plan.id_scored is not None else id_view
     targets = []
     for t in plan.targets:
-        clean = id_view if t.paired or t.kind == "errors" else view(t.clean)
-        targets.append(TargetViews(clean, view(t.scored) if t.scored is not None else clean))
+        scored = view(t.scored) if t.scored is not None else None
+        source = id_view if t.kind == "errors" else scored if t.tuning_source is t.scored else view(t.clean)
+        targets.append(TargetViews(source, scored or source))
     layers = sorted({layer for d in resolved.detectors for layer in d.required_layers(model)} | {"logits"})
     t0 = time.perf_counter()
-    for v in {id(v): v for v in [id_view, id_scored, *(x for t in targets for x in (t.clean, t.scored))]}.values():
+    for v in {id(v): v for v in [id_view, id_scored, *(x for t in targets for x in (t.tune, t.scored))]}.values():
         v.features(layers)  # one pass per split, shared by every detector
     seconds["extract_features"] = time.perf_counter() - t0
     id_acc = accuracy(id_view.logits().cpu().numpy(), plan.id_test.labels.numpy())

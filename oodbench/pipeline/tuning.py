@@ -113,8 +113,8 @@ def tune(
     is cloned and refitted on ``train`` once per distinct value (and cached across grid points), with the
     run's ``supplies`` for detectors that train (MC Dropout's rate: one dropout backbone per value).
     """
-    grid = grid if grid in detector.grids else None
     points = grid_points(detector.named_search_space(grid))
+    grid_used = grid if grid in detector.grids else "default"
     layerwise = isinstance(detector, LayerwiseDetector) and detector.combines_layers()
     crit = detector.criterion
     fit_keys = set(detector.fit_params)
@@ -133,7 +133,7 @@ def tune(
         return base.tuned_copy(**{k: v for k, v in point.items() if k not in fit_keys})
 
     if len(points) == 1 and not layerwise:
-        single = TuneResult(points[0], crit, None, 1, ood_source, [], SINGLE_POINT_PROTOCOL, grid or "default")
+        single = TuneResult(points[0], crit, None, 1, ood_source, [], SINGLE_POINT_PROTOCOL, grid_used)
         return candidate(points[0]), single
     if layerwise:
         reg_id, sel_id = halves(id_tune, seed)
@@ -154,5 +154,5 @@ def tune(
     if layerwise:
         final.fit_ensemble(id_tune, ood_tune, seed=seed)
     how = LAYERWISE_PROTOCOL if layerwise else WHOLE_SET_PROTOCOL
-    result = TuneResult(points[best], crit, scores[best][0], len(points), ood_source, trials, how, grid or "default")
+    result = TuneResult(points[best], crit, scores[best][0], len(points), ood_source, trials, how, grid_used)
     return final, result

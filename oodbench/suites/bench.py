@@ -95,8 +95,8 @@ LATER_FIELDS = ("train_options", "model", "model_layers", "model_head", "input_m
 
 def request_key(req: RunRequest) -> str:
     """A run's marker name; ``--download`` does not change what a run computes, so it is not part of it, and
-    fields added later (``train_options``, the ``--model`` ones, ``precision``) are left out while unset, so that
-    earlier markers still match."""
+    fields added later (``train_options``, the ``--model`` ones, ``precision``, ``grid``) are left out while
+    unset, so that earlier markers still match."""
     fields = dataclasses.asdict(dataclasses.replace(req, download=False))
     for later in LATER_FIELDS:
         if not fields[later]:

@@ -41,6 +41,14 @@ class Target:
     def evaluated(self) -> ImageSet:
         return self.scored if self.scored is not None else self.clean
 
+    @property
+    def tuning_source(self) -> ImageSet:
+        """Where oracle tuning draws this target's OOD samples (at the target split's tuning indices): its clean
+        set; for a paired target (each scored image a corrupted copy of an ID test image) the corrupted copies,
+        since its clean set is the ID set itself and would tune ID against ID (issue 28). ``--corrupt-both``
+        targets are not paired: they tune on clean data, as paper 003 Fig. 5 does."""
+        return self.scored if self.paired and self.scored is not None else self.clean
+
 
 @dataclass(frozen=True)
 class Split:
