@@ -1,15 +1,17 @@
 """Issue 11: every bad input is answered in one line, interrupts and crashes lose nothing.
 
-Every case runs the real CLI (``python -m oodbench``) in a subprocess and asserts the exit code, that stderr is
-exactly one line (``oodbench: error: …``) naming the bad thing, and that there is no traceback. The cases are
-independent processes, so a module fixture starts the selected ones in a small thread pool and each test reads
-its own answer. Interrupts (Ctrl-C, SIGTERM, ``kill -9``) land at named moments through the test-only hook
+Every case runs the real CLI (``python -m oodbench``) in its own process and asserts the exit code, that stderr
+is exactly one line (``oodbench: error: …``) naming the bad thing, and that there is no traceback. A module fixture
+answers the selected cases at once: each is forked from one parent that has imported torch (tests/cli_zygote.py),
+which spares sixty cold interpreter starts of ~3 s each; a case that needs another ``sys.path`` starts cold. Each
+test reads its own answer. Interrupts (Ctrl-C, SIGTERM, ``kill -9``) land at named moments through the test-only hook
 ``OODBENCH_TEST_PAUSE=STAGE`` (the process prints ``oodbench: test-pause STAGE`` and sleeps there).
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import pickle
 import shutil
@@ -256,11 +258,37 @@ def oodbench(args, cwd: Path, env: dict[str, str], timeout: float = 300) -> subp
     )
 
 
-def _run_case(case, fx: Path) -> subprocess.CompletedProcess:
+def _case_command(case, fx: Path) -> tuple[list[str], dict[str, str], str]:
+    """The case's arguments, environment and the ``sys.path`` entry it needs at start-up ("" for none)."""
     _, args, _, _, extra = case
     extra = {k: v.format(fx=fx) for k, v in extra.items()}
-    env = cli_env(extra.pop("SITE", ""), OODBENCH_RESULTS=str(fx / "results"), **extra)
-    return oodbench([a.format(fx=fx) for a in args], fx, env)
+    site = extra.pop("SITE", "")
+    return [a.format(fx=fx) for a in args], cli_env(site, OODBENCH_RESULTS=str(fx / "results"), **extra), site
+
+
+def _run_case(case, fx: Path) -> subprocess.CompletedProcess:
+    args, env, _ = _case_command(case, fx)
+    return oodbench(args, fx, env)
+
+
+def _run_forked(cases: list, fx: Path) -> dict[str, subprocess.CompletedProcess]:
+    """Each case its own process, forked from one parent that imported torch once (tests/cli_zygote.py): the
+    same ``python -m oodbench`` in the case's folder and environment, without 60 cold interpreter starts."""
+    jobs = []
+    for case in cases:
+        args, env, _ = _case_command(case, fx)
+        jobs.append({"name": case[0], "argv": args, "env": env, "cwd": str(fx)})
+    done = subprocess.run(
+        [sys.executable, str(Path(__file__).with_name("cli_zygote.py")), str(WORKERS)],
+        input=json.dumps(jobs),
+        env=cli_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=True,
+    )
+    answers = json.loads(done.stdout)
+    return {name: subprocess.CompletedProcess(name, *answers[name]) for name in answers}
 
 
 def _extra_jobs(fx: Path) -> dict[str, tuple[tuple[str, ...], dict[str, str]]]:
@@ -278,9 +306,11 @@ def answers(request, fx):
     wanted = {p["case"][0] for p in params if "case" in p}
     jobs = {c[0]: c for c in CASES if c[0] in wanted}
     jobs |= {name: (name, args, "", 0, env) for name, (args, env) in _extra_jobs(fx).items()}
-    with ThreadPoolExecutor(WORKERS) as pool:
-        futures = {name: pool.submit(_run_case, job, fx) for name, job in jobs.items()}
-        return {name: f.result() for name, f in futures.items()}
+    fresh = {name for name, job in jobs.items() if _case_command(job, fx)[2]}  # its own sys.path: a cold start
+    with ThreadPoolExecutor(1) as pool:
+        cold = {name: pool.submit(_run_case, jobs[name], fx) for name in fresh}
+        answers = _run_forked([job for name, job in jobs.items() if name not in fresh], fx)
+        return answers | {name: f.result() for name, f in cold.items()}
 
 
 def test_cases_are_distinct_and_enough():
