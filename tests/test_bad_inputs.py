@@ -121,6 +121,7 @@ CASES = [
     # after the data is loaded: sizes, layers, checkpoints
     ("n-tune-larger-than-split", (*RUN, "--n-tune", "5000"), "--n-tune 5000", 2, {}),
     ("tuning-without-samples", (*RUN, "--n-tune", "0", "--tune", "oracle"), "--n-tune", 2, {}),
+    ("validation-fit-without-samples", (*RUN, "-d", "klm", "--n-tune", "0"), "klm fit on the ID validation", 2, {}),
     (
         "layer-the-backbone-lacks",
         ("run", "-d", "mahalanobis", "--in", "fashionmnist", "--out", "mnist", *SMALL, "--layers", "conv2,nosuch"),

@@ -58,7 +58,7 @@ def test_every_builtin_scores_fashionmnist_above_uniform_noise_and_a_negated_one
             epochs=3,
             train_limit=12000,
             test_limit=500,
-            n_tune=0,
+            n_tune=100,  # temperature-scaling and klm fit on these held-out ID samples (Needs.fits_on)
             train_out="notmnist",
             detector_params=FAST,
             results=str(tmp_path),

@@ -110,3 +110,14 @@ def check_brought_combinations(req: RunRequest) -> None:
             f"{', '.join(trains)} train networks of their own from a registered backbone; with --model, use "
             "post-hoc detectors (`oodbench list detectors`)"
         )
+
+
+def check_validation_split(req: RunRequest, classes: list[type]) -> None:
+    """Detectors that fit on the ID validation split (``Needs.fits_on``) need ``--n-tune`` ≥ 1: that split is
+    the ID samples held out from evaluation."""
+    need = [cls.name for cls in classes if cls.needs.fits_on == "validation"]
+    if need and req.n_tune < 1:
+        raise UsageError(
+            f"{', '.join(need)} fit on the ID validation split (the --n-tune ID samples held out from "
+            f"evaluation); --n-tune {req.n_tune} leaves it empty"
+        )

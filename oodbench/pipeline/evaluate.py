@@ -104,13 +104,14 @@ def evaluate(det: Detector, plan: Plan, got: Supplied, ctx: Context) -> Iterator
 
 def _evaluate(det: Detector, plan: Plan, got: Supplied, ctx: Context, found: dict, stage: _Stage) -> Iterator[Outcome]:
     mark = len(got.supplies.models.records)
-    t0 = time.perf_counter()
-    fit_detector(det, got.train, got.supplies)
-    times = {**got.seconds, "fit": time.perf_counter() - t0}
     assert plan.id_split is not None
     id_tune = got.id_test.subset(plan.id_split.tune)
     id_eval = got.id_scored.subset(plan.id_split.eval)
-    shared = _shared_tuning(det, ctx, got, id_tune, stage)
+    fit_on = id_tune if det.needs.fits_on == "validation" else got.train  # Needs.fits_on
+    t0 = time.perf_counter()
+    fit_detector(det, fit_on, got.supplies)
+    times = {**got.seconds, "fit": time.perf_counter() - t0}
+    shared = _shared_tuning(det, ctx, got, id_tune, fit_on, stage)
     for target, views, split in zip(plan.targets, got.targets, plan.target_splits):
         if found[target.name]:
             yield Outcome(record=found[target.name], existing=True)
@@ -128,7 +129,7 @@ def _evaluate(det: Detector, plan: Plan, got: Supplied, ctx: Context, found: dic
                 views.tune.subset(split.tune),
                 target.name,
                 seed=ctx.seed,
-                train=got.train,
+                train=fit_on,
                 supplies=got.supplies,
                 grid=ctx.grid,
             ),
@@ -152,7 +153,7 @@ def _evaluate(det: Detector, plan: Plan, got: Supplied, ctx: Context, found: dic
 
 
 def _shared_tuning(
-    det: Detector, ctx: Context, got: Supplied, id_tune: FeatureView, stage: _Stage
+    det: Detector, ctx: Context, got: Supplied, id_tune: FeatureView, fit_on: FeatureView, stage: _Stage
 ) -> tuple[Detector, TuneResult | None, float] | None:
     """(tuned, result, seconds) shared by every target — heldout tuning, or none for ``--tune none`` —, or None:
     tune per target (oracle)."""
@@ -169,7 +170,7 @@ def _shared_tuning(
         got.heldout,
         got.heldout.name,
         seed=ctx.seed,
-        train=got.train,
+        train=fit_on,
         supplies=got.supplies,
         grid=ctx.grid,
     )

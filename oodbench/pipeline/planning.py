@@ -18,7 +18,7 @@ from oodbench.core.userconfig import explain_unknown_dataset
 from oodbench.data.imageset import ImageSet, LoadContext, resolve_data_root
 from oodbench.data.streams import refuse_streamed
 from oodbench.pipeline import leakage, protocols
-from oodbench.pipeline.checks import check_combinations, check_grid, make_detector
+from oodbench.pipeline.checks import check_combinations, check_grid, check_validation_split, make_detector
 from oodbench.pipeline.protocols import Plan, Split
 from oodbench.pipeline.request import N_TUNE_DEFAULT, TUNE_MODES, RunRequest, resolve_device, resolve_precision
 
@@ -49,6 +49,7 @@ def resolve(req: RunRequest) -> Resolved:
     protocol.check(req)
     check_combinations(req)
     check_grid(req, classes)
+    check_validation_split(req, classes)
     detectors = tuple(make_detector(cls, req.seed, req.detector_params.get(cls.name, {})) for cls in classes)
     tune_out = None
     if req.tune == "heldout":

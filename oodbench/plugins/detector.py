@@ -52,6 +52,10 @@ class Needs:
       unless they exist or :meth:`Detector.default_outliers` names a dataset).
     - ``embedding``: it implements ``embed(data) -> N×d array`` (saved beside the scores for plots).
     - ``stochastic``: a sample's score may depend on its batch or on random draws (MC Dropout).
+    - ``fits_on``: ``"train"`` (ID train, the default) or ``"validation"``: ``fit`` sees the ID validation split
+      instead — the ID test samples held out for tuning (SPEC.md "Splits"), never evaluated and never seen by a
+      backbone oodbench trains — as calibration needs data the classifier did not fit (Guo et al. 2017 §4.2;
+      OpenOOD fits its calibration-style postprocessors on its ID val split).
 
     The feature layers it reads are declared by :meth:`Detector.required_layers` (they depend on the model).
     """
@@ -60,6 +64,7 @@ class Needs:
     outliers: Literal["none", "optional", "required"] = "none"
     embedding: bool = False
     stochastic: bool = False
+    fits_on: Literal["train", "validation"] = "train"
 
     @property
     def supplies(self) -> bool:

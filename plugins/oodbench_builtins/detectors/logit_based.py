@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from oodbench import Detector
+from oodbench import Detector, Needs
 from oodbench.models.features import FeatureView
 
 from ._common import T_GRID, class_means, energy
@@ -56,13 +56,15 @@ class Entropy(Detector):
 class TemperatureScaling(Detector):
     """Temperature-scaled MSP (Guo et al., ICML 2017): S(x) = max_k softmax(f(x)/T)_k.
 
-    ``fit`` chooses T by minimising the NLL of the ID *training* logits (Guo et al. use a held-out
-    validation split; oodbench's fit data is ID train, and every evaluated sample stays unseen).
-    With ``--tune`` T is searched over SPEC.md's grid instead.
+    ``fit`` chooses T by minimising the NLL on the ID *validation* split (Guo et al. §4.2: T is optimised on a
+    validation set; ``Needs.fits_on``): the ID samples held out for tuning, which the classifier never fitted —
+    on its own training logits a classifier that fits them well gets T < 1, which sharpens instead of
+    calibrating. With ``--tune`` T is searched over SPEC.md's grid instead.
     """
 
     name = "temperature-scaling"
-    description = "max softmax of logits/T, T fitted by NLL on ID train (Guo et al. 2017)"
+    description = "max softmax of logits/T, T fitted by NLL on ID validation (Guo et al. 2017)"
+    needs = Needs(fits_on="validation")
     paper = "Guo et al. 2017, On Calibration of Modern Neural Networks"
     criterion = "auroc"
 
@@ -85,6 +87,7 @@ class TemperatureScaling(Detector):
 
         opt.step(closure)
         self.fitted_temperature_ = float(log_t.detach().exp())
+        self.fitted_on_ = len(labels)
         return self
 
     def score_samples(self, data: FeatureView) -> torch.Tensor:
@@ -93,7 +96,7 @@ class TemperatureScaling(Detector):
         return torch.softmax(data.logits() / t, dim=1).max(dim=1).values
 
     def describe_fit(self):
-        return {"fitted_temperature": self.fitted_temperature_}
+        return {"fitted_temperature": self.fitted_temperature_, "fitted_on": f"ID validation, {self.fitted_on_}"}
 
 
 class GEN(Detector):
@@ -119,11 +122,14 @@ class GEN(Detector):
 
 
 class KLMatching(Detector):
-    """KL matching (Hendrycks et al., ICML 2022, §4): class templates d_k = mean softmax of ID
-    training samples predicted as k; S(x) = −min_k KL[p(·|x) ‖ d_k]."""
+    """KL matching (Hendrycks et al., ICML 2022, §4): class templates d_k = mean softmax of the ID
+    *validation* samples predicted as k (the paper's held-out validation data, as OpenOOD's postprocessor
+    takes its ID val split; ``Needs.fits_on``: training posteriors are sharper than unseen ones);
+    S(x) = −min_k KL[p(·|x) ‖ d_k]."""
 
     name = "klm"
-    description = "KL divergence to the closest class-mean posterior template (Hendrycks et al. 2022)"
+    description = "KL divergence to the closest class-mean posterior template of ID validation (Hendrycks 2022)"
+    needs = Needs(fits_on="validation")
     paper = "Hendrycks et al. 2022, Scaling Out-of-Distribution Detection for Real-World Settings"
     criterion = "auroc"
 
@@ -131,9 +137,12 @@ class KLMatching(Detector):
         p = torch.softmax(train.logits(), dim=1)
         k = p.shape[1]
         means, counts = class_means(p, p.argmax(dim=1), k)
-        uniform = torch.full((k,), 1.0 / k, device=p.device)
-        self.templates_ = torch.where(counts[:, None] > 0, means, uniform)  # a class without samples: uniform
+        self.templates_ = means[counts > 0]  # a class no validation sample is predicted as has no template
+        self.fitted_on_ = len(p)
         return self
+
+    def describe_fit(self):
+        return {"fitted_on": f"ID validation, {self.fitted_on_}"}
 
     def score_samples(self, data: FeatureView) -> torch.Tensor:
         self.check_fitted()
