@@ -42,6 +42,12 @@ def run(
     detector: Annotated[list[str], typer.Option("--detector", "-d", help="Detector name (repeatable).")],
     in_: Annotated[str, typer.Option("--in", help="In-distribution dataset (e.g. fashionmnist, folder:PATH).")],
     out: Annotated[Optional[list[str]], typer.Option("--out", help="OOD test dataset (repeatable).")] = None,
+    near: Annotated[
+        Optional[list[str]], typer.Option("--near", help="Near-OOD test set (repeatable): tables add its group mean.")
+    ] = None,
+    far: Annotated[
+        Optional[list[str]], typer.Option("--far", help="Far-OOD test set (repeatable): tables add its group mean.")
+    ] = None,
     protocol: Annotated[
         Protocol, typer.Option(help="anomaly | novelty | corruption | misclassification (SPEC.md).")
     ] = Protocol.anomaly,
@@ -151,7 +157,8 @@ def run(
     base = RunRequest(
         detectors=detector,
         id=in_,
-        oods=list(out or []),
+        oods=[*(out or []), *(near or []), *(far or [])],
+        ood_groups={g: list(m) for g, m in (("near", near), ("far", far)) if m},
         backbone=backbone,
         checkpoint=checkpoint,
         epochs=epochs,

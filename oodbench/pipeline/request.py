@@ -69,6 +69,7 @@ def check_request(req: RunRequest) -> None:
     _check_names("detectors", req.detectors, many=True)
     _check_names("id", req.id)
     _check_names("oods", req.oods, many=True, optional=True)
+    check_groups(req.ood_groups, req.oods)
     for name in ("backbone", "tune", "tune_out", "device", "protocol", "holdout", "corrupt_both", "train_out", "grid"):
         _check_names(name, getattr(req, name), optional=True)
     for name in ("data_root", "results", "contaminate_with"):
@@ -96,6 +97,27 @@ def check_request(req: RunRequest) -> None:
     if not isinstance(params, Mapping) or not all(isinstance(v, Mapping) for v in params.values()):
         raise BadValue("detector_params", f"takes DETECTOR.NAME=VALUE (a mapping per detector), got {params!r}")
     checked_train_options(req.train_options)
+
+
+def check_groups(groups: Any, oods: list[str]) -> None:
+    """``ood_groups``: group name → OOD sets of the run, each set in at most one group."""
+    if not isinstance(groups, Mapping) or not all(
+        isinstance(g, str) and g and isinstance(m, (list, tuple)) for g, m in groups.items()
+    ):
+        raise BadValue("ood_groups", f"takes GROUP: [OOD sets] (e.g. near: [...], far: [...]), got {groups!r}")
+    seen: dict[str, str] = {}
+    for g, members in groups.items():
+        for name in members:
+            if name not in oods:
+                raise BadValue("ood_groups", f"group {g!r} names {name!r}, which is not an OOD set of the run")
+            if name in seen:
+                raise BadValue("ood_groups", f"{name!r} is in two groups ({seen[name]!r} and {g!r})")
+            seen[name] = g
+
+
+def group_of(req: RunRequest, name: str) -> str | None:
+    """The group (``ood_groups``) OOD set ``name`` belongs to, or None."""
+    return next((g for g, members in req.ood_groups.items() if name in members), None)
 
 
 def check_brought(req: RunRequest) -> None:
@@ -171,6 +193,8 @@ class RunRequest:
     precision: str | None = None
     # a named tuning grid (Detector.grids: paper003 | odin | lee2018 | openood for ODIN and Mahalanobis)
     grid: str | None = None
+    # OpenOOD's groups of the OOD sets ({"near": [...], "far": [...]}; --near/--far): every member is in ``oods``
+    ood_groups: dict[str, list[str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if isinstance(self.checkpoint, str):  # from a suite file

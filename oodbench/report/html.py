@@ -25,6 +25,7 @@ from oodbench.core.atomic import atomic_path
 from oodbench.records.metrics import METRIC_LABELS
 from oodbench.records.record import Record
 from oodbench.records.store import scores_of
+from oodbench.report.ood_groups import group_means, record_groups
 from oodbench.report.page import page
 from oodbench.report.protocol_tables import is_sweep, leaderboard_metrics
 from oodbench.report.tables import label, over_seeds
@@ -103,6 +104,19 @@ def leaderboard_section(records: list[Record]) -> str:
         rs = [r for r in records if r.protocol == name]
         parts += [f"<h3>{escape(name)}</h3>", leaderboard_table(rs, metrics)]
     return "\n".join(parts)
+
+
+def groups_section(records: list[Record], groups: dict[str, list[str]] | None) -> str:
+    """OpenOOD's summary (:mod:`oodbench.report.ood_groups`): AUROC per OOD set and the mean of each group."""
+    if not groups:
+        return ""
+    sets = [s for members in groups.values() for s in members]
+    rows = [
+        [*(f"<td>{escape(str(v))}</td>" for v in row), *(_num(values.get(k)) for k in [*sets, *groups])]
+        for row, values in sorted(group_means(records, groups).items())
+    ]
+    headers = ["ID", "Detector", "Backbone", "Tune", *sets, *(f"{g} mean AUROC" for g in groups)]
+    return "<h3 id='groups'>OOD groups (AUROC per set, mean per group)</h3>\n" + table_html(headers, rows)
 
 
 def pairs_section(found: list[tuple[Path, Record]]) -> str:
@@ -192,7 +206,8 @@ def report(name: str, suite: dict, found: list[tuple[Path, Record]], where: Path
         + (" · <a href='#corruption'>Corruption curves</a>" if any(map(is_sweep, records)) else "")
         + " · <a href='#runs'>Runs</a></p>"
     )
-    body = [header, leaderboard_section(records), pairs_section(found), corruption_section(records)]
+    groups = groups_section(records, record_groups(records) or suite.get("groups"))
+    body = [header, leaderboard_section(records), groups, pairs_section(found), corruption_section(records)]
     return page(f"oodbench report: {name}", "\n".join([*body, runs_section(records)]))
 
 

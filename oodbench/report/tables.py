@@ -137,23 +137,3 @@ def seed_table(
             ]
         )
     return tabulate_rows(headers_for(columns, "Detector", "Backbone", "ID", "OOD", "Tune", "Seeds"), rows, fmt)
-
-
-def group_table(records: list[Record], groups: dict[str, list[str]], fmt: str, metric: str = "auroc") -> str:
-    """OpenOOD's near/far summary: per (ID, detector, backbone, tune) the mean over each group's OOD sets of the
-    seed-averaged ``metric`` (``—`` when a set of the group has no record)."""
-    table: dict[tuple, dict[str, float]] = {}
-    for key, _, means, _ in over_seeds(records, [metric]):
-        row = (key["id"], key["detector"] + key["variant"], key["backbone"], key["tune"])
-        if metric in means:
-            table.setdefault(row, {})[key["ood"]] = means[metric]
-    rows = []
-    for row, by_ood in sorted(table.items()):
-        cells = [
-            f"{np.mean([by_ood[o] for o in members]):.1f}" if all(o in by_ood for o in members) else "—"
-            for members in groups.values()
-        ]
-        rows.append([*row, *cells])
-    label = METRIC_LABELS.get(metric, metric)
-    headers = ["ID", "Detector", "Backbone", "Tune", *(f"{g} ({', '.join(m)}) {label}" for g, m in groups.items())]
-    return tabulate_rows(headers, rows, fmt)

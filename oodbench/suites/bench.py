@@ -54,7 +54,18 @@ def read_suite_file(path: str | Path = "benchmarks.yaml") -> tuple[dict[str, Any
             unknown = sorted(set(entry) - SUITE_KEYS)
             if unknown:
                 raise f.error(["suites", name, "runs", i, unknown[0]], f"unknown key {unknown[0]!r} in a run")
+            if isinstance(entry.get("oods"), dict):  # OpenOOD's groups: {near: [...], far: [...]}
+                _flatten_groups(entry, f, ["suites", name, "runs", i, "oods"])
     return suites, f
+
+
+def _flatten_groups(entry: dict[str, Any], f: YamlFile, where: list) -> None:
+    """``oods: {GROUP: [sets]}`` → ``oods: [sets]`` and ``ood_groups: {GROUP: [sets]}`` (what a run takes)."""
+    groups = entry["oods"]
+    for g, members in groups.items():
+        f.expect(members, list, [*where, g], "a list of OOD sets per group")
+    entry["ood_groups"] = {g: list(m) for g, m in groups.items()}
+    entry["oods"] = [n for m in groups.values() for n in m]
 
 
 def load_suites(path: str | Path = "benchmarks.yaml") -> dict[str, Any]:
@@ -90,7 +101,10 @@ def suite_requests(
 
 
 #: RunRequest fields added after suites were first run: left out of a marker's name while unset
-LATER_FIELDS = ("train_options", "model", "model_layers", "model_head", "input_mean", "input_std", "precision", "grid")
+LATER_FIELDS = (
+    *("train_options", "model", "model_layers", "model_head", "input_mean", "input_std", "precision", "grid"),
+    "ood_groups",
+)
 
 
 def request_key(req: RunRequest) -> str:

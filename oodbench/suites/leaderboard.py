@@ -14,8 +14,9 @@ from oodbench.records.intervals import MEAN_COVERS, RANK_LEGEND, Intervals, rank
 from oodbench.records.metrics import METRIC_LABELS
 from oodbench.records.record import Record
 from oodbench.records.store import record_files, results_dir
+from oodbench.report.ood_groups import group_table, record_groups
 from oodbench.report.protocol_tables import leaderboard_sections
-from oodbench.report.tables import CI_LEGEND, group_table, mean_std, over_seeds, tabulate_rows
+from oodbench.report.tables import CI_LEGEND, mean_std, over_seeds, tabulate_rows
 from oodbench.suites.bench import load_suites, warn
 
 
@@ -111,10 +112,9 @@ def leaderboard(
     for protocol in sorted({r.protocol for r in records}):
         rs = [r for r in records if r.protocol == protocol]
         sections += leaderboard_sections(protocol, rs, fmt, lambda recs, m: ranked_table(recs, m, paper, fmt, ci), ci)
-    if suite.get("groups"):  # OpenOOD's near-/far-OOD means (e.g. the imagenet suite)
-        sections.append(
-            "**OOD groups** (mean AUROC over each group's sets)\n\n" + group_table(records, suite["groups"], fmt)
-        )
+    groups = record_groups(records) or suite.get("groups")  # OpenOOD's near-/far-OOD means (oods: {near: [...]})
+    if groups:
+        sections.append("**OOD groups** (AUROC per set, mean per group)\n\n" + group_table(records, groups, fmt, ci=ci))
     try:
         ci.save()
     except OSError as exc:  # a read-only results folder still renders (from the stored comparisons)

@@ -17,6 +17,7 @@ import torch
 
 from oodbench.core.errors import UsageError
 from oodbench.data.imageset import ImageSet
+from oodbench.pipeline.request import group_of
 
 if TYPE_CHECKING:  # pragma: no cover
     from oodbench.pipeline.request import RunRequest
@@ -104,8 +105,14 @@ class Protocol:
     def ood_targets(
         self, req: RunRequest, oods: Sequence, shape: tuple[int, int, int], load_ood: LoadOOD
     ) -> tuple[Target, ...]:
-        """One target per ``--out`` set, converted to the ID format."""
-        return tuple(Target(name, load_ood(ds, shape)) for name, ds in zip(req.oods, oods))
+        """One target per ``--out`` set, converted to the ID format; a set of an OOD group (``--near``/``--far``)
+        records its group in the row's facts."""
+
+        def facts(name: str) -> Mapping[str, Any]:
+            group = group_of(req, name)
+            return MappingProxyType({"group": group} if group else {})
+
+        return tuple(Target(name, load_ood(ds, shape), facts=facts(name)) for name, ds in zip(req.oods, oods))
 
 
 def no_outs(req: RunRequest, what: str) -> None:

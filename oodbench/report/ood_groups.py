@@ -1,0 +1,82 @@
+"""OpenOOD's summary of a benchmark: the OOD sets in groups (near-OOD, far-OOD) and a mean per group.
+
+A run's OOD sets carry their group in each record (``target["group"]``, from ``--near``/``--far`` or a suite's
+``oods: {near: [...], far: [...]}``); a suite may also declare ``groups:`` for records written without one. One
+row per (ID, detector and its variant, backbone, tune): each set's metric (mean over seeds), then each group's
+mean over its sets — with, when intervals are asked for, the group's 95 % interval: the percentile interval of
+the mean of the per-set bootstrap replicates (each set resampled as its own row is,
+:class:`oodbench.records.intervals.Intervals`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from oodbench.records.metrics import METRIC_LABELS
+from oodbench.records.record import Record
+from oodbench.report.tables import RowCI, label, tabulate_rows, with_interval
+
+#: the order OpenOOD prints its groups in; other names follow in the order first seen
+GROUP_ORDER = ("near", "near-OOD", "far", "far-OOD")
+
+
+def record_groups(records: Sequence[Record]) -> dict[str, list[str]]:
+    """{group: its OOD sets} from the records' ``target["group"]`` (empty: no record names a group)."""
+    found: dict[str, list[str]] = {}
+    for r in records:
+        g = (r.target or {}).get("group")
+        if g and r.ood not in found.setdefault(g, []):
+            found[g].append(r.ood)
+    ordered = sorted(found, key=lambda g: GROUP_ORDER.index(g) if g in GROUP_ORDER else len(GROUP_ORDER))
+    return {g: sorted(found[g]) for g in ordered}
+
+
+def group_means(
+    records: Sequence[Record], groups: Mapping[str, Sequence[str]], metric: str = "auroc"
+) -> dict[tuple, dict[str, float]]:
+    """{(ID, detector, backbone, tune): {set or group: value}} — each set's ``metric`` averaged over seeds, each
+    group's the mean of its sets' (absent when a set of the group has no record)."""
+    by_row: dict[tuple, dict[str, list[float]]] = {}
+    for r in records:
+        if metric in r.metrics:
+            row = (r.id, label(r), r.backbone, r.tune)
+            by_row.setdefault(row, {}).setdefault(r.ood, []).append(r.metrics[metric])
+    out: dict[tuple, dict[str, float]] = {}
+    for row, per_set in by_row.items():
+        values = {ood: float(np.mean(v)) for ood, v in per_set.items()}
+        for g, members in groups.items():
+            if members and all(m in values for m in members):
+                values[g] = float(np.mean([values[m] for m in members]))
+        out[row] = values
+    return out
+
+
+def group_table(
+    records: Sequence[Record],
+    groups: Mapping[str, Sequence[str]],
+    fmt: str = "github",
+    metric: str = "auroc",
+    ci: RowCI = None,
+) -> str:
+    """Per-set columns and a mean per group (see the module docstring)."""
+    sets = [s for members in groups.values() for s in members]
+    table = group_means(records, groups, metric)
+    rows = []
+    for row, values in sorted(table.items()):
+        cells = [_cell(values.get(s)) for s in sets]
+        for g, members in groups.items():
+            text = _cell(values.get(g))
+            if ci is not None and text != "—":
+                mine = [r for r in records if (r.id, label(r), r.backbone, r.tune) == row and r.ood in members]
+                text = with_interval(text, (ci(mine) or {}).get(metric))
+            cells.append(text)
+        rows.append([*row, *cells])
+    name = METRIC_LABELS.get(metric, metric)
+    headers = ["ID", "Detector", "Backbone", "Tune", *sets, *(f"{g} mean {name}" for g in groups)]
+    return tabulate_rows(headers, rows, fmt)
+
+
+def _cell(value: float | None) -> str:
+    return "—" if value is None else f"{value:.1f}"
