@@ -167,9 +167,11 @@ def test_report_in_headless_chromium_loads_clean_sorts_on_click_and_keeps_a_scre
         assert names == sorted(names)
 
         link = table.locator("tbody a").first
-        target = page.locator(link.get_attribute("href"))
+        href = link.get_attribute("href")
+        target = page.locator(href)
         assert target.get_attribute("open") is None
-        link.click()
+        link.click()  # the page opens the run's <details> on hashchange: wait for it (a busy CPU can be slow)
+        page.wait_for_function("sel => document.querySelector(sel).open === true", arg=href, timeout=10_000)
         assert target.get_attribute("open") is not None and "Configuration" in target.inner_text()
         assert page.locator("details").count() == n_records
 

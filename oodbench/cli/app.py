@@ -131,6 +131,18 @@ ModelFile = Annotated[
         help="A trained model to evaluate as it is: a torch.export .pt2, a TorchScript file, or module:callable.",
     ),
 ]
+ModelFiles = Annotated[
+    Optional[list[str]],
+    typer.Option(
+        "--model",
+        help="A trained model to evaluate as it is: a torch.export .pt2, a TorchScript file, or module:callable. "
+        "Repeat it for several checkpoints of one recipe: one record each, tables give mean ± std over them.",
+    ),
+]
+ModelName = Annotated[
+    Optional[str],
+    typer.Option("--model-name", help="--model: the name its records carry (default: the file's common name)."),
+]
 ModelLayers = Annotated[
     Optional[list[str]],
     typer.Option("--model-layer", help="--model: a module path a layer-wise detector reads (repeatable)."),

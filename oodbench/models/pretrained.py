@@ -90,7 +90,8 @@ def pretrained_backbone(
 
 def report_accuracy(accuracy: float, num_classes: int, backbone: str) -> None:
     """The ID test accuracy of pretrained weights; near chance (< 2× chance) is a one-line warning."""
-    say(f"ID test accuracy of {backbone}'s pretrained weights: {accuracy:.1f} %")
+    whose = f"{backbone} (brought, as it is)" if backbone.startswith("model:") else f"{backbone}'s pretrained weights"
+    say(f"ID test accuracy of {whose}: {accuracy:.1f} %")
     if accuracy < 200.0 / max(num_classes, 2):
         warn(
             f"ID test accuracy {accuracy:.1f} % is near chance ({100 / num_classes:.1f} %): the ID labels' class order "

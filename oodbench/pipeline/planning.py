@@ -81,7 +81,7 @@ def brought_model(req: RunRequest) -> Any | None:
         return None
     from oodbench.models.foreign import BroughtModel
 
-    return BroughtModel(req.model, req.model_layers, req.model_head, req.input_mean, req.input_std)
+    return BroughtModel(req.model, req.model_layers, req.model_head, req.input_mean, req.input_std, req.model_name)
 
 
 def dataset(regs: Any, name: str) -> Any:

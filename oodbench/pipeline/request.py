@@ -125,6 +125,10 @@ def check_brought(req: RunRequest) -> None:
     if req.model is not None and not isinstance(req.model, (str, Path)) and not hasattr(req.model, "named_modules"):
         raise BadValue("model", f"takes a model file, module:callable or a torch.nn.Module, got {req.model!r}")
     _check_names("model_layers", req.model_layers, many=True, optional=True)
+    _check_names("models", req.models, many=True, optional=True)
+    _check_names("model_name", req.model_name, optional=True)
+    if req.models is not None and req.model is not None:
+        raise BadValue("models", "takes the checkpoints of one recipe instead of --model, not beside it")
     _check_names("model_head", req.model_head, optional=True)
     for name in ("input_mean", "input_std"):
         values = getattr(req, name)
@@ -132,8 +136,11 @@ def check_brought(req: RunRequest) -> None:
             isinstance(values, (list, tuple)) and all(isinstance(v, (int, float)) for v in values) and values
         ):
             raise BadValue(name, f"takes one number per input channel, got {values!r}")
-    if req.model is None and (req.model_layers or req.model_head or req.input_mean or req.input_std):
-        raise BadValue("model_layers", "--model-layer/--model-head/--input-mean/--input-std describe a --model")
+    brought = req.model is not None or req.models is not None
+    if not brought and (req.model_layers or req.model_head or req.input_mean or req.input_std or req.model_name):
+        raise BadValue(
+            "model_layers", "--model-layer/--model-head/--input-mean/--input-std/--model-name describe a --model"
+        )
 
 
 def checked_train_options(options: Any) -> dict[str, Any]:
@@ -185,6 +192,10 @@ class RunRequest:
     # a model the user brings (oodbench.models.foreign): a .pt2 / TorchScript file, "module:callable", or an
     # nn.Module (Python API); its feature layers and head by module path, its input normalisation
     model: Any = None
+    # several checkpoints of one recipe (OpenOOD's three): one run each, records under one backbone name
+    # (``model_name``, default: the files' common name), tables report mean ± std over them
+    models: list[str] | None = None
+    model_name: str | None = None
     model_layers: list[str] | None = None
     model_head: str | None = None
     input_mean: list[float] | None = None

@@ -17,10 +17,12 @@ from __future__ import annotations
 import dataclasses
 import os
 import platform
+import re
 import socket
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from oodbench import __version__
@@ -193,7 +195,12 @@ def report_tuning(record: Record) -> None:
 
 
 def expand(req: RunRequest, seeds: list[int] | None = None) -> list[RunRequest]:
-    """One request per seed and per run the protocol makes of it (novelty ``--holdout each``: one per class)."""
+    """One request per checkpoint (``models``), per seed and per run the protocol makes of it (novelty
+    ``--holdout each``: one per class)."""
+    if req.models:
+        name = req.model_name or family_name(req.models)
+        each = [dataclasses.replace(req, model=m, models=None, model_name=name) for m in req.models]
+        return [part for one in each for part in expand(one, seeds)]
     from oodbench.data.imageset import LoadContext, resolve_data_root
     from oodbench.pipeline import protocols
     from oodbench.pipeline.planning import load_split
@@ -207,12 +214,21 @@ def expand(req: RunRequest, seeds: list[int] | None = None) -> list[RunRequest]:
     return [dataclasses.replace(req, seed=s, holdout=h) for s in (seeds or [req.seed]) for h in holdouts]
 
 
+def family_name(sources: list[str]) -> str:
+    """The name several checkpoints of one recipe share in tables: their files' common stem without a trailing
+    seed tag (``cifar10-mininet-w64-s0.pt2``, ``…-s1.pt2`` → ``cifar10-mininet-w64``)."""
+    stems = [Path(str(s)).name.split(".")[0] for s in sources]
+    common = re.sub(r"[-_.]+(s|seed)\d*$", "", os.path.commonprefix(stems)).rstrip("-_.")
+    return common or "checkpoints"
+
+
 def run_many(req: RunRequest, seeds: list[int] | None = None, skip_existing: bool = False) -> RunOutcome:
     """Run every expansion of ``req`` (seeds × holdouts)."""
     parts = expand(req, seeds)
     outcome = RunOutcome()
     for i, part in enumerate(parts, 1):
         if len(parts) > 1:
-            say(f"[{i}/{len(parts)}] seed {part.seed}" + (f", holdout {part.holdout}" if part.holdout else ""))
+            model = f", model {Path(str(part.model)).name}" if req.models else ""
+            say(f"[{i}/{len(parts)}] seed {part.seed}" + (f", holdout {part.holdout}" if part.holdout else "") + model)
         outcome += run(part, skip_existing=skip_existing)
     return outcome

@@ -112,11 +112,17 @@ def groups_section(records: list[Record], groups: dict[str, list[str]] | None) -
         return ""
     sets = [s for members in groups.values() for s in members]
     rows = [
-        [*(f"<td>{escape(str(v))}</td>" for v in row), *(_num(values.get(k)) for k in [*sets, *groups])]
+        [*(f"<td>{escape(str(v))}</td>" for v in row), *(_mean_cell(values.get(k)) for k in [*sets, *groups])]
         for row, values in sorted(group_means(records, groups).items())
     ]
     headers = ["ID", "Detector", "Backbone", "Tune", *sets, *(f"{g} mean AUROC" for g in groups)]
     return "<h3 id='groups'>OOD groups (AUROC per set, mean per group)</h3>\n" + table_html(headers, rows)
+
+
+def _mean_cell(value: tuple[float, float] | None) -> str:
+    return (
+        _num(None) if value is None else _num(value[0], f"{value[0]:.1f}" + (f" ± {value[1]:.1f}" if value[1] else ""))
+    )
 
 
 def pairs_section(found: list[tuple[Path, Record]]) -> str:

@@ -35,21 +35,25 @@ def record_groups(records: Sequence[Record]) -> dict[str, list[str]]:
 
 def group_means(
     records: Sequence[Record], groups: Mapping[str, Sequence[str]], metric: str = "auroc"
-) -> dict[tuple, dict[str, float]]:
-    """{(ID, detector, backbone, tune): {set or group: value}} — each set's ``metric`` averaged over seeds, each
-    group's the mean of its sets' (absent when a set of the group has no record)."""
-    by_row: dict[tuple, dict[str, list[float]]] = {}
+) -> dict[tuple, dict[str, tuple[float, float]]]:
+    """{(ID, detector, backbone, tune): {set or group: (mean, std)}} over the row's runs (seeds, or checkpoints of
+    one recipe): a set's ``metric``, and a group's mean over its sets within each run; absent when a set of the
+    group has no record in some run. std is NumPy's (ddof 0) over runs: 0 for one run."""
+    by_row: dict[tuple, dict[tuple, dict[str, float]]] = {}
     for r in records:
         if metric in r.metrics:
             row = (r.id, label(r), r.backbone, r.tune)
-            by_row.setdefault(row, {}).setdefault(r.ood, []).append(r.metrics[metric])
-    out: dict[tuple, dict[str, float]] = {}
-    for row, per_set in by_row.items():
-        values = {ood: float(np.mean(v)) for ood, v in per_set.items()}
-        for g, members in groups.items():
-            if members and all(m in values for m in members):
-                values[g] = float(np.mean([values[m] for m in members]))
-        out[row] = values
+            by_row.setdefault(row, {}).setdefault((r.seed, r.checkpoint), {})[r.ood] = r.metrics[metric]
+    out: dict[tuple, dict[str, tuple[float, float]]] = {}
+    for row, runs in by_row.items():
+        columns: dict[str, list[float]] = {}
+        for per_set in runs.values():
+            for ood, value in per_set.items():
+                columns.setdefault(ood, []).append(value)
+            for g, members in groups.items():
+                if members and all(m in per_set for m in members):
+                    columns.setdefault(g, []).append(float(np.mean([per_set[m] for m in members])))
+        out[row] = {k: (float(np.mean(v)), float(np.std(v))) for k, v in columns.items() if len(v) == len(runs)}
     return out
 
 
@@ -65,9 +69,10 @@ def group_table(
     table = group_means(records, groups, metric)
     rows = []
     for row, values in sorted(table.items()):
-        cells = [_cell(values.get(s)) for s in sets]
+        spread = any(std > 0 for _, std in values.values())
+        cells = [_cell(values.get(s), spread) for s in sets]
         for g, members in groups.items():
-            text = _cell(values.get(g))
+            text = _cell(values.get(g), spread)
             if ci is not None and text != "—":
                 mine = [r for r in records if (r.id, label(r), r.backbone, r.tune) == row and r.ood in members]
                 text = with_interval(text, (ci(mine) or {}).get(metric))
@@ -78,5 +83,7 @@ def group_table(
     return tabulate_rows(headers, rows, fmt)
 
 
-def _cell(value: float | None) -> str:
-    return "—" if value is None else f"{value:.1f}"
+def _cell(value: tuple[float, float] | None, spread: bool) -> str:
+    if value is None:
+        return "—"
+    return f"{value[0]:.1f}" + (f" ± {value[1]:.1f}" if spread else "")

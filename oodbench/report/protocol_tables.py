@@ -18,7 +18,7 @@ import numpy as np
 
 from oodbench.records.metrics import METRIC_LABELS
 from oodbench.records.record import Record
-from oodbench.report.tables import RowCI, cells, mean_rows, plain_table, seed_table, tabulate_rows
+from oodbench.report.tables import RowCI, cells, is_repeated, mean_rows, plain_table, seed_table, tabulate_rows
 
 #: the columns of each protocol's leaderboard table (every other protocol: :data:`LEADERBOARD_DEFAULT`)
 LEADERBOARD_DEFAULT = ("auroc", "aupr_in", "aupr_out", "fpr95", "fpr95_oodpos", "fpr80", "id_acc")
@@ -72,7 +72,7 @@ def corruption_table(records, fmt: str = "github", metric: str = "auroc", ci: Ro
 def run_table(records: list[Record], fmt: str, columns: Sequence[str], ci: RowCI = None) -> str:
     """The run table of the records' protocol: one row per record, or mean ± std when several seeds are
     present; ``ci``: a row's records → its intervals, shown beside each number (``--ci``)."""
-    protocol, one_seed = records[0].protocol, len({r.seed for r in records}) == 1
+    protocol, one_seed = records[0].protocol, not is_repeated(records)
     if protocol == "misclassification":
         rows = [
             [r.detector, r.backbone, r.id, r.seed, *cells(r.metrics, MISCLASSIFICATION_COLUMNS, [r], ci)]

@@ -115,6 +115,18 @@ def over_seeds(records: list[Record], metrics: Iterable[str]) -> list[tuple[dict
     return out
 
 
+def repeats(group: Sequence[Record]) -> int | str:
+    """What a row averages over: its number of seeds, or ``"N ckpts"`` when one seed's row holds several
+    checkpoints of one recipe (``--model a --model b --model c``, OpenOOD's three checkpoints)."""
+    seeds, checkpoints = {r.seed for r in group}, {r.checkpoint for r in group}
+    return f"{len(checkpoints)} ckpts" if len(seeds) == 1 and len(checkpoints) > 1 else len(seeds)
+
+
+def is_repeated(records: list[Record]) -> bool:
+    """Whether some row of the records averages several runs (seeds or checkpoints)."""
+    return any(len(grp) > 1 for _, grp, _, _ in over_seeds(records, []))
+
+
 def mean_std(mean: dict, std: dict, m: str, spread: bool, interval: Sequence[float] | None = None) -> str:
     text = "" if m not in mean else f"{mean[m]:.1f}" + (f" ± {std[m]:.1f}" if spread else "")
     return with_interval(text, interval)
@@ -132,7 +144,7 @@ def seed_table(
             [
                 key["detector"] + key["variant"],
                 *(key[k] for k in RUN_KEY[1:]),
-                ",".join(str(r.seed) for r in grp),
+                ",".join(str(r.seed) for r in grp) if isinstance(repeats(grp), int) else repeats(grp),
                 *(mean_std(mean, std, c, True, found.get(c)) for c in columns),
             ]
         )

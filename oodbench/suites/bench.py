@@ -103,7 +103,7 @@ def suite_requests(
 #: RunRequest fields added after suites were first run: left out of a marker's name while unset
 LATER_FIELDS = (
     *("train_options", "model", "model_layers", "model_head", "input_mean", "input_std", "precision", "grid"),
-    "ood_groups",
+    *("ood_groups", "models", "model_name"),
 )
 
 

@@ -16,7 +16,7 @@ from oodbench.records.record import Record
 from oodbench.records.store import record_files, results_dir
 from oodbench.report.ood_groups import group_table, record_groups
 from oodbench.report.protocol_tables import leaderboard_sections
-from oodbench.report.tables import CI_LEGEND, mean_std, over_seeds, tabulate_rows
+from oodbench.report.tables import CI_LEGEND, mean_std, over_seeds, repeats, tabulate_rows
 from oodbench.suites.bench import load_suites, warn
 
 
@@ -61,7 +61,7 @@ def ranked_table(
             det + key["variant"],
             key["backbone"],
             tune,
-            len({g.seed for g in grp}),
+            repeats(grp),
             *(mean_std(means, stds, m, len(grp) > 1, found.get(m)) for m in metrics),
             ref.get("auroc", "—"),
         ]
