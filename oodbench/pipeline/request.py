@@ -214,10 +214,10 @@ class RunRequest:
 
 
 def describe_run(req: RunRequest) -> str:
-    """One line naming a run: protocol, ID → OOD sets or held-out classes, seed, detectors."""
-    return (
-        f"{req.protocol} {req.id}→{','.join(req.oods) or req.holdout or ''} seed {req.seed}: {', '.join(req.detectors)}"
-    )
+    """One line naming a run: protocol, ID → OOD sets or held-out classes, seed, the model file brought, detectors."""
+    model = f" model {Path(req.model).name}" if isinstance(req.model, (str, Path)) else ""
+    where = ",".join(req.oods) or req.holdout or ""
+    return f"{req.protocol} {req.id}→{where} seed {req.seed}{model}: {', '.join(req.detectors)}"
 
 
 PRECISIONS = (None, "fp32", "bf16")

@@ -1,0 +1,87 @@
+"""Regenerate the ``cifar10-cpu`` suite and print its wall time and images/s per stage on this machine (issue 30).
+
+Runs ``oodbench bench cifar10-cpu`` (three shared CIFAR-10 models brought with ``--model``, every post-hoc detector;
+benchmarks.yaml says what the suite holds) from a cold feature cache, then reads the stage timings every record
+keeps (``seconds``): per checkpoint, loading the data, the model, one feature extraction over every split (train,
+ID test, four OOD sets), and every detector's fit and scoring. Images per stage: the images that stage read.
+
+    OODBENCH_DATA=../shared/datasets python benchmarks/cifar10_cpu.py [--results DIR] [--only-read]
+
+``--only-read`` prints the figures of records already under ``DIR/cifar10-cpu`` (no run). To publish the records:
+``oodbench leaderboard cifar10-cpu --results DIR --write LEADERBOARD.md --publish``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+from oodbench.records.store import record_files
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_suite(results: Path) -> float:
+    env = {**os.environ, "OODBENCH_CACHE": tempfile.mkdtemp(prefix="cifar10-cpu-cache-"), "OODBENCH_YES": "1"}
+    t0 = time.perf_counter()
+    cmd = [sys.executable, "-m", "oodbench", "bench", "cifar10-cpu", "--results", str(results)]
+    subprocess.run(cmd, cwd=REPO, env=env, check=True)
+    return time.perf_counter() - t0
+
+
+def stage_table(records: list) -> list[tuple[str, float, int]]:
+    """(stage, seconds summed over checkpoints, images read) from the records' own timings."""
+    runs: dict[str, list] = defaultdict(list)
+    for r in records:
+        runs[r.checkpoint].append(r)
+    rows: dict[str, list[float]] = defaultdict(lambda: [0.0, 0])
+    for recs in runs.values():
+        first = recs[0]
+        train = min(first.config["train_limit"] or 50000, 50000)
+        id_test = first.n_eval["id"] + first.config["n_tune"]
+        ood_test = sum(r.n_eval["ood"] + first.config["n_tune"] for r in recs if r.detector == first.detector)
+        rows["backbone"][0] += first.seconds.get("backbone", 0.0)
+        for stage in ("load_data", "extract_features"):  # once per run, every split
+            rows[stage][0] += first.seconds.get(stage, 0.0)
+            rows[stage][1] += train + id_test + ood_test
+        for r in recs:  # fit is once per detector and run: every record of the detector repeats it
+            scored = r.n_eval["ood"] + r.n_eval["id"]
+            rows[f"score {r.detector}"][0] += r.seconds.get("score", 0.0)
+            rows[f"score {r.detector}"][1] += scored
+        for det in dict.fromkeys(r.detector for r in recs):
+            one = next(r for r in recs if r.detector == det)
+            rows[f"fit {det}"][0] += one.seconds.get("fit", 0.0)
+            rows[f"fit {det}"][1] += train
+    order = ["load_data", "backbone", "extract_features"]
+    stages = order + sorted((k for k in rows if k not in order), key=lambda k: (k.split()[1], k))
+    return [(stage, rows[stage][0], int(rows[stage][1])) for stage in stages]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--results", default=None, help="results folder (default: a temporary one)")
+    parser.add_argument("--only-read", action="store_true", help="print the figures of existing records")
+    args = parser.parse_args()
+    results = Path(args.results or tempfile.mkdtemp(prefix="cifar10-cpu-"))
+    wall = None if args.only_read else run_suite(results)
+    records = [r for _, r in record_files(results / "cifar10-cpu")]
+    if not records:
+        sys.exit(f"no cifar10-cpu records under {results}")
+    print(
+        f"\ncifar10-cpu: {len(records)} records, {len({r.checkpoint for r in records})} checkpoints, cpu threads "
+        f"{os.cpu_count()}" + (f", wall {wall:.0f} s ({wall / 60:.1f} min)" if wall is not None else "")
+    )
+    print(f"{'stage':<28} {'seconds':>9} {'images':>9} {'images/s':>10}")
+    for stage, sec, images in stage_table(records):
+        rate = f"{images / sec:,.0f}" if sec > 0 and images else "—"
+        print(f"{stage:<28} {sec:>9.1f} {images:>9,} {rate:>10}")
+
+
+if __name__ == "__main__":
+    main()
