@@ -1,7 +1,7 @@
 """Run many ``python -m oodbench`` commands as forked processes of one parent that has imported torch already.
 
 A zygote (as Android starts its apps): this script imports the heavy third-party modules once (torch,
-torchvision, numpy, scipy, PIL, scikit-learn; about 3 s each time a fresh interpreter does it), then forks one
+torchvision, timm, numpy, scipy, PIL, scikit-learn; about 3 s each time a fresh interpreter does it), then forks one
 child per command. Each child is a real process with its own working directory, environment, file descriptors
 and exit code; it imports oodbench afresh and runs the ``oodbench`` module as ``python -m oodbench`` does.
 Nothing of oodbench is imported before the fork, so no oodbench state is shared. Commands that need another
@@ -26,6 +26,7 @@ def _preload() -> None:
     import PIL.Image  # noqa: F401
     import scipy.io  # noqa: F401
     import sklearn.metrics  # noqa: F401
+    import timm  # noqa: F401
     import torch  # noqa: F401
     import torchvision  # noqa: F401
 

@@ -272,16 +272,14 @@ def _run_case(case, fx: Path) -> subprocess.CompletedProcess:
     return oodbench(args, fx, env)
 
 
-def _run_forked(cases: list, fx: Path) -> dict[str, subprocess.CompletedProcess]:
-    """Each case its own process, forked from one parent that imported torch once (tests/cli_zygote.py): the
-    same ``python -m oodbench`` in the case's folder and environment, without 60 cold interpreter starts."""
-    jobs = []
-    for case in cases:
-        args, env, _ = _case_command(case, fx)
-        jobs.append({"name": case[0], "argv": args, "env": env, "cwd": str(fx)})
+def forked(jobs: dict[str, tuple[list[str], dict[str, str], Path]]) -> dict[str, subprocess.CompletedProcess]:
+    """``{name: (argv, env, cwd)}`` → each ``python -m oodbench ARGV`` in its own process, forked from one parent
+    that imported torch once (tests/cli_zygote.py), :data:`WORKERS` at a time. A job that needs its own
+    ``sys.path`` at start-up (a plugin site) must use :func:`oodbench` instead."""
+    todo = [{"name": n, "argv": argv, "env": env, "cwd": str(cwd)} for n, (argv, env, cwd) in jobs.items()]
     done = subprocess.run(
         [sys.executable, str(Path(__file__).with_name("cli_zygote.py")), str(WORKERS)],
-        input=json.dumps(jobs),
+        input=json.dumps(todo),
         env=cli_env(),
         capture_output=True,
         text=True,
@@ -290,6 +288,11 @@ def _run_forked(cases: list, fx: Path) -> dict[str, subprocess.CompletedProcess]
     )
     answers = json.loads(done.stdout)
     return {name: subprocess.CompletedProcess(name, *answers[name]) for name in answers}
+
+
+def _run_forked(cases: list, fx: Path) -> dict[str, subprocess.CompletedProcess]:
+    """The cases without a plugin site, without 60 cold interpreter starts (:func:`forked`)."""
+    return forked({case[0]: (*_case_command(case, fx)[:2], fx) for case in cases})
 
 
 def _extra_jobs(fx: Path) -> dict[str, tuple[tuple[str, ...], dict[str, str]]]:

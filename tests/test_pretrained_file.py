@@ -5,7 +5,6 @@ declared in oodbench.yaml for --pretrained. Random weights saved to a file stand
 from __future__ import annotations
 
 import json
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -13,7 +12,7 @@ import torch
 
 from oodbench.core.errors import UsageError
 from oodbench.pipeline.runner import RunRequest, run
-from tests.test_bad_inputs import cli_env, oodbench
+from tests.test_bad_inputs import cli_env, forked, oodbench
 
 SMALL = dict(id="cifar10-jpeg", oods=["svhn"], train_limit=300, test_limit=300, n_tune=50, batch_size=128)
 
@@ -130,8 +129,8 @@ def test_missing_corrupt_and_weightless_backbones_are_one_line(weights, tmp_path
         ),
     ]
     env = cli_env(OODBENCH_RESULTS=str(tmp_path / "r"))
-    with ThreadPoolExecutor(2) as pool:  # independent processes: two at a time
-        answers = list(pool.map(lambda case: oodbench([*base, *case[0]], tmp_path, env), cases))
+    found = forked({str(i): ([*base, *extra], env, tmp_path) for i, (extra, _) in enumerate(cases)})  # own processes
+    answers = [found[str(i)] for i in range(len(cases))]
     for (extra, needle), done in zip(cases, answers):
         errors = [line for line in done.stderr.strip().splitlines() if "warning:" not in line]  # near chance
         assert done.returncode == 2 and len(errors) == 1 and needle in errors[0], (extra, done.stderr)
