@@ -42,7 +42,7 @@ def group_means(
     by_row: dict[tuple, dict[tuple, dict[str, float]]] = {}
     for r in records:
         if metric in r.metrics:
-            row = (r.id, label(r), r.backbone, r.tune)
+            row = _row_key(r)
             by_row.setdefault(row, {}).setdefault((r.seed, r.checkpoint), {})[r.ood] = r.metrics[metric]
     out: dict[tuple, dict[str, tuple[float, float]]] = {}
     for row, runs in by_row.items():
@@ -74,13 +74,18 @@ def group_table(
         for g, members in groups.items():
             text = _cell(values.get(g), spread)
             if ci is not None and text != "—":
-                mine = [r for r in records if (r.id, label(r), r.backbone, r.tune) == row and r.ood in members]
+                mine = [r for r in records if _row_key(r) == row and r.ood in members]
                 text = with_interval(text, (ci(mine) or {}).get(metric))
             cells.append(text)
         rows.append([*row, *cells])
     name = METRIC_LABELS.get(metric, metric)
     headers = ["ID", "Detector", "Backbone", "Tune", *sets, *(f"{g} mean {name}" for g in groups)]
     return tabulate_rows(headers, rows, fmt)
+
+
+def _row_key(r: Record) -> tuple:
+    """A group table's row: (ID, detector and its variant, backbone, tune)."""
+    return (r.id, label(r), r.backbone, r.tune)
 
 
 def _cell(value: tuple[float, float] | None, spread: bool) -> str:

@@ -122,6 +122,12 @@ def repeats(group: Sequence[Record]) -> int | str:
     return f"{len(checkpoints)} ckpts" if len(seeds) == 1 and len(checkpoints) > 1 else len(seeds)
 
 
+def _seeds_cell(group: Sequence[Record]) -> str:
+    """The seed table's Seeds cell: the seeds, or ``"N ckpts"`` (:func:`repeats`)."""
+    shown = repeats(group)
+    return ",".join(str(r.seed) for r in group) if isinstance(shown, int) else shown
+
+
 def is_repeated(records: list[Record]) -> bool:
     """Whether some row of the records averages several runs (seeds or checkpoints)."""
     return any(len(grp) > 1 for _, grp, _, _ in over_seeds(records, []))
@@ -144,7 +150,7 @@ def seed_table(
             [
                 key["detector"] + key["variant"],
                 *(key[k] for k in RUN_KEY[1:]),
-                ",".join(str(r.seed) for r in grp) if isinstance(repeats(grp), int) else repeats(grp),
+                _seeds_cell(grp),
                 *(mean_std(mean, std, c, True, found.get(c)) for c in columns),
             ]
         )
