@@ -1,15 +1,22 @@
-"""Peak memory of a run over an ImageNet-style folder too large to decode whole (issue 12's streaming target).
+"""Peak memory of runs over an ImageNet-style folder too large to decode whole (issues 12 and 31).
 
-    python benchmarks/streaming_memory.py [--images 4000] [--side 512] [--workers 2] [--keep DIR]
+    python benchmarks/streaming_memory.py [--train 2000] [--test 1000] [--ood 1000] [--classes 10] [--side 512]
+                                          [--cases declared,folder-gaussian] [--workers 2] [--keep DIR]
 
-Writes ``--images`` ``--side``×``--side`` JPEGs (half ID train, a quarter ID test, a quarter OOD; 10 classes) into
-a temporary ImageNet-style tree (``train/<class>/*.JPEG``), saves a randomly initialised timm ResNet-18 with a
-10-class head to a local weights file, and runs ``oodbench run -d msp -d knn --in imnet --out far --backbone
-timm:resnet18 --pretrained-file FILE --no-feature-cache`` on the CPU (images streamed at 224×224, the backbone's own
-data config). While it runs, the resident memory (RSS) and proportional set size (PSS: shared pages divided
-among the processes sharing them) of the run and every process it starts are summed every 0.1 s.
-Prints the decoded size the set would need whole, peak summed RSS and PSS, wall time, and
-the extraction throughput from the record's stage timings.
+Writes ``--side``×``--side`` JPEGs (an ImageNet-style tree ``imnet/{train,test}/<class>/*.JPEG`` and an OOD folder
+``far``) into a temporary folder, saves a randomly initialised timm ResNet-18 with a ``--classes`` head to a local
+weights file, and runs ``oodbench run -d msp -d knn … --backbone timm:resnet18 --pretrained-file FILE`` on the CPU
+once per case, the spellings a user takes:
+
+- ``declared``: ``--in imnet --out far`` (both declared in an oodbench.yaml with ``size: 224``; issue 12's case);
+- ``folder-gaussian``: ``--in folder:DIR/imnet --out gaussian`` (no declared size, a synthetic OOD set; issue 31's
+  command, 18.8 GB before the synthetic set was drawn in batches);
+- ``folder-far`` and ``declared-gaussian``: the other two combinations.
+
+While each runs, the resident memory (RSS) and proportional set size (PSS: shared pages divided among the
+processes sharing them) of the run and every process it starts are summed every 0.1 s. Prints per case the peak
+summed RSS and PSS, wall time, extraction throughput (the record's stage timings) and the record's peak RSS per
+stage (``memory``, :mod:`oodbench.core.memory`).
 """
 
 from __future__ import annotations
@@ -71,15 +78,15 @@ def tree_memory(pid: int) -> tuple[int, int]:
     return rss, pss
 
 
-def make_data(work: Path, n: int, side: int) -> Path:
+def make_data(work: Path, args: argparse.Namespace) -> Path:
     import timm
 
-    write_jpegs(work / "imnet" / "train", n // 2, side, 1, 10)
-    write_jpegs(work / "imnet" / "test", n // 4, side, 2, 10)
-    write_jpegs(work / "far", n - n // 2 - n // 4, side, 3, 1)
-    weights = work / "resnet18-10-timm.pth"
+    write_jpegs(work / "imnet" / "train", args.train, args.side, 1, args.classes)
+    write_jpegs(work / "imnet" / "test", args.test, args.side, 2, args.classes)
+    write_jpegs(work / "far", args.ood, args.side, 3, 1)
+    weights = work / "resnet18-timm.pth"
     torch.manual_seed(0)  # random weights in timm's own layout, as a downloaded state dict would be
-    torch.save(timm.create_model("resnet18", num_classes=10).state_dict(), weights)
+    torch.save(timm.create_model("resnet18", num_classes=args.classes).state_dict(), weights)
     (work / "oodbench.yaml").write_text(
         f"datasets:\n  imnet: {{folder: {work / 'imnet'}, size: 224}}\n"
         f"  far: {{folder: {work / 'far'}, stream: true, size: 224}}\n"
@@ -87,25 +94,16 @@ def make_data(work: Path, n: int, side: int) -> Path:
     return weights
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--images", type=int, default=4000)
-    ap.add_argument("--side", type=int, default=512)
-    ap.add_argument("--workers", type=int, default=2, help="decoder threads ($OODBENCH_DECODE_WORKERS)")
-    ap.add_argument("--keep", type=Path, help="generate the images here (reused when present)")
-    args = ap.parse_args()
-    work = args.keep or Path(tempfile.mkdtemp(prefix="oodbench-stream-"))
-    work.mkdir(parents=True, exist_ok=True)
-    t = time.perf_counter()
-    fresh = not (work / "oodbench.yaml").is_file()
-    weights = make_data(work, args.images, args.side) if fresh else work / "resnet18-10-timm.pth"
-    print(f"data: {args.images} JPEGs {args.side}×{args.side} in {work} ({time.perf_counter() - t:.0f} s to write)")
-    print(f"decoded whole they would take {args.images * 3 * args.side**2 / 2**30:.2f} GiB")
-    env = dict(os.environ, OODBENCH_CONFIG=str(work / "oodbench.yaml"), OODBENCH_CACHE=str(work / "cache"))
-    env.update(OODBENCH_DECODE_WORKERS=str(args.workers), OODBENCH_QUIET="1")
-    cmd = [sys.executable, "-m", "oodbench", "run", "-d", "msp", "-d", "knn", "--in", "imnet", "--out", "far"]
-    cmd += ["--backbone", "timm:resnet18", "--pretrained-file", str(weights), "--no-feature-cache"]
-    cmd += ["--results", str(work / "results"), "--device", "cpu"]
+CASES = {
+    "declared": ("imnet", "far"),
+    "folder-gaussian": ("folder:{work}/imnet", "gaussian"),
+    "folder-far": ("folder:{work}/imnet", "far"),
+    "declared-gaussian": ("imnet", "gaussian"),
+}
+
+
+def measure(cmd: list[str], env: dict) -> tuple[int, int, float, str, int]:
+    """Run ``cmd``; (peak summed RSS, peak summed PSS, wall seconds, output, exit code)."""
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     peak_rss = peak_pss = 0
@@ -113,21 +111,56 @@ def main() -> None:
         rss, pss = tree_memory(proc.pid)
         peak_rss, peak_pss = max(peak_rss, rss), max(peak_pss, pss)
         time.sleep(0.1)
-    wall = time.perf_counter() - start
     out = proc.stdout.read() if proc.stdout else ""
-    if proc.returncode != 0:
-        sys.exit(f"run failed (exit {proc.returncode}):\n{out}")
-    record = json.loads(next((work / "results").rglob("*.json")).read_text())
+    return peak_rss, peak_pss, time.perf_counter() - start, out, proc.returncode
+
+
+def run_case(name: str, work: Path, weights: Path, args: argparse.Namespace) -> None:
+    env = dict(os.environ, OODBENCH_CONFIG=str(work / "oodbench.yaml"), OODBENCH_CACHE=str(work / "cache"))
+    env.update(OODBENCH_DECODE_WORKERS=str(args.workers), OODBENCH_QUIET="1")
+    id_, ood = (x.format(work=work) for x in CASES[name])
+    results = work / f"results-{name}"
+    cmd = [sys.executable, "-m", "oodbench", "run", "-d", "msp", "-d", "knn", "--in", id_, "--out", ood]
+    cmd += ["--backbone", "timm:resnet18", "--pretrained-file", str(weights), "--no-feature-cache"]
+    cmd += ["--results", str(results), "--device", "cpu"]
+    print(f"\n== {name}: oodbench run -d msp -d knn --in {id_} --out {ood} --backbone timm:resnet18 …")
+    peak_rss, peak_pss, wall, out, code = measure(cmd, env)
+    if code != 0:
+        print(f"run failed (exit {code}):\n{out}")
+        return
+    record = json.loads(max(results.rglob("*.json"), key=lambda p: p.stat().st_mtime).read_text())
     extract = record["seconds"].get("extract_features", float("nan"))
-    extracted = args.images - args.images // 2  # test + OOD in the supply stage (the train split on fit)
+    extracted = record["n_eval"]["id"] + record["n_eval"]["ood"]  # roughly: the evaluated test and OOD images
     print(out.strip())
-    print(
-        f"peak RSS (the run and every process it starts, summed): {peak_rss / 2**30:.2f} GiB = "
-        f"{peak_rss / 1e9:.2f} GB (issue 12's target: under 1.5 GB)"
-    )
-    print(f"peak PSS (shared pages divided among those processes):   {peak_pss / 2**30:.2f} GiB")
-    rate = extracted / extract
-    print(f"wall {wall:.0f} s; extraction of {extracted} test/OOD images: {extract:.0f} s = {rate:.1f} img/s")
+    print(f"peak RSS (the run and every process it starts, summed): {peak_rss / 1e9:.2f} GB (target: under 1.5 GB)")
+    print(f"peak PSS (shared pages divided among those processes):   {peak_pss / 1e9:.2f} GB")
+    print(f"wall {wall:.0f} s; extraction (test and OOD splits): {extract:.0f} s, ~{extracted / extract:.1f} img/s")
+    stages = ", ".join(f"{k} {v / 1024:.2f}" for k, v in record.get("memory", {}).items())
+    print(f"the record's peak RSS per stage (GiB): {stages}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--train", type=int, default=2000)
+    ap.add_argument("--test", type=int, default=1000)
+    ap.add_argument("--ood", type=int, default=1000)
+    ap.add_argument("--classes", type=int, default=10)
+    ap.add_argument("--side", type=int, default=512)
+    ap.add_argument("--cases", default="declared,folder-gaussian", help=f"comma-separated, of: {', '.join(CASES)}")
+    ap.add_argument("--workers", type=int, default=2, help="decoder threads ($OODBENCH_DECODE_WORKERS)")
+    ap.add_argument("--keep", type=Path, help="generate the images here (reused when present)")
+    args = ap.parse_args()
+    work = args.keep or Path(tempfile.mkdtemp(prefix="oodbench-stream-"))
+    work.mkdir(parents=True, exist_ok=True)
+    t = time.perf_counter()
+    weights = work / "resnet18-timm.pth"
+    if not (work / "oodbench.yaml").is_file():
+        make_data(work, args)
+    n = args.train + args.test + args.ood
+    print(f"data: {n} JPEGs {args.side}×{args.side} in {work} ({time.perf_counter() - t:.0f} s to write)")
+    print(f"decoded whole they would take {n * 3 * args.side**2 / 2**30:.2f} GiB")
+    for name in args.cases.split(","):
+        run_case(name, work, weights, args)
 
 
 if __name__ == "__main__":

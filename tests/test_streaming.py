@@ -241,3 +241,22 @@ def test_a_run_on_the_fast_path_records_where_its_streamed_jpegs_were_decoded(de
     notes = [str(n) for side in record.data.values() for n in side]
     assert sum("JPEGs decoded on cpu (decode_jpeg)" in n for n in notes) == 3, notes  # ID train, ID test, OOD
     assert record.metrics["auroc"] > 90
+
+
+def test_a_folders_two_splits_stream_alike_when_together_over_the_threshold(tmp_path, monkeypatch):
+    """Issue 31: a folder whose train split alone is over the threshold used to stream it at 224×224 while its
+    smaller test split was decoded whole at the files' own size."""
+    from torchvision.io import encode_png
+
+    from oodbench.plugins.manager import registries
+
+    for split, n in (("train", 12), ("test", 4)):
+        (tmp_path / "f" / split / "a").mkdir(parents=True)
+        for i, im in enumerate(smooth_images(n, 40, 40, seed=n)):
+            (tmp_path / "f" / split / "a" / f"{i}.png").write_bytes(encode_png(im).numpy().tobytes())
+    monkeypatch.setenv("OODBENCH_STREAM_ABOVE", str(10 * 3 * 40 * 40))  # train (12) over it, test (4) under
+    folder = registries().datasets.get(f"folder:{tmp_path / 'f'}")
+    loaded = [folder.load(split, LoadContext(tmp_path)) for split in ("train", "test")]
+    assert all(is_streamed(s.images) for s in loaded) and loaded[0].shape == loaded[1].shape == (3, 40, 40)
+    monkeypatch.setenv("OODBENCH_STREAM_ABOVE", str(20 * 3 * 40 * 40))  # both under it together: both decoded
+    assert not any(is_streamed(folder.load(split, LoadContext(tmp_path)).images) for split in ("train", "test"))

@@ -119,6 +119,13 @@ def run(
     feature_cache: Annotated[
         bool, typer.Option(help="Keep extracted features on disk (keyed by weights + data content) for later runs.")
     ] = True,
+    max_memory: Annotated[
+        Optional[float],
+        typer.Option(
+            help="GB of resident memory a run may hold: a stage over it stops with one line naming the stage "
+            "(default: $OODBENCH_MAX_MEMORY, else no budget). Each record keeps its stages' peak RSS (memory)."
+        ),
+    ] = None,
     grid: Annotated[
         Optional[str],
         typer.Option(
@@ -179,6 +186,7 @@ def run(
         detector_params=params,
         train_options=key_values(train, "--train"),
         feature_cache=feature_cache,
+        max_memory=max_memory,
         precision=precision,
         grid=grid,
         protocol=protocol.value,

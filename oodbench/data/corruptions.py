@@ -12,12 +12,15 @@ a simplification of ImageNet-C's affine + elastic recipe.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
 from oodbench.core.errors import UnknownNameError
+from oodbench.data.generated import TransformedImages
 from oodbench.data.imageset import ImageSet
+from oodbench.data.streams import is_streamed
 
 Corruption = Callable[[torch.Tensor, int, torch.Generator], torch.Tensor]
 CORRUPTIONS: dict[str, Corruption] = {}
@@ -142,9 +145,26 @@ def corrupt(data: ImageSet, kind: str, severity: int, seed: int = 0, chunk: int 
         raise UnknownNameError("corruption", kind, CORRUPTIONS)
     if severity not in range(1, 6):
         raise ValueError(f"severity must be 1..5, got {severity}")
-    g = torch.Generator().manual_seed(seed * 1000 + severity * 37 + names().index(kind))
+    mixed = seed * 1000 + severity * 37 + names().index(kind)
+    note = f"{kind} severity {severity} (seed {seed})"
+    if is_streamed(data.images):  # changed as its batches are produced (issue 31), per-sample seeds
+        change = _AtSeverity(CORRUPTIONS[kind], severity)
+        images = TransformedImages.of(data.images, change, f"{kind}@{severity}", mixed)
+        return data.derive(images, name=f"{kind}@{severity}", note=f"{note}, {images.describe()}")
+    g = torch.Generator().manual_seed(mixed)
     parts = []
     for part in data.images.split(chunk):
         y = CORRUPTIONS[kind](part.float() / 255, severity, g)
         parts.append((y.clamp(0, 1) * 255).round().to(torch.uint8))
-    return data.derive(torch.cat(parts), name=f"{kind}@{severity}", note=f"{kind} severity {severity} (seed {seed})")
+    return data.derive(torch.cat(parts), name=f"{kind}@{severity}", note=note)
+
+
+@dataclass(frozen=True)
+class _AtSeverity:
+    """A corruption at one severity, as :class:`~oodbench.data.generated.TransformedImages` applies it."""
+
+    corruption: Corruption
+    severity: int
+
+    def __call__(self, x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+        return self.corruption(x, self.severity, g)

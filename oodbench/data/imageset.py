@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 from oodbench.core.errors import DataNotFoundError, UsageError
 from oodbench.data.provenance import Provenance
-from oodbench.data.streams import ImageFiles, is_streamed
+from oodbench.data.streams import Streamed, is_streamed
 
 DATA_ENV = "OODBENCH_DATA"
 CACHE_ENV = "OODBENCH_CACHE"
@@ -55,7 +55,7 @@ def resolve_data_root(data_root: str | os.PathLike | None = None) -> Path:
 class ImageSet:
     """Images (uint8, N×C×H×W) and labels (int64, N; -1 = unlabelled) of one split."""
 
-    images: torch.Tensor | ImageFiles  # ImageFiles: streamed from disk in batches (oodbench.data.streams)
+    images: torch.Tensor | Streamed  # Streamed: decoded or generated in batches (oodbench.data.streams)
     labels: torch.Tensor
     name: str
     classes: tuple[str, ...] = ()
@@ -186,6 +186,7 @@ class LoadContext:
     size: int = 10_000
     id_name: str | None = None  # the run's ID dataset (for sets derived from it, e.g. perturbed-id)
     device: str = "cpu"  # the run's device: image folders decode JPEGs there (torchvision decode_jpeg on CUDA)
+    stream: bool = False  # the run's ID data is streamed: sets derived or drawn for it are produced in batches too
 
 
 class Dataset(ABC):

@@ -165,16 +165,27 @@ class _Batches:
             pool.shutdown(wait=True, cancel_futures=True)
 
 
+class Streamed:
+    """Images produced batch by batch, never held whole, standing where an ImageSet's uint8 ``N×C×H×W`` tensor
+    would: ``len``, ``shape``, ``dtype``, a tensor index (a subset of the same kind), ``split(batch, device)``
+    (uint8 batches), ``to_shape``, ``with_geometry``, ``describe``, ``fingerprint`` and ``content_keys``.
+    :class:`ImageFiles` decodes files; :class:`oodbench.data.generated.GeneratedImages` draws noise per sample."""
+
+    dtype = torch.uint8
+    ndim = 4
+
+    def decodes_on(self, device: torch.device | None) -> bool:
+        """Whether :meth:`split` yields batches already on ``device`` (JPEGs decoded there); else on the CPU."""
+        return False
+
+
 @dataclass(frozen=True, eq=False)
-class ImageFiles:
+class ImageFiles(Streamed):
     """Image files seen as a uint8 ``N×C×H×W`` tensor that is decoded batch by batch (see the module doc)."""
 
     paths: tuple[str, ...]
     image_shape: tuple[int, int, int]
     geometry: tuple[tuple[str, Any], ...] = tuple(sorted(DEFAULT_GEOMETRY.items()))
-
-    dtype = torch.uint8
-    ndim = 4
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "geometry", tuple(sorted(dict(self.geometry).items())))
@@ -189,6 +200,9 @@ class ImageFiles:
     def __getitem__(self, index: torch.Tensor | Sequence[int]) -> ImageFiles:
         picked = torch.as_tensor(index, dtype=torch.long).tolist()
         return replace(self, paths=tuple(self.paths[i] for i in picked))
+
+    def decodes_on(self, device: torch.device | None) -> bool:
+        return decodes_on(device, self.paths)
 
     def split(self, batch_size: int, device: torch.device | None = None) -> _Batches:
         """uint8 batches on the CPU, or on ``device`` when it decodes them (:func:`decodes_on`)."""
@@ -228,13 +242,14 @@ class ImageFiles:
 
 
 def is_streamed(images: object) -> bool:
-    return isinstance(images, ImageFiles)
+    """Whether ``images`` are produced batch by batch (:class:`Streamed`), not a tensor in memory."""
+    return isinstance(images, Streamed)
 
 
 def refuse_streamed(images: object, what: str) -> None:
     """One line when ``what`` (training, contamination, …) needs images in memory but gets a streamed set."""
     if is_streamed(images):
         raise UsageError(
-            f"{what} needs its images in memory, but this set is streamed from disk (too large to hold); "
+            f"{what} needs its images in memory, but this set is streamed (too large to hold); "
             "use a backbone that needs no training (--checkpoint, --pretrained-file) or a smaller folder"
         )

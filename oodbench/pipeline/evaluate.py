@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from oodbench.core import memory
 from oodbench.core.errors import UsageError, describe
 from oodbench.models.features import FeatureView
 from oodbench.pipeline.protocols import Plan, Split, Target
@@ -75,10 +76,19 @@ class Context:
 
 
 class _Stage:
-    """Tracks which stage a detector is in, so a failure can say where it happened."""
+    """The stage a detector is in: a failure says where it happened; each stage's peak memory is measured."""
 
     def __init__(self) -> None:
         self.name = "fit"
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @name.setter
+    def name(self, value: str) -> None:
+        self._name = value
+        memory.enter(value)
 
 
 def evaluate(det: Detector, plan: Plan, got: Supplied, ctx: Context) -> Iterator[Outcome]:
@@ -268,6 +278,7 @@ def _extra_models(got: Supplied, mark: int) -> list[dict]:
 
 def _facts(ctx: Context, ood_notes: list[str] | None = None) -> dict[str, Any]:
     facts = {k: ctx.facts[k] for k in ("model", "device", "versions", "host", "created")}
+    facts["memory"] = memory.peaks_mb()
     data = dict(ctx.facts["data"])
     if ood_notes is not None:
         data["ood"] = ood_notes

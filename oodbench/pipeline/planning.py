@@ -16,7 +16,7 @@ from oodbench.core.errors import UnknownNameError, UsageError
 from oodbench.core.progress import say
 from oodbench.core.userconfig import explain_unknown_dataset
 from oodbench.data.imageset import ImageSet, LoadContext, resolve_data_root
-from oodbench.data.streams import refuse_streamed
+from oodbench.data.streams import is_streamed, refuse_streamed
 from oodbench.pipeline import leakage, protocols
 from oodbench.pipeline.checks import check_combinations, check_grid, check_validation_split, make_detector
 from oodbench.pipeline.protocols import Plan, Split
@@ -212,6 +212,7 @@ def make_plan(req: RunRequest, resolved: Resolved) -> Plan:
     ctx = LoadContext(root, req.download, req.seed, id_name=req.id, device=str(resolved.device))
     train = load_split(resolved.id_dataset, "train", ctx).head(req.train_limit, req.seed)
     test = load_split(resolved.id_dataset, "test", ctx).head(req.test_limit, req.seed)
+    ctx = dataclasses.replace(ctx, stream=is_streamed(train.images) or is_streamed(test.images))
     plan = protocols.get(req.protocol).design(
         req, train, test, lambda ds, shape: load_ood(ds, ctx, shape, req.test_limit, req.seed), resolved.ood_datasets
     )

@@ -177,6 +177,7 @@ class RunRequest:
     pretrained: bool = False
     pretrained_file: str | None = None  # local weights (implies pretrained); oodbench.models.pretrained
     feature_cache: bool = True
+    max_memory: float | None = None  # GB of resident memory before a stage stops with one line (core.memory)
     batch_size: int = 512
     results: str | None = None
     protocol: str = "anomaly"

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from oodbench import __version__
+from oodbench.core import memory
 from oodbench.core.progress import say
 from oodbench.pipeline.evaluate import Context, Failure, evaluate
 from oodbench.pipeline.planning import make_plan, resolve
@@ -148,9 +149,20 @@ def run(
     already on disk are read back instead of recomputed (a detector whose records all exist is not fitted).
     ``known`` (record id → record): look existing records up there instead of on disk; ``store=False``: write
     nothing, keep the new records and their scores in ``outcome.unsaved`` (a worker without the results folder)."""
+    with memory.guarded(req.max_memory):
+        outcome = _run(req, skip_existing, known, store)
+    peaks = memory.peaks_mb()
+    if peaks:
+        top = max((k for k in peaks if k != "run"), key=peaks.get)
+        say(f"peak resident memory {peaks['run'] / 1024:.2f} GB (stage {top}); per stage in each record's memory")
+    return outcome
+
+
+def _run(req: RunRequest, skip_existing: bool, known: Mapping[str, Record] | None, store: bool) -> RunOutcome:
     resolved = resolve(req)
     t0 = time.perf_counter()
-    plan = make_plan(req, resolved)
+    with memory.stage("plan"):
+        plan = make_plan(req, resolved)
     load_seconds = time.perf_counter() - t0
     got = supply(req, plan, resolved)
     got.seconds = {"load_data": load_seconds, **got.seconds}

@@ -18,10 +18,11 @@ from pathlib import Path
 
 import torch
 
+from oodbench.core import memory
 from oodbench.core.progress import say
 from oodbench.core.userconfig import weights_file
 from oodbench.data.imageset import ImageSet, cache_dir
-from oodbench.data.streams import decodes_on, is_streamed
+from oodbench.data.streams import is_streamed
 from oodbench.models.backbones import Backbone
 from oodbench.models.checkpoints import ModelSpec, file_hash, load_or_train, state_hash
 from oodbench.models.features import FeatureView
@@ -135,7 +136,7 @@ def view_factory(
             )
         # what makes features differ beyond weights and images: bf16 autocast, nvJPEG's rounding
         how = "|bf16 autocast" if precision == "bf16" else ""  # fp32 keys stay as they were
-        if is_streamed(data.images) and decodes_on(device, data.images.paths):
+        if is_streamed(data.images) and data.images.decodes_on(device):
             how += f"|decoded on {device}"
             data = dataclasses.replace(data, notes=(*data.notes, f"JPEGs decoded on {device} (decode_jpeg)"))
         disk = None
@@ -206,7 +207,8 @@ def supply(req: RunRequest, plan: Plan, resolved: Resolved) -> Supplied:
     """Train or load the backbone, build every view and extract the detectors' layers once per split."""
     device = resolved.device
     t0 = time.perf_counter()
-    name, spec, model, info = supply_backbone(req, plan, resolved)
+    with memory.stage("backbone"):
+        name, spec, model, info = supply_backbone(req, plan, resolved)
     if resolved.brought is not None:
         factory, owner = resolved.brought, "the user"
     else:
@@ -224,7 +226,8 @@ def supply(req: RunRequest, plan: Plan, resolved: Resolved) -> Supplied:
     layers = sorted({layer for d in resolved.detectors for layer in d.required_layers(model)} | {"logits"})
     t0 = time.perf_counter()
     for v in {id(v): v for v in [id_view, id_scored, *(x for t in targets for x in (t.tune, t.scored))]}.values():
-        v.features(layers)  # one pass per split, shared by every detector
+        with memory.stage(f"extract {v.imageset.name}"):
+            v.features(layers)  # one pass per split, shared by every detector
     seconds["extract_features"] = time.perf_counter() - t0
     id_acc = accuracy(id_view.logits().cpu().numpy(), plan.id_test.labels.numpy())
     if spec.pretrained:

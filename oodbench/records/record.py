@@ -47,6 +47,7 @@ class Record:
     extra_models: list[dict[str, Any]] = field(default_factory=list)
     n_eval: dict[str, int] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
+    memory: dict[str, float] = field(default_factory=dict)  # peak RSS (MB) per stage so far (oodbench.core.memory)
     data: dict[str, Any] = field(default_factory=dict)
     model: dict[str, Any] = field(default_factory=dict)
     device: str = ""

@@ -178,10 +178,22 @@ class FolderDataset(Dataset):
         where = folder / split if has_splits else folder
         imagenet_style = has_splits and next((folder / "train").glob("*/*.JPEG"), None) is not None
         listing = _class_files(where)
-        data = self._streamed(listing, where, True if imagenet_style and self.stream is None else self.stream)
+        data = self._streamed(listing, where, self._streams(folder, has_splits, imagenet_style))
         data = data or decode_folder(where, ctx.device, listing)
         source = folder.resolve() / split if has_splits else folder.resolve()
         return ImageSet(data.images, data.labels, self.name, data.classes, data.notes).stamped(f"folder:{source}")
+
+    def _streams(self, folder: Path, has_splits: bool, imagenet_style: bool) -> bool | None:
+        """Declared ``stream``, else True for an ImageNet-style tree; else, for a folder with train/ and test/, whether
+        both together are over the threshold, so the two splits stream or decode alike (one shape, one geometry)."""
+        from .streamed import should_stream
+
+        if self.stream is not None or not has_splits:
+            return self.stream
+        if imagenet_style:
+            return True
+        paths = [p for split in ("train", "test") for p, _ in _class_files(folder / split)[1]]
+        return bool(paths) and should_stream(paths, None)
 
     def _streamed(self, listing: tuple[list[str], list], where: Path, stream: bool | None) -> ImageSet | None:
         """The folder as a streamed set when it should stream (:func:`.streamed.should_stream`), else None."""

@@ -44,6 +44,11 @@ def _sample_shapes(paths: list[Path], n: int = 8) -> list[tuple[int, int, int]]:
     return shapes
 
 
+def stream_above() -> int:
+    """Bytes above which a set decoded or drawn whole streams instead: ``$OODBENCH_STREAM_ABOVE``, default 1 GiB."""
+    return int(os.environ.get(STREAM_ENV) or DEFAULT_STREAM_ABOVE)
+
+
 def should_stream(paths: list[Path], declared: bool | None) -> bool:
     """``declared`` when given (ImageNet-style trees are declared by the folder dataset), else whether the
     images decoded whole would take more than ``$OODBENCH_STREAM_ABOVE`` bytes."""
@@ -53,7 +58,7 @@ def should_stream(paths: list[Path], declared: bool | None) -> bool:
     if not shapes:
         return False
     mean_bytes = sum(c * h * w for c, h, w in shapes) / len(shapes)
-    return mean_bytes * len(paths) > int(os.environ.get(STREAM_ENV) or DEFAULT_STREAM_ABOVE)
+    return mean_bytes * len(paths) > stream_above()
 
 
 def stream_shape(paths: list[Path], size: int | None) -> tuple[int, int, int]:
