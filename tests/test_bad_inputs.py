@@ -122,6 +122,9 @@ CASES = [
     ("n-tune-larger-than-split", (*RUN, "--n-tune", "5000"), "--n-tune 5000", 2, {}),
     ("tuning-without-samples", (*RUN, "--n-tune", "0", "--tune", "oracle"), "--n-tune", 2, {}),
     ("validation-fit-without-samples", (*RUN, "-d", "klm", "--n-tune", "0"), "klm fit on the ID validation", 2, {}),
+    ("max-memory-zero", (*RUN, "--max-memory", "0"), "--max-memory takes a positive number of GB", 2, {}),
+    ("max-memory-env", RUN, "$OODBENCH_MAX_MEMORY takes a number of GB", 2, {"OODBENCH_MAX_MEMORY": "lots"}),
+    ("max-memory-exceeded", (*RUN, "--max-memory", "0.05"), "memory budget exceeded in stage", 2, {}),
     (
         "layer-the-backbone-lacks",
         ("run", "-d", "mahalanobis", "--in", "fashionmnist", "--out", "mnist", *SMALL, "--layers", "conv2,nosuch"),

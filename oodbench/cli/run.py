@@ -34,6 +34,7 @@ class Protocol(str, Enum):
     anomaly = "anomaly"
     novelty = "novelty"
     corruption = "corruption"
+    full_spectrum = "full-spectrum"
     misclassification = "misclassification"
 
 

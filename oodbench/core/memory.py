@@ -6,8 +6,10 @@ stage held the most memory, not only that the process did. Where the mark cannot
 figure is the peak since the process started (``getrusage``), which is still an upper bound.
 
 A budget (``--max-memory GB`` or ``$OODBENCH_MAX_MEMORY``) starts a watchdog thread that samples the RSS every
-20 ms; over the budget it interrupts the main thread, and :func:`guarded` turns that interruption into one line
-naming the stage, before the machine swaps. One large allocation made in one call is seen when that call returns.
+20 ms; over the budget it signals the main thread (``SIGUSR1``, whose handler raises :class:`OverBudget`, a
+``BaseException`` that plugin code's ``except Exception`` does not swallow), and :func:`guarded` turns that into one
+line naming the stage, before the machine swaps. One large allocation made in one call is seen when that call
+returns. A run outside the main thread (signals reach only that one) measures its stages but enforces no budget.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import _thread
 import os
 import resource
+import signal
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,6 +29,14 @@ BUDGET_ENV = "OODBENCH_MAX_MEMORY"
 _MB = 1 << 20
 _peaks: dict[str, int] = {}
 _state: dict = {"stage": None, "over": None, "budget": None}
+
+
+class OverBudget(BaseException):
+    """Raised in the main thread when the resident memory went over the budget."""
+
+
+def _raise_over_budget(signum, frame) -> None:
+    raise OverBudget
 
 
 def current_rss() -> int:
@@ -106,7 +117,7 @@ def _watch(budget: int, stop: threading.Event) -> None:
         rss = current_rss()
         if rss > budget and _state["stage"] is not None:
             _state["over"] = (_state["stage"], rss)
-            _thread.interrupt_main()
+            _thread.interrupt_main(signal.SIGUSR1)
             return
 
 
@@ -117,19 +128,21 @@ def guarded(max_memory_gb: float | None = None) -> Iterator[None]:
     _state.update(stage=None, over=None)
     budget = budget_from(max_memory_gb)
     stop = threading.Event()
-    if budget is not None:
+    enforced = budget is not None and threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGUSR1, _raise_over_budget) if enforced else None
+    if enforced:
         threading.Thread(target=_watch, args=(budget, stop), daemon=True, name="oodbench-memory").start()
     try:
         yield
-    except KeyboardInterrupt:
-        over = _state["over"]
-        if over is None:
-            raise
+    except OverBudget:
+        over = _state["over"] or ("?", current_rss())
         raise UsageError(
             f"memory budget exceeded in stage {over[0]!r}: {over[1] / (1 << 30):.2f} GB resident > "
             f"{budget / (1 << 30):.2f} GB (--max-memory / ${BUDGET_ENV}); lower --test-limit or raise the budget"
         ) from None
     finally:
         stop.set()
+        if enforced:
+            signal.signal(signal.SIGUSR1, previous)
         close()
         _state["stage"] = None

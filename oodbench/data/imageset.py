@@ -129,6 +129,21 @@ class ImageSet:
         index = torch.randperm(len(self), generator=g)[:limit].sort().values
         return self.subset(index, f"random subset of {limit} (seed {seed})")
 
+    def concat(self, others: list[ImageSet], name: str, note: str) -> ImageSet:
+        """This set followed by ``others`` (same format; in memory), each sample keeping its provenance."""
+        for part in (self, *others):
+            if is_streamed(part.images):
+                raise UsageError(f"{part.name} is streamed; concatenating sets needs them in memory")
+        provs = [p.provenance for p in (self, *others)]
+        prov = None
+        if all(p is not None for p in provs):
+            prov = provs[0]
+            for p in provs[1:]:
+                prov = prov.cat(p)
+        images = torch.cat([self.images, *(o.images for o in others)])
+        labels = torch.cat([self.labels, *(o.labels for o in others)])
+        return replace(self, images=images, labels=labels, name=name, notes=self.notes + (note,), provenance=prov)
+
     def with_classes(self, keep: list[int]) -> ImageSet:
         """Samples of the given classes only, relabelled 0..len(keep)-1 in the given order."""
         mapping = torch.full((int(self.labels.max()) + 1,), -1, dtype=torch.long)

@@ -28,20 +28,19 @@ def make_detector(cls: type, seed: int, params: dict[str, Any]):
 
 #: RunRequest field → (the protocol that reads it, its option)
 PROTOCOL_OPTIONS = {
-    "holdout": ("novelty", "--holdout"),
-    "corruptions": ("corruption", "--corruption"),
-    "severities": ("corruption", "--severity"),
-    "corrupt_both": ("corruption", "--corrupt-both"),
+    "holdout": (("novelty",), "--holdout"),
+    "corruptions": (("corruption", "full-spectrum"), "--corruption"),
+    "severities": (("corruption", "full-spectrum"), "--severity"),
+    "corrupt_both": (("corruption",), "--corrupt-both"),
 }
 
 
 def check_protocol_options(req: RunRequest) -> None:
     """An option that the chosen protocol does not read is an error, never silently dropped."""
-    for field, (protocol, option) in PROTOCOL_OPTIONS.items():
-        if getattr(req, field) and req.protocol != protocol:
-            raise UsageError(
-                f"{option} applies to --protocol {protocol}, not {req.protocol}: drop it or change protocol"
-            )
+    for field, (protocols, option) in PROTOCOL_OPTIONS.items():
+        if getattr(req, field) and req.protocol not in protocols:
+            where = " or ".join(protocols)
+            raise UsageError(f"{option} applies to --protocol {where}, not {req.protocol}: drop it or change protocol")
     if bool(req.contaminate) != bool(req.contaminate_with):
         raise UsageError("--contaminate RATE and --contaminate-with NAME go together")
 

@@ -116,7 +116,7 @@ def _evaluate(det: Detector, plan: Plan, got: Supplied, ctx: Context, found: dic
     mark = len(got.supplies.models.records)
     assert plan.id_split is not None
     id_tune = got.id_test.subset(plan.id_split.tune)
-    id_eval = got.id_scored.subset(plan.id_split.eval)
+    id_eval = got.id_scored.subset(plan.id_scored_eval())
     fit_on = id_tune if det.needs.fits_on == "validation" else got.train  # Needs.fits_on
     t0 = time.perf_counter()
     fit_detector(det, fit_on, got.supplies)
@@ -228,7 +228,7 @@ def _ood_row(
     )
     record = Record(
         **ctx.identity(det, target),
-        metrics={**ood_metrics(s_id, s_ood), "id_acc": got.id_acc},
+        metrics={**ood_metrics(s_id, s_ood), **got.id_metrics()},
         ci=ood_ci(s_id, s_ood, ctx.seed, fingerprint(id_eval.imageset, ood_eval.imageset)),
         target=dict(target.facts),
         plugin=ctx.plugin_of(det.name),

@@ -60,6 +60,20 @@ class Supplied:
     id_acc: float
     seconds: dict[str, float] = field(default_factory=dict)
     precision: str = "fp32"
+    id_acc_shifted: float | None = None  # full-spectrum: the accuracy on the csID copies
+
+    def id_metrics(self) -> dict[str, float]:
+        """ID accuracy on the clean ID test set (and on the covariate-shifted copies, full-spectrum)."""
+        shifted = {"id_acc_shifted": self.id_acc_shifted} if self.id_acc_shifted is not None else {}
+        return {"id_acc": self.id_acc, **shifted}
+
+
+def shifted_accuracy(plan: Plan, id_scored: FeatureView) -> float | None:
+    """Accuracy on the covariate-shifted copies that follow the clean ID test set in ``id_scored`` (full-spectrum)."""
+    n = len(plan.id_test)
+    if plan.id_scored is None or len(plan.id_scored) <= n:
+        return None
+    return accuracy(id_scored.logits()[n:].cpu().numpy(), plan.id_scored.labels[n:].numpy())
 
 
 def default_backbone(shape: tuple[int, int, int]) -> str:
@@ -239,4 +253,5 @@ def supply(req: RunRequest, plan: Plan, resolved: Resolved) -> Supplied:
         if v is not None:
             v.prefetch = frozenset(layers)
     views = (train, id_view, id_scored, tuple(targets), heldout)
-    return Supplied(name, model, info, spec, supplies, *views, id_acc, seconds, resolved.precision)
+    shifted = shifted_accuracy(plan, id_scored)
+    return Supplied(name, model, info, spec, supplies, *views, id_acc, seconds, resolved.precision, shifted)

@@ -3,6 +3,7 @@
 - ``anomaly``: ID vs each ``--out`` set.
 - ``novelty``: one dataset split by classes (:mod:`.novelty`).
 - ``corruption``: corrupted ID test sets as OOD, or ID and OOD both corrupted (:mod:`.corruption`).
+- ``full-spectrum``: ID ∪ covariate-shifted ID (csID) vs OOD sets, OpenOOD v1.5's FS setting (:mod:`.full_spectrum`).
 - ``misclassification``: paper 004 EXP-1 on the ID test set (:mod:`.misclassification`).
 
 The report tabulates records by their protocol's name (:mod:`oodbench.report.protocol_tables`).
@@ -14,10 +15,13 @@ from oodbench.core.errors import UsageError
 from oodbench.pipeline.protocols.anomaly import Anomaly
 from oodbench.pipeline.protocols.base import Plan, Protocol, Split, Target
 from oodbench.pipeline.protocols.corruption import Corruption, parse_corruption
+from oodbench.pipeline.protocols.full_spectrum import FullSpectrum
 from oodbench.pipeline.protocols.misclassification import Misclassification
 from oodbench.pipeline.protocols.novelty import Novelty, expand_holdout, parse_holdout
 
-PROTOCOLS: dict[str, Protocol] = {p.name: p for p in (Anomaly(), Novelty(), Corruption(), Misclassification())}
+PROTOCOLS: dict[str, Protocol] = {
+    p.name: p for p in (Anomaly(), Novelty(), Corruption(), FullSpectrum(), Misclassification())
+}
 
 __all__ = [
     "PROTOCOLS",

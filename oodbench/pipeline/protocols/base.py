@@ -74,7 +74,7 @@ class Plan:
     id_train: ImageSet
     id_test: ImageSet
     targets: tuple[Target, ...]
-    id_scored: ImageSet | None = None  # corrupted ID test set (corruption mode b)
+    id_scored: ImageSet | None = None  # corrupted ID test set (corruption mode b); clean ∪ csID (full-spectrum)
     classes: tuple[int, ...] | None = None  # novelty: the in-classes the backbone trains on
     config: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     train_out: ImageSet | None = None  # training-time outliers (the novelty seen: classes, --train-out)
@@ -82,6 +82,14 @@ class Plan:
     trained_on: str = ""  # the ID training data's name in checkpoint keys (contamination included)
     id_split: Split | None = None
     target_splits: tuple[Split, ...] = ()
+
+    def id_scored_eval(self) -> torch.Tensor:
+        """Indices of the evaluated samples in ``id_scored``: the ID evaluation split in each sample-for-sample copy
+        of the ID test set it holds (one for corruption mode b, 1 + the csID copies for full-spectrum)."""
+        assert self.id_split is not None
+        n = len(self.id_test)
+        copies = len(self.id_scored) // n if self.id_scored is not None else 1
+        return torch.cat([self.id_split.eval + k * n for k in range(copies)])
 
 
 class Protocol:
