@@ -33,7 +33,8 @@ def openood_layout(data: Path) -> None:
 
     (data / "benchmark_imglist" / "imagenet").mkdir(parents=True)
     for k, (name, (listing, n, shift)) in enumerate(LISTS.items()):
-        folder = data / "images_largescale" / name.replace("/", "_")
+        top = "images_classic" if name == "textures" else "images_largescale"  # as OpenOOD v1.5 lays them out
+        folder = data / top / name.replace("/", "_")
         folder.mkdir(parents=True)
         lines = []
         for i, im in enumerate(smooth_images(n, 40, 48, seed=k, shift=shift)):

@@ -13,7 +13,7 @@
         size: 224                    # streamed images are resized and centre-cropped to size×size
       big-folder: {folder: /data/big, stream: true}   # decode in batches, never whole (default: by size)
 
-Lists and large folders stream (``plugins/oodbench_builtins/datasets/streamed.py``).
+Lists (unless declared ``stream: false``) and large folders stream (``plugins/oodbench_builtins/datasets/streamed.py``).
 """
 
 from __future__ import annotations
@@ -65,4 +65,5 @@ def _declared(cfg, name: str, spec, path: Path) -> Dataset:
     for split, value in lists.items():
         cfg.expect(value, str, [*where, "lists", split], "an image-list file path")
     root = cfg.expect(spec.get("root", "."), str, [*where, "root"], "the folder the listed paths are relative to")
-    return ImageListDataset(name, lists, root, size, description)
+    stream = cfg.expect(spec.get("stream", True), bool, [*where, "stream"], "true or false")
+    return ImageListDataset(name, lists, root, size, description, stream)

@@ -93,9 +93,10 @@ def _uniform(images: list[torch.Tensor], notes: list[str]) -> torch.Tensor:
     return torch.stack(images)
 
 
-def _folder_cache(folder: Path, items: list, decoder: str) -> Path:
+def _folder_cache(folder: Path, items: list, decoder: str, source: str = "") -> Path:
     newest = max(os.stat(p).st_mtime_ns for p, _ in items)
     tag = f"|{decoder}" if decoder != "cpu" else ""  # CPU-decoded folders keep their earlier keys
+    tag += f"|{source}" if source else ""  # an image list: two lists over one root are two sets
     key = hashlib.sha256(f"{folder.resolve()}|{len(items)}|{newest}{tag}".encode()).hexdigest()[:16]
     return cache_dir() / "folders" / f"{folder.name}-{key}.pt"
 
@@ -113,11 +114,14 @@ def _decoded_blob(folder: Path, classes: list[str], items: list, decoded: list, 
     return {"images": stacked, "labels": labels, "notes": notes, "skipped": skipped}
 
 
-def decode_folder(folder: Path, device: str = "cpu", listing: tuple[list[str], list] | None = None) -> ImageSet:
+def decode_folder(
+    folder: Path, device: str = "cpu", listing: tuple[list[str], list] | None = None, source: str = ""
+) -> ImageSet:
     """Decode every image of ``folder`` (cached), JPEGs on ``device`` when it is CUDA (:mod:`.device_decode`).
     Unreadable images are skipped with a one-line warning that counts them and names the first three (also kept
     in the notes); a folder with no readable image is refused. ``listing``: ``_class_files(folder)`` if the
-    caller has it already (listing 50,000 files takes most of a second)."""
+    caller has it already (listing 50,000 files takes most of a second); ``source``: the image list that named the
+    files (part of the cache key), when they are not the folder's own class sub-folders."""
     from oodbench.core.atomic import atomic_torch_save, load_checked
     from oodbench.core.progress import warn
 
@@ -127,8 +131,9 @@ def decode_folder(folder: Path, device: str = "cpu", listing: tuple[list[str], l
     if not items:
         raise UsageError(f"image folder {str(folder)!r} holds no images in class sub-folders (<class>/*.png|jpg)")
     on_device = device.startswith("cuda")
-    blob = load_checked(_folder_cache(folder, items, device), "decoded image folder") if on_device else None
-    blob = blob or load_checked(_folder_cache(folder, items, "cpu"), "decoded image folder")
+    cached = lambda decoder: _folder_cache(folder, items, decoder, source)  # noqa: E731
+    blob = load_checked(cached(device), "decoded image folder") if on_device else None
+    blob = blob or load_checked(cached("cpu"), "decoded image folder")
     if blob is None:
         with c_stderr_silenced():  # CUDA libraries print their own complaints to fd 2; the warning says it
             decoded, failure = decode_on_device([p for p, _ in items], device) if on_device else (None, "")
@@ -137,7 +142,7 @@ def decode_folder(folder: Path, device: str = "cpu", listing: tuple[list[str], l
         decoder = device if decoded is not None else "cpu"
         decoded = decoded if decoded is not None else _decode_all([p for p, _ in items])
         blob = _decoded_blob(folder, classes, items, decoded, decoder)
-        atomic_torch_save(blob, _folder_cache(folder, items, decoder))
+        atomic_torch_save(blob, cached(decoder))
     if blob.get("skipped"):
         warn(_skipped_note(folder, blob["skipped"]) + " (remove or replace them to use them)")
     return ImageSet(blob["images"], blob["labels"], folder.name, tuple(classes), tuple(blob["notes"]))

@@ -98,10 +98,20 @@ def read_image_list(listing: Path, root: Path) -> tuple[list[Path], list[int]]:
 
 class ImageListDataset(Dataset):
     """Splits read from OpenOOD-style image lists (``lists: {train: FILE, test: FILE}``) over an image ``root``;
-    relative paths are looked up under the data root. With only a ``test`` list it is an OOD set."""
+    relative paths are looked up under the data root. With only a ``test`` list it is an OOD set. Lists stream
+    unless declared ``stream: false`` (OpenOOD's CIFAR lists: 50,000 32×32 images, 150 MB whole), which decodes
+    them once into memory like a small image folder (cached), so a backbone can be trained on them."""
 
-    def __init__(self, name: str, lists: dict[str, str], root: str, size: int | None = None, description: str = ""):
-        self.name, self.lists, self.root, self.size = name, dict(lists), Path(root), size
+    def __init__(
+        self,
+        name: str,
+        lists: dict[str, str],
+        root: str,
+        size: int | None = None,
+        description: str = "",
+        stream: bool = True,
+    ):
+        self.name, self.lists, self.root, self.size, self.stream = name, dict(lists), Path(root), size, stream
         self.splits = tuple(s for s in ("train", "test") if s in self.lists)
         self.description = description or f"image lists over {root}"
 
@@ -117,5 +127,17 @@ class ImageListDataset(Dataset):
         paths, labels = read_image_list(listing, root)
         top = max(labels)
         classes = [str(k) for k in range(top + 1)] if split == "train" or top > 0 else []
-        data = streamed_set(self.name, paths, labels, classes, self.size, f"image list {listing}")
+        if self.stream:
+            data = streamed_set(self.name, paths, labels, classes, self.size, f"image list {listing}")
+        else:
+            data = decoded_list(listing, root, paths, labels, classes)
         return data.stamped(f"list:{listing.resolve()}")
+
+
+def decoded_list(listing: Path, root: Path, paths: list[Path], labels: list[int], classes: list[str]) -> ImageSet:
+    """The listed images decoded whole (``stream: false``), cached as a folder is (:func:`.folder.decode_folder`)."""
+    from .folder import decode_folder
+
+    data = decode_folder(root, "cpu", (classes, list(zip(paths, labels))), source=str(listing.resolve()))
+    note = f"image list {listing} ({len(data)} images, {len(classes)} classes), decoded whole"
+    return ImageSet(data.images, data.labels, data.name, tuple(classes), (note, *data.notes[1:]))
