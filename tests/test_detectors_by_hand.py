@@ -155,3 +155,18 @@ def test_she_klm_vim_by_hand():
     assert torch.allclose(vim.residual_basis_.abs().squeeze(), torch.tensor([0.0, 1.0], dtype=torch.float64), atol=1e-6)
     probe = synthetic_view({"penultimate": torch.tensor([[0.0, 1.0]])}, head=head)
     assert vim.score_samples(probe)[0] == pytest.approx(math.log(1 + math.e) - vim.alpha_ * 1.0, rel=1e-5)
+
+
+def test_fdbd_by_hand():
+    """fDBD (Liu & Qin 2024, eq. 3 and 5): head rows (1, 0), (0, 1), (−1, 0), no bias; training mean 0. At z = (2, 1)
+    the logits are (2, 1, −2), ŷ = 0; boundary distances 1/√2 (to class 1) and 4/2 (to class 2), mean
+    (1/√2 + 2)/2, divided by ‖z‖ = √5."""
+    head = torch.nn.Linear(2, 3)
+    with torch.no_grad():
+        head.weight.copy_(torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]]))
+        head.bias.zero_()
+    train = synthetic_view({"penultimate": torch.tensor([[1.0, 0.0], [-1.0, 0.0], [0.0, 1.0], [0.0, -1.0]])}, head=head)
+    fdbd = det("fdbd").fit(train)
+    probe = synthetic_view({"penultimate": torch.tensor([[2.0, 1.0], [0.1, 0.0]])}, head=head)
+    expected = [(1 / math.sqrt(2) + 2) / 2 / math.sqrt(5), (0.1 / math.sqrt(2) + 0.1) / 2 / 0.1]
+    assert np.allclose(fdbd.score_samples(probe), expected, rtol=1e-6)

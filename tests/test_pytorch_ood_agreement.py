@@ -197,3 +197,12 @@ def test_nnguide(setup):
         theirs.fit_features(tr.features(["penultimate"])["penultimate"], tr.labels)
         t = theirs.predict(x)
     agree(ours("nnguide", tr, te, k=10, bank_fraction=1.0), t)  # pytorch-ood's bank: every sample it is fitted on
+
+
+def test_fdbd(setup):
+    model, tr, te, x, _ = setup
+    theirs = pood.fDBD(encoder(model), model.head)
+    with torch.no_grad():
+        theirs.fit_features(tr.features(["penultimate"])["penultimate"])
+        t = theirs.predict(x)
+    agree(ours("fdbd", tr, te), t)

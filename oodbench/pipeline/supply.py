@@ -123,9 +123,10 @@ def layer_check(detectors, backbone: str):
     return check
 
 
-#: on the CPU a batch holds at most this many input pixels (32 images at 224×224): activations of large
-#: inputs (a ResNet's first map is 64 × (H/2) × (W/2) floats per image) would otherwise take gigabytes
-CPU_BATCH_PIXELS = 32 * 224 * 224
+#: on the CPU a batch holds at most this many input pixels (16 images at 224×224; MNIST and CIFAR keep 512):
+#: activations of large inputs (a ResNet's first map is 64 × (H/2) × (W/2) floats per image) take ~7 MB per
+#: 224² image (issue 31: 32 images per batch before)
+CPU_BATCH_PIXELS = 16 * 224 * 224
 
 
 def batch_for(batch_size: int, shape: tuple[int, int, int], device: torch.device) -> int:

@@ -7,6 +7,7 @@ from .activation_shaping import ASH, DICE, SCALE, ReAct
 from .autoencoders import AE, LAMAE, AEPlus, LAMAEPlus, MemAE, MemAEPlus
 from .dec_embedding import DECEmbedding, DECEmbeddingCentre
 from .deep_ensemble import DeepEnsemble
+from .fdbd import FDBD
 from .fssd import FSSD
 from .gradnorm import GradNorm
 from .gram import Gram
@@ -51,6 +52,7 @@ def oodbench_register_detectors():
         Gram,
         SHE,
         NNGuide,
+        FDBD,
         AE,
         MemAE,
         LAMAE,
