@@ -108,10 +108,11 @@ LATER_FIELDS = (
 
 
 def request_key(req: RunRequest) -> str:
-    """A run's marker name; ``--download`` does not change what a run computes, so it is not part of it, and
-    fields added later (``train_options``, the ``--model`` ones, ``precision``, ``grid``) are left out while
-    unset, so that earlier markers still match."""
+    """A run's marker name; ``--download`` and ``--max-memory`` do not change what a run computes, so they are not
+    part of it, and fields added later (``train_options``, the ``--model`` ones, ``precision``, ``grid``) are left
+    out while unset, so that earlier markers still match."""
     fields = dataclasses.asdict(dataclasses.replace(req, download=False))
+    del fields["max_memory"]
     for later in LATER_FIELDS:
         if not fields[later]:
             del fields[later]
