@@ -33,19 +33,18 @@ def sample_seed(seed: int, index: int) -> int:
     return (seed << 32) + index
 
 
-class _Drawn:
-    """``GeneratedImages.split(n)``: a sized iterable of uint8 batches (progress bars know the total)."""
+class _Batches:
+    """``split(n)`` of a generated or transformed set: a sized iterable (progress bars know the total) over
+    ``make()``'s batches, made as they are consumed."""
 
-    def __init__(self, images: GeneratedImages, batch_size: int):
-        self.images, self.batch_size = images, batch_size
+    def __init__(self, length: int, batch_size: int, make: Callable[[], Iterator[torch.Tensor]]):
+        self.length, self.batch_size, self.make = length, batch_size, make
 
     def __len__(self) -> int:
-        return math.ceil(len(self.images) / self.batch_size)
+        return math.ceil(self.length / self.batch_size)
 
     def __iter__(self) -> Iterator[torch.Tensor]:
-        index = self.images.index
-        for start in range(0, len(index), self.batch_size):
-            yield self.images.batch(index[start : start + self.batch_size])
+        return self.make()
 
 
 @dataclass(frozen=True, eq=False)
@@ -84,9 +83,11 @@ class GeneratedImages(Streamed):
             out[row] = self.one(i)
         return out
 
-    def split(self, batch_size: int, device: torch.device | None = None) -> _Drawn:
+    def split(self, batch_size: int, device: torch.device | None = None) -> _Batches:
         """uint8 batches on the CPU, drawn as they are consumed (at most one batch held)."""
-        return _Drawn(self, batch_size)
+        index = self.index
+        starts = range(0, len(index), batch_size)
+        return _Batches(len(self), batch_size, lambda: (self.batch(index[s : s + batch_size]) for s in starts))
 
     def to_shape(self, shape: tuple[int, int, int]) -> GeneratedImages:
         """The same samples drawn at another C×H×W (noise has no geometry to resize: it is drawn at that shape)."""
@@ -113,21 +114,6 @@ class GeneratedImages(Streamed):
 
 #: ``change(pixels, generator)``: one sample's float pixels (``1×C×H×W`` in [0, 1]) changed, clamped by the caller
 Change = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
-
-
-class _Changed:
-    """``TransformedImages.split(n)``: the source's batches, each sample changed from its own seed."""
-
-    def __init__(self, images: TransformedImages, batch_size: int):
-        self.images, self.batch_size = images, batch_size
-
-    def __len__(self) -> int:
-        return math.ceil(len(self.images) / self.batch_size)
-
-    def __iter__(self) -> Iterator[torch.Tensor]:
-        t, size = self.images, self.batch_size
-        for start, batch in zip(range(0, len(t), size), t.source.split(size)):
-            yield t.batch(batch, t.index[start : start + size])
 
 
 @dataclass(frozen=True, eq=False)
@@ -164,9 +150,15 @@ class TransformedImages(Streamed):
             out[row] = quantised(self.change(images[row : row + 1].float() / 255, g))[0]
         return out
 
-    def split(self, batch_size: int, device: torch.device | None = None) -> _Changed:
+    def split(self, batch_size: int, device: torch.device | None = None) -> _Batches:
         """uint8 batches on the CPU (the source's, decoded there, then changed)."""
-        return _Changed(self, batch_size)
+        starts = range(0, len(self), batch_size)
+
+        def make() -> Iterator[torch.Tensor]:
+            for start, batch in zip(starts, self.source.split(batch_size)):
+                yield self.batch(batch, self.index[start : start + batch_size])
+
+        return _Batches(len(self), batch_size, make)
 
     def to_shape(self, shape: tuple[int, int, int]) -> TransformedImages:
         return replace(self, source=self.source.to_shape(shape))

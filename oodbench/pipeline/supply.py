@@ -146,9 +146,10 @@ def view_factory(
     def view(data: ImageSet) -> FeatureView:
         if is_streamed(data.images) and model.data_config:  # resized and cropped as the backbone's own eval does
             files = data.images.with_geometry(model.data_config)
-            data = dataclasses.replace(
-                data, images=files, notes=(*data.notes, f"backbone geometry: {files.describe()}")
-            )
+            if files is not data.images:  # generated noise has no geometry: nothing to note
+                data = dataclasses.replace(
+                    data, images=files, notes=(*data.notes, f"backbone geometry: {files.describe()}")
+                )
         # what makes features differ beyond weights and images: bf16 autocast, nvJPEG's rounding
         how = "|bf16 autocast" if precision == "bf16" else ""  # fp32 keys stay as they were
         if is_streamed(data.images) and data.images.decodes_on(device):
