@@ -69,6 +69,11 @@ def _environment(tmp_path_factory):
     mp.setenv("OODBENCH_RESULTS", str(tmp_path_factory.mktemp("results")))
     mp.setenv("OODBENCH_CONFIG", "none")  # never a ./oodbench.yaml of the working directory (issue 29)
     mp.setenv("CUDA_VISIBLE_DEVICES", "")  # tests pin the CPU (device tests simulate the accelerator's paths)
+    if os.environ.get("PYTEST_XDIST_WORKER"):  # `pytest -n N`: N workers share the cores, one thread each
+        import torch
+
+        mp.setenv("OMP_NUM_THREADS", "1")  # and so do the CLI subprocesses the tests start
+        torch.set_num_threads(1)
     yield
     mp.undo()
 

@@ -31,6 +31,20 @@ def test_list_detectors_shows_builtins_with_plugin(capsys):
     assert "msp" in rows
 
 
+def test_list_detectors_says_what_each_needs_at_a_glance(capsys):
+    """Issue 26 item 4: post-hoc or trains, and what it reads from a model (from its declared Needs and layers)."""
+    code, out, _ = run_cli(capsys, "list", "detectors")
+    assert code == 0 and out.splitlines()[0].split()[:3] == ["name", "kind", "needs"]
+    cells = {line.split()[0]: [c.strip() for c in re.split(r"\s{2,}", line)] for line in out.splitlines()[2:]}
+    assert cells["msp"][1:3] == ["post-hoc", "logits"]
+    assert cells["odin"][1:3] == ["post-hoc", "logits, input gradients"]
+    assert cells["knn"][1:3] == ["post-hoc", "features"]
+    assert cells["gram"][2] == "logits, feature maps" and cells["gradnorm"][2].endswith(", gradients")
+    assert cells["klm"][1] == "post-hoc (fits on ID val)"
+    assert cells["outlier-exposure"][1:3] == ["trains", "logits, own networks, outliers (required)"]
+    assert all(row[1].startswith(("post-hoc", "trains")) for row in cells.values())
+
+
 @pytest.mark.parametrize(
     "args, message",
     [

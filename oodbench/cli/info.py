@@ -68,20 +68,62 @@ def layer_table(backbone: str, shape: str | None = None, classes: int = 10) -> s
     return heading + "\n" + tabulate(rows, headers=["layer", "dim", "output shape"], tablefmt="simple")
 
 
+def detector_needs(cls: type, model) -> tuple[str, str]:
+    """(kind, needs) of a detector class at a glance: post-hoc or trains, and what it reads from a model —
+    logits, pooled features, feature maps (the layers ``required_layers`` declares for ``model``), gradients
+    (``Needs.gradients``), auxiliary outliers (``Needs.outliers``)."""
+    needs = cls.needs
+    kind = "trains" if needs.trains else "post-hoc" + (" (fits on ID val)" if needs.fits_on == "validation" else "")
+    try:
+        layers = cls().required_layers(model)
+    except Exception:  # a third party's detector that cannot say without more: its needs say the rest
+        layers = []
+    reads = {"logits": "logits", "penultimate": "features"}
+    parts = list(dict.fromkeys(reads.get(name, "feature maps") for name in layers))
+    parts += ["feature maps"] if needs.feature_maps and "feature maps" not in parts else []
+    parts = sorted(parts, key=["logits", "features", "feature maps"].index)
+    if needs.trains:
+        parts.append("own networks")
+    if needs.gradients != "none":
+        parts.append({"inputs": "input gradients", "network": "gradients"}[needs.gradients])
+    if needs.outliers != "none":
+        parts.append(f"outliers ({needs.outliers})")
+    return kind, ", ".join(parts)
+
+
+def probe_model():
+    """An untrained LeNet on 1×28×28 (built in a millisecond) to ask detectors which layers they read, or None
+    where the built-in backbones are disabled."""
+    from oodbench.plugins.manager import registries
+
+    try:
+        return registries().backbones.get("lenet").build((1, 28, 28), 10, pretrained=False)
+    except Exception:
+        return None
+
+
 @app.command("list")
 def list_(kind: Annotated[Kind, typer.Argument(help="detectors | datasets | backbones")]) -> None:
-    """List registered detectors, datasets or backbones with the plugin each comes from."""
+    """List registered detectors, datasets or backbones with the plugin each comes from; detectors also say
+    whether they are post-hoc or train, and what they need from a model."""
     from tabulate import tabulate
 
     from oodbench.plugins.manager import registries
 
     registry = registries().by_kind(kind.value[:-1])
     owners = registry.conflicts
-    rows = [
-        (e.name, e.description, "CONFLICT: " + ", ".join(owners[e.name]) if e.name in owners else e.plugin)
-        for e in registry
-    ]
-    typer.echo(tabulate(rows, headers=["name", "description", "plugin"], tablefmt="simple"))
+
+    def plugin(name: str, owner: str) -> str:
+        return "CONFLICT: " + ", ".join(owners[name]) if name in owners else owner
+
+    if kind.value != "detectors":
+        rows = [(e.name, e.description, plugin(e.name, e.plugin)) for e in registry]
+        typer.echo(tabulate(rows, headers=["name", "description", "plugin"], tablefmt="simple"))
+        return
+    model = probe_model()
+    rows = [(e.name, *detector_needs(e.obj, model), e.description, plugin(e.name, e.plugin)) for e in registry]
+    headers = ["name", "kind", "needs", "description", "plugin"]
+    typer.echo(tabulate(rows, headers=headers, tablefmt="simple"))
 
 
 @app.command()

@@ -56,6 +56,12 @@ class Needs:
       instead — the ID test samples held out for tuning (SPEC.md "Splits"), never evaluated and never seen by a
       backbone oodbench trains — as calibration needs data the classifier did not fit (Guo et al. 2017 §4.2;
       OpenOOD fits its calibration-style postprocessors on its ID val split).
+    - ``gradients``: ``"inputs"`` if it back-propagates to the input images (ODIN-style pre-processing, at least in
+      its grid), ``"network"`` if it needs gradients of its score with respect to the network's weights or
+      activations (computed or in closed form from the head); ``"none"``: forward passes only. Shown by
+      ``oodbench list detectors`` so a user can tell which methods suit a model that cannot back-propagate.
+    - ``feature_maps``: it reads un-pooled feature maps through ``data.model`` itself (Gram's per-channel statistics),
+      beyond the pooled layers :meth:`Detector.required_layers` declares.
 
     The feature layers it reads are declared by :meth:`Detector.required_layers` (they depend on the model).
     """
@@ -65,6 +71,8 @@ class Needs:
     embedding: bool = False
     stochastic: bool = False
     fits_on: Literal["train", "validation"] = "train"
+    gradients: Literal["none", "network", "inputs"] = "none"
+    feature_maps: bool = False
 
     @property
     def supplies(self) -> bool:

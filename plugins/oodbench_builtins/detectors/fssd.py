@@ -37,7 +37,7 @@ from typing import Any
 
 import torch
 
-from oodbench import LayerwiseDetector
+from oodbench import LayerwiseDetector, Needs
 from oodbench.models.features import FeatureView
 from oodbench.models.perturbation import gradient_sign, perturbed_scores
 from oodbench.plugins.constraints import Options
@@ -69,6 +69,7 @@ class FSSD(LayerwiseDetector):
     description = "Feature Space Singularity Distance with layer ensemble + input pre-processing (paper 003)"
     paper = "Huang et al. 2021, Feature Space Singularity for Out-of-Distribution Detection"
     criterion = "tnr95"
+    needs = Needs(gradients="inputs")  # input pre-processing where the grid picks ε > 0
 
     def __init__(
         self,

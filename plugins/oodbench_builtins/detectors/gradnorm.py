@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from oodbench import Detector
+from oodbench import Detector, Needs
 from oodbench.models.features import FeatureView
 
 
@@ -19,6 +19,7 @@ class GradNorm(Detector):
     description = "L1 norm of the last-layer gradient of KL(uniform ‖ softmax) (Huang et al. 2021)"
     paper = "Huang et al. 2021, On the Importance of Gradients for Detecting Distributional Shifts in the Wild"
     criterion = "auroc"
+    needs = Needs(gradients="network")  # of the head's weights, in closed form
 
     def __init__(self, temperature: float = 1.0):
         self.temperature = temperature

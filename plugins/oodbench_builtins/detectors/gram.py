@@ -34,7 +34,7 @@ from typing import Any
 
 import torch
 
-from oodbench import Detector
+from oodbench import Detector, Needs
 from oodbench.models.features import FeatureView
 
 
@@ -50,6 +50,7 @@ class Gram(Detector):
     description = "deviation of feature-map Gram matrices from class-wise training ranges (Sastry & Oore 2020)"
     paper = "Sastry & Oore 2020, Detecting OOD Examples with Gram Matrices"
     criterion = "auroc"
+    needs = Needs(feature_maps=True)  # Gram matrices of every conv feature map, per batch
 
     def __init__(
         self,

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 import torch
 
-from oodbench import LayerwiseDetector
+from oodbench import LayerwiseDetector, Needs
 from oodbench.models.backbones import LOGITS
 from oodbench.models.features import FeatureView
 from oodbench.models.perturbation import gradient_sign, perturbed_scores
@@ -31,6 +31,7 @@ class Mahalanobis(LayerwiseDetector):
     )
     paper = "Lee et al. 2018, A Simple Unified Framework for Detecting OOD Samples and Adversarial Attacks"
     criterion = "tnr95"
+    needs = Needs(gradients="inputs")  # input pre-processing where the grid picks ε > 0
 
     def __init__(self, layers: Sequence[str] | None = None, epsilon: float = 0.0):
         self.layers = layers

@@ -15,7 +15,7 @@ import uuid
 
 import torch
 
-from oodbench import Detector
+from oodbench import Detector, Needs
 from oodbench.models.features import FeatureView
 from oodbench.models.perturbation import gradient_sign, perturbed_scores
 
@@ -27,6 +27,7 @@ class ODIN(Detector):
     description = "temperature-scaled softmax with input pre-processing (Liang et al. 2018)"
     paper = "Liang et al. 2018, Enhancing the Reliability of OOD Image Detection (ODIN)"
     criterion = "tnr95"
+    needs = Needs(gradients="inputs")  # input pre-processing (eq. 2)
 
     def __init__(self, temperature: float = 1000.0, epsilon: float = 0.0):
         self.temperature = temperature
