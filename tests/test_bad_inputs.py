@@ -109,6 +109,7 @@ CASES = [
     ("train-option-unknown", (*RUN, "--train", "lr_max=1"), "--train unknown key 'lr_max'", 2, {}),
     ("train-option-type", (*RUN, "--train", "batch_size=big"), "batch_size takes an integer", 2, {}),
     ("train-option-choice", ("train", "--train", "schedule=step"), "cosine, onecycle, none", 2, {}),
+    ("train-option-augment", ("train", "--train", "augment=foo"), "mixup, cutmix, regmixup, augmix", 2, {}),
     ("train-option-own-flag", ("train", "--train", "epochs=3"), "--epochs", 2, {}),
     ("layers-for-no-layerwise-detector", (*RUN, "--layers", "conv1"), "--layers", 2, {}),
     ("layers-empty", ("run", "-d", "mahalanobis", "--in", "fashionmnist", "--layers", ","), "--layers", 2, {}),

@@ -21,6 +21,14 @@ def test_required_suites_exist():
     assert {"smoke", "cpu", "gpu", "imagenet"} <= set(SUITES)
 
 
+def test_everything_suite_names_every_builtin_detector():
+    """Issue 26 item 4: a detector added to the built-ins joins the ``everything`` suite or this fails."""
+    from conftest import builtin_names
+
+    (run,) = SUITES["everything"]["runs"]
+    assert sorted(run["detectors"]) == sorted(builtin_names("detectors"))
+
+
 def test_imagenet_suite_groups_name_its_ood_sets():
     """OpenOOD v1.5's ImageNet-1K groups, written `oods: {near: [...], far: [...]}` and read as a flat list plus
     ``ood_groups``; the raw YAML keeps the grouped form."""

@@ -120,11 +120,11 @@ def test_run_end_to_end_then_reuse_checkpoint(capsys, monkeypatch, tmp_path, tmp
         "--epochs",
         "2",
         "--train-limit",
-        "10000",
+        "6000",
         "--test-limit",
-        "1200",
+        "700",
         "--n-tune",
-        "200",
+        "100",
         "--tune",
         "oracle",
         "--results",
@@ -141,11 +141,11 @@ def test_run_end_to_end_then_reuse_checkpoint(capsys, monkeypatch, tmp_path, tmp
     }
     fssd = next(r for r in records if r["detector"] == "fssd" and r["ood"] == "mnist")
     assert fssd["metrics"]["auroc"] > 90.0  # a weak 2-epoch LeNet on a subset still separates FMNIST from MNIST
-    assert fssd["n_eval"] == {"id": 1000, "ood": 1000}  # 200 + 200 tuning samples removed
+    assert fssd["n_eval"] == {"id": 600, "ood": 600}  # 100 + 100 tuning samples removed
     assert fssd["tuning"]["criterion"] == "tnr95" and fssd["tuning"]["grid_size"] == 21
     assert set(fssd["fit"]["ensemble"]["weights"]) == {"conv1", "conv2", "fc1", "penultimate", "logits"}
     gauss = next(r for r in records if r["ood"] == "gaussian")
-    assert any("gaussian: 1200 samples" in n for n in gauss["data"]["ood"])
+    assert any("gaussian: 700 samples" in n for n in gauss["data"]["ood"])
     files = list(tmp_path.rglob("*.json"))
     assert len(files) == 4
     code, out2, err2 = run_cli(capsys, *args[:-2], "--format", "github")

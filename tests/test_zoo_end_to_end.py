@@ -41,8 +41,13 @@ def test_every_detector_runs_with_oracle_tuning(tmp_path):
                         "metric-learning",
                         "odm",
                         "outlier-exposure",
+                        "logitnorm",
+                        "conf-branch",
+                        "rotpred",
+                        "godin",
                     )
                 },
+                "vos": {"epochs": 1, "start_epoch": 0},
                 "abnormality-module": {"decoder_epochs": 1, "epochs": 1},
                 **{n: {"pretrain_epochs": 1, "epochs": 1} for n in ("dec-embedding", "dec-embedding+centre")},
             },

@@ -89,7 +89,8 @@ TrainOptions = Annotated[
     typer.Option(
         "--train",
         help="Training setting KEY=VALUE (repeatable), e.g. batch_size=512, lr=0.4, schedule=onecycle, "
-        "weight_decay=5e-4, optimizer=sgd, augment=crop-flip; part of the checkpoint's key.",
+        "weight_decay=5e-4, optimizer=sgd, augment=crop-flip, mixup, cutmix, regmixup or augmix (mixup α=1, "
+        "cutmix α=1, regmixup α=10 η=1, augmix without JSD); part of the checkpoint's key.",
         show_default=False,
     ),
 ]

@@ -21,6 +21,7 @@ from torch.optim.lr_scheduler import CosineAnnealingLR, LRScheduler, OneCycleLR
 from oodbench.core import precision
 from oodbench.core.progress import say, track
 from oodbench.data.imageset import ImageSet
+from oodbench.models import augment
 from oodbench.models.augment import augment_crop_flip, crop_flip, crop_flip_draws  # noqa: F401 - re-exported
 from oodbench.models.estimate import check_training_time, probe_seconds_per_image
 from oodbench.models.features import to_float
@@ -46,12 +47,14 @@ class TrainTask:
       every ``refresh_every`` steps (0: never) with the whole training set (uint8, on the device); the
       task recomputes whatever it keeps per sample (paper 000 Algorithm 1's update interval T).
     - ``eval_loss(model, x, y)`` — the loss early stopping evaluates (default: ``loss``).
+    - ``soft_targets`` — ``loss`` takes ``y`` as class probabilities too (needed by augment=mixup|cutmix|regmixup).
     """
 
     aux: ImageSet | None = None
     aux_batch_size: int | None = None
     uses_index: bool = False
     refresh_every: int = 0
+    soft_targets: bool = False
 
     def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError(f"{type(self).__name__} must define loss(model, x, y)")
@@ -81,7 +84,7 @@ class _DuckTypedTask(TrainTask):
     """A task object that does not subclass :class:`TrainTask`, behind its interface (looked up once)."""
 
     def __init__(self, task: Any):
-        for name in ("aux", "aux_batch_size", "uses_index", "refresh_every"):
+        for name in ("aux", "aux_batch_size", "uses_index", "refresh_every", "soft_targets"):
             setattr(self, name, getattr(task, name, getattr(TrainTask, name)))
         self.refresh_every = int(self.refresh_every or 0)
         self.loss = task.loss  # type: ignore[method-assign]
@@ -90,7 +93,9 @@ class _DuckTypedTask(TrainTask):
 
 
 class Classification(TrainTask):
-    """Cross-entropy on the backbone's logits (the default task)."""
+    """Cross-entropy on the backbone's logits (the default task); ``y`` labels or class probabilities."""
+
+    soft_targets = True
 
     def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(model(x), y)
@@ -149,6 +154,9 @@ class _Trainer:
         self.images, self.labels = data.images.to(device), data.labels.to(device)
         self.aux_images = task.aux.images.to(device) if task.aux is not None and len(task.aux) else None
         self.aux_batch = cfg.batch_size if task.aux_batch_size is None else int(task.aux_batch_size)
+        self.mixer = augment.batch_mixer(cfg.augment, data.num_classes)  # mixup | cutmix | regmixup: soft targets
+        if self.mixer is not None and not task.soft_targets:
+            raise ValueError(f"augment={cfg.augment} gives soft targets, which {type(task).__name__} does not take")
         self.opt = make_optimizer(model.parameters(), cfg)
         self.steps_per_epoch = math.ceil(len(data) / cfg.batch_size)
         self.scheduler = make_scheduler(self.opt, cfg, max(1, cfg.epochs * self.steps_per_epoch))
@@ -177,10 +185,11 @@ class _Trainer:
         draws: dict[str, torch.Tensor] = {}
         if self.aux_images is not None:
             draws["aux"] = torch.randint(0, len(self.aux_images), (steps, self.aux_batch), generator=g)
-        if self.cfg.augment == "crop-flip":
-            draws["crop"] = crop_flip_draws(steps * bs, g).view(steps, bs, 3)
+        if self.cfg.augment in augment.PER_SAMPLE:  # crop-flip, augmix
+            draw = augment.PER_SAMPLE[self.cfg.augment][0]
+            draws["aug"] = draw(steps * bs, g).view(steps, bs, -1)
             if self.aux_images is not None:
-                draws["aux_crop"] = crop_flip_draws(steps * self.aux_batch, g).view(steps, self.aux_batch, 3)
+                draws["aux_aug"] = draw(steps * self.aux_batch, g).view(steps, self.aux_batch, -1)
         return {k: v.to(self.device) for k, v in draws.items()}
 
     def train_step(self, idx: torch.Tensor, i: int, draws: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -206,17 +215,20 @@ class _Trainer:
         self, idx: torch.Tensor, i: int, draws: dict[str, torch.Tensor]
     ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
         """(x, y, keyword arguments of the task's loss) for the samples at ``idx``, step ``i`` of the epoch."""
-        x = self.images[idx].float().div_(255.0)
+        x, y = self.images[idx].float().div_(255.0), self.labels[idx]
         extra: dict[str, torch.Tensor] = {}
         if self.task.uses_index:
             extra["index"] = idx
         if "aux" in draws:
             extra["aux"] = self.aux_images[draws["aux"][i]].float().div_(255.0)
-        if "crop" in draws:
-            x = crop_flip(x, draws["crop"][i, : len(idx)])
+        if "aug" in draws:
+            apply = augment.PER_SAMPLE[self.cfg.augment][1]
+            x = apply(x, draws["aug"][i, : len(idx)])
             if "aux" in extra:
-                extra["aux"] = crop_flip(extra["aux"], draws["aux_crop"][i])
-        return precision.prepare_input(x, self.device), self.labels[idx], extra
+                extra["aux"] = apply(extra["aux"], draws["aux_aug"][i])
+        if self.mixer is not None:  # draws Python numbers from the generator here: no copy to the device
+            x, y = augment.augment_mix(self.cfg.augment, self.mixer, x, y, self.generator)
+        return precision.prepare_input(x, self.device), y, extra
 
 
 class _EarlyStopping:

@@ -11,7 +11,7 @@ from typing import Any
 
 SCHEDULES = ("cosine", "onecycle", "none")
 OPTIMIZERS = ("adam", "sgd")
-AUGMENTS = ("none", "crop-flip")
+AUGMENTS = ("none", "crop-flip", "mixup", "cutmix", "regmixup", "augmix")  # see oodbench.models.augment
 
 
 @dataclass(frozen=True)
@@ -25,7 +25,7 @@ class TrainConfig:
     momentum: float = 0.9
     weight_decay: float = 0.0
     schedule: str = "cosine"  # cosine | onecycle | none (per step; see make_scheduler)
-    augment: str = "none"  # none | crop-flip (pad-4 random crop + horizontal flip)
+    augment: str = "none"  # none | crop-flip | mixup | cutmix | regmixup | augmix (oodbench.models.augment)
     seed: int = 0
 
     def replace(self, **changes) -> TrainConfig:

@@ -15,6 +15,36 @@ from oodbench.models.features import FeatureView
 
 from ._common import head_weights
 
+CHUNK = 8192  # rows per chunk of the training features: memory stays O(chunk × N)
+
+
+def default_dim(n: int) -> int:
+    """The paper's principal-subspace dimension D for feature dimension N (the module docstring's rule)."""
+    return 1000 if n >= 2048 else 512 if n >= 768 else n // 2
+
+
+def principal_residual(x: torch.Tensor, model, dim: int | None) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """(origin u = −W⁺b, orthonormal basis of the residual space P⊥ (N × (N − D)), D) from training features ``x``
+    (float64) and the model's head (W, b): P spans the D leading eigenvectors of the covariance of x − u (the
+    paper's x^{P⊥}, defined before eq. 6).
+    Shared by :class:`ViM` and ``residual`` (:mod:`.residual`)."""
+    w, b = head_weights(model)
+    n = x.shape[1]
+    dim = dim or default_dim(n)
+    origin = -(torch.linalg.pinv(w.double()) @ b.double())
+    cov = torch.zeros(n, n, dtype=torch.float64, device=x.device)
+    for chunk in x.split(CHUNK):
+        c = chunk - origin
+        cov += c.T @ c
+    eigvals, eigvecs = torch.linalg.eigh(cov / len(x))
+    order = eigvals.argsort(descending=True)
+    return origin, eigvecs[:, order[dim:]].contiguous(), dim
+
+
+def residual_norm(x: torch.Tensor, origin: torch.Tensor, basis: torch.Tensor) -> torch.Tensor:
+    """‖x^{P⊥}‖ = ‖(x − u) R‖ per row (float64), R the residual basis of :func:`principal_residual`."""
+    return ((x.double() - origin) @ basis).norm(dim=1)
+
 
 class ViM(Detector):
     name = "vim"
@@ -31,18 +61,8 @@ class ViM(Detector):
     def fit(self, train: FeatureView) -> ViM:
         feats = train.features(["penultimate", "logits"])
         x, z = feats["penultimate"].double(), feats["logits"].double()
-        w, b = head_weights(train.model)
-        n = x.shape[1]
-        dim = self.dim or (1000 if n >= 2048 else 512 if n >= 768 else n // 2)
-        self.origin_ = -(torch.linalg.pinv(w.double()) @ b.double())
-        cov = torch.zeros(n, n, dtype=torch.float64, device=x.device)
-        for chunk in x.split(8192):  # chunked: memory stays O(chunk × N)
-            c = chunk - self.origin_
-            cov += c.T @ c
-        eigvals, eigvecs = torch.linalg.eigh(cov / len(x))
-        order = eigvals.argsort(descending=True)
-        self.residual_basis_ = eigvecs[:, order[dim:]].contiguous()
-        residual = torch.cat([((c - self.origin_) @ self.residual_basis_).norm(dim=1) for c in x.split(8192)])
+        self.origin_, self.residual_basis_, dim = principal_residual(x, train.model, self.dim)
+        residual = torch.cat([residual_norm(c, self.origin_, self.residual_basis_) for c in x.split(CHUNK)])
         self.alpha_ = float(z.max(dim=1).values.sum() / residual.sum())
         self.dim_ = dim
         return self
@@ -50,7 +70,7 @@ class ViM(Detector):
     def score_samples(self, data: FeatureView) -> torch.Tensor:
         self.check_fitted()
         feats = data.features(["penultimate", "logits"])
-        residual = ((feats["penultimate"].double() - self.origin_) @ self.residual_basis_).norm(dim=1)
+        residual = residual_norm(feats["penultimate"], self.origin_, self.residual_basis_)
         energy = torch.logsumexp(feats["logits"].double(), dim=1)
         return energy - self.alpha_ * residual
 
