@@ -16,11 +16,11 @@ from oodbench_builtins.detectors.conf_branch import ConfBranchTask, confidence_l
 from oodbench_builtins.detectors.logitnorm import LogitNormTask, logitnorm_loss
 from oodbench_builtins.detectors.rotpred import RotationTask, rotations, rotpred_score
 from scipy.stats import spearmanr
+from test_trained_scores_by_hand import SHAPE, det, linear_backbone  # outputs = W · x on 2×2 images
 from torch import nn
 
 from oodbench.core.errors import UsageError
 from oodbench.data.imageset import ImageSet, LoadContext
-from oodbench.models.backbones import Backbone
 from oodbench.models.checkpoints import ModelSpec
 from oodbench.models.features import FeatureView
 from oodbench.models.provider import ModelProvider
@@ -29,20 +29,7 @@ from oodbench.plugins.detector import Supplies
 from oodbench.plugins.manager import registries
 from oodbench.records.metrics import auroc
 
-SHAPE = (1, 2, 2)
 NAMES = ["logitnorm", "conf-branch", "rotpred"]
-
-
-def det(name, **params):
-    return registries().detectors.get(name)(**params)
-
-
-def linear_backbone(weight: list[list[float]]) -> Backbone:
-    """outputs = W · x for a flattened 2×2 image x in [0, 1] (no normalisation)."""
-    head = nn.Linear(4, len(weight), bias=False)
-    with torch.no_grad():
-        head.weight.copy_(torch.tensor(weight))
-    return Backbone(nn.Sequential(nn.Flatten(), nn.Identity(), head), {}, "2", [0.0], [1.0], SHAPE, arch="hand")
 
 
 def view(pixels: list[list[int]]) -> FeatureView:

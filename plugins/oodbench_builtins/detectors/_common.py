@@ -137,3 +137,28 @@ def percentile(x: torch.Tensor, q: float) -> float:
         return float(low)
     high = flat.kthvalue(lo + 2).values.double()
     return float(low + frac * (high - low))
+
+
+class OwnNetwork:
+    """Mixin of the detectors that train one network of the run's architecture with a loss of their own through
+    ``supplies.models.train_with`` (LogitNorm, ConfBranch, RotPred): the call with the recipe parameters each
+    exposes (``epochs``, ``lr``, ``batch_size``, ``seed``) and the record's facts of the training."""
+
+    def train_own(self, supplies, task, data, identity: dict, outputs: int | None = None):
+        """Train (or load from the cache) the network; sets ``net_``, ``net_key_``, ``train_log_``."""
+        trained = supplies.models.train_with(
+            self.name,
+            task,
+            data,
+            identity=identity,
+            outputs=outputs,
+            epochs=self.epochs,
+            lr=self.lr,
+            batch_size=self.batch_size,
+            seed=self.seed,
+        )
+        self.net_, self.net_key_, self.train_log_ = trained.net, trained.key, dict(trained.facts)
+        return trained
+
+    def describe_fit(self) -> dict:
+        return {"trained": self.train_log_} if hasattr(self, "train_log_") else {}

@@ -24,8 +24,6 @@ run draw different hints.
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from torch import nn
 
@@ -34,7 +32,7 @@ from oodbench.models.features import FeatureView
 from oodbench.models.train import TrainTask
 from oodbench.plugins.constraints import POSITIVE, Interval
 
-from ._common import own_backbone_logits
+from ._common import OwnNetwork, own_backbone_logits
 
 CLAMP_EPS = 1e-12  # OpenOOD's trainer.eps
 
@@ -86,7 +84,7 @@ class ConfBranchTask(TrainTask):
         return confidence_loss(out[:, :-1], out[:, -1], y, self.current_lambda(x.device), hints)[0]
 
 
-class ConfBranch(Detector):
+class ConfBranch(OwnNetwork, Detector):
     """DeVries & Taylor 2018, "Learning Confidence for Out-of-Distribution Detection in Neural Networks" (arXiv):
     a confidence branch c = sigmoid(s) trained with the interpolated prediction p′ = c·p + (1 − c)·y, the loss
     L_t + λ·(−log c) and the budget β (§3.1–3.2); score s, the logit of c."""
@@ -119,18 +117,8 @@ class ConfBranch(Detector):
     def fit(self, train: FeatureView, supplies: Supplies | None = None) -> ConfBranch:
         assert supplies is not None
         task = ConfBranchTask(self.lmbda, self.beta, self.hint_rate)
-        trained = supplies.models.train_with(
-            self.name,
-            task,
-            train.imageset,
-            identity={"loss": "confidence", "lmbda": self.lmbda, "beta": self.beta, "hint_rate": self.hint_rate},
-            outputs=train.imageset.num_classes + 1,
-            epochs=self.epochs,
-            lr=self.lr,
-            batch_size=self.batch_size,
-            seed=self.seed,
-        )
-        self.net_, self.net_key_, self.train_log_ = trained.net, trained.key, dict(trained.facts)
+        identity = {"loss": "confidence", "lmbda": self.lmbda, "beta": self.beta, "hint_rate": self.hint_rate}
+        self.train_own(supplies, task, train.imageset, identity, train.imageset.num_classes + 1)
         if task.lmbda is not None:  # trained here (not loaded): the budget's λ at the end
             self.train_log_["final_lambda"] = float(task.lmbda)
         return self
@@ -138,6 +126,3 @@ class ConfBranch(Detector):
     def score_samples(self, data: FeatureView) -> torch.Tensor:
         self.check_fitted()
         return own_backbone_logits(data, self.net_, self.net_key_)[:, -1]
-
-    def describe_fit(self) -> dict[str, Any]:
-        return {"trained": self.train_log_} if hasattr(self, "train_log_") else {}

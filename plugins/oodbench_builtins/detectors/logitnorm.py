@@ -15,8 +15,6 @@ Here the network trains through the one trainer with the backbone's own training
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -26,7 +24,7 @@ from oodbench.models.features import FeatureView
 from oodbench.models.train import TrainTask
 from oodbench.plugins.constraints import POSITIVE
 
-from ._common import own_backbone_logits
+from ._common import OwnNetwork, own_backbone_logits
 
 NORM_EPS = 1e-7  # added to ‖f‖ (OpenOOD's LogitNormLoss, pytorch-ood's logit_norm_loss)
 
@@ -47,7 +45,7 @@ class LogitNormTask(TrainTask):
         return logitnorm_loss(model(x), y, self.tau)
 
 
-class LogitNorm(Detector):
+class LogitNorm(OwnNetwork, Detector):
     """Wei et al., ICML 2022, "Mitigating Neural Network Overconfidence with Logit Normalization": a network of
     the run's architecture trained with the LogitNorm loss (§3.2), scored by the MSP of its raw logits."""
 
@@ -74,22 +72,9 @@ class LogitNorm(Detector):
 
     def fit(self, train: FeatureView, supplies: Supplies | None = None) -> LogitNorm:
         assert supplies is not None
-        trained = supplies.models.train_with(
-            self.name,
-            LogitNormTask(self.tau),
-            train.imageset,
-            identity={"loss": "logitnorm", "tau": self.tau},
-            epochs=self.epochs,
-            lr=self.lr,
-            batch_size=self.batch_size,
-            seed=self.seed,
-        )
-        self.net_, self.net_key_, self.train_log_ = trained.net, trained.key, trained.facts
+        self.train_own(supplies, LogitNormTask(self.tau), train.imageset, {"loss": "logitnorm", "tau": self.tau})
         return self
 
     def score_samples(self, data: FeatureView) -> torch.Tensor:
         self.check_fitted()
         return own_backbone_logits(data, self.net_, self.net_key_).softmax(dim=1).max(dim=1).values
-
-    def describe_fit(self) -> dict[str, Any]:
-        return {"trained": self.train_log_} if hasattr(self, "train_log_") else {}

@@ -21,7 +21,6 @@ default; OpenOOD trains 100 epochs with SGD 0.1. Rotations need square images.
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -33,7 +32,7 @@ from oodbench.models.features import FeatureView
 from oodbench.models.train import TrainTask
 from oodbench.plugins.constraints import NON_NEGATIVE
 
-from ._common import own_net_outputs
+from ._common import OwnNetwork, own_net_outputs
 
 ROTATIONS = 4
 
@@ -71,7 +70,7 @@ class RotationTask(TrainTask):
         return rotation_loss(model(rotations(x)).float(), y, self.classes, self.weight)
 
 
-class RotPred(Detector):
+class RotPred(OwnNetwork, Detector):
     """Hendrycks et al., NeurIPS 2019, "Using Self-Supervised Learning Can Improve Model Robustness and
     Uncertainty" (§4.1): a 4-way rotation head trained jointly with the classifier; score KL[U ‖ p] minus the
     mean rotation KL over the four rotations."""
@@ -106,18 +105,10 @@ class RotPred(Detector):
         if h != w:
             raise UsageError(f"rotpred rotates images by 90°, which needs square images; these are {h}×{w}")
         self.classes_ = data.num_classes
-        trained = supplies.models.train_with(
-            self.name,
-            RotationTask(self.classes_, self.rotation_weight),
-            data,
-            identity={"loss": "rotation", "rotation_weight": self.rotation_weight},
-            outputs=self.classes_ + ROTATIONS,
-            epochs=self.epochs,
-            lr=self.lr,
-            batch_size=self.batch_size,
-            seed=self.seed,
+        identity = {"loss": "rotation", "rotation_weight": self.rotation_weight}
+        self.train_own(
+            supplies, RotationTask(self.classes_, self.rotation_weight), data, identity, self.classes_ + ROTATIONS
         )
-        self.net_, self.net_key_, self.train_log_ = trained.net, trained.key, trained.facts
         return self
 
     def score_samples(self, data: FeatureView) -> torch.Tensor:
@@ -128,6 +119,3 @@ class RotPred(Detector):
             return rotpred_score(net(rotations(x)), k)
 
         return own_net_outputs(data, self.net_, self.net_key_, "rotpred", score)
-
-    def describe_fit(self) -> dict[str, Any]:
-        return {"trained": self.train_log_} if hasattr(self, "train_log_") else {}
