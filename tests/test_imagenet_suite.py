@@ -109,9 +109,11 @@ def test_an_undeclared_imagenet_set_is_one_line_naming_the_template_that_declare
     from oodbench.core.errors import UsageError
     from oodbench.pipeline.planning import resolve
     from oodbench.pipeline.request import RunRequest
+    from oodbench.plugins.manager import reset
 
     monkeypatch.setenv("OODBENCH_CONFIG", "none")
     monkeypatch.chdir(ROOT)
+    reset()  # registries an earlier test on this worker built with another config are not these
     with pytest.raises(UsageError) as info:
         resolve(RunRequest(detectors=["msp"], id="fashionmnist", oods=["ninco"]))
     assert str(info.value) == (

@@ -56,7 +56,7 @@ def declared(imagenet_like, monkeypatch):
     monkeypatch.setenv("OODBENCH_CONFIG", str(imagenet_like / "oodbench.yaml"))
     reset()
     yield lambda name, split="test": registries().datasets.get(name).load(split, LoadContext(imagenet_like))
-    monkeypatch.delenv("OODBENCH_CONFIG")
+    monkeypatch.setenv("OODBENCH_CONFIG", "none")  # never the working directory's
     reset()
 
 
