@@ -106,6 +106,13 @@ class ModelProvider:
         """The backbone's training defaults with ``changes`` (None keeps a default)."""
         return default_config(self.factory.train_defaults, **changes)
 
+    def fresh(self, data: ImageSet, outputs: int | None = None, seed: int = 0) -> nn.Module:
+        """A new network of the run's backbone architecture for ``data`` (``outputs`` wide, default its classes;
+        the hub's weights for a pretrained run), seeded: what :meth:`train_with` trains, for a detector that wraps
+        it in pieces of its own before :meth:`train` (G-ODIN's h/g head, VOS's energy weights)."""
+        torch.manual_seed(seed)
+        return self.factory.build(data.shape, outputs or data.num_classes, pretrained=self.spec.pretrained)
+
     def train_with(
         self,
         kind: str,
@@ -125,12 +132,8 @@ class ModelProvider:
         cfg = self.config(**train_changes)
         if init is not None:
             cfg = cfg.replace(schedule="none")
-        torch.manual_seed(cfg.seed)
-        net = (
-            copy.deepcopy(init).cpu()
-            if init is not None
-            else self.factory.build(data.shape, outputs, pretrained=self.spec.pretrained)
-        )
+        torch.manual_seed(cfg.seed)  # also for a fine-tune from ``init``: the same global RNG state as before
+        net = copy.deepcopy(init).cpu() if init is not None else self.fresh(data, outputs, cfg.seed)
         ident = {
             "backbone": self.spec.backbone,
             "outputs": outputs,

@@ -12,7 +12,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from oodbench import Detector, Needs, Supplies
-from oodbench.data.imageset import ImageSet
 from oodbench.models.features import FeatureView
 from oodbench.models.perturbation import gradient_sign, perturbed_scores
 from oodbench.models.train import TrainTask
@@ -22,14 +21,6 @@ from ._common import own_net_outputs
 
 PAPER_EPSILONS = [0.0025, 0.005, 0.01, 0.02, 0.04, 0.08]  # §3.3's search list for ε (pixel units here)
 SCORES = ("h", "g")
-
-
-def fresh_backbone(supplies: Supplies, data: ImageSet, seed: int) -> nn.Module:
-    """A new network of the run's backbone architecture for ``data``'s classes (the hub's weights for a pretrained
-    run, as :meth:`~oodbench.models.provider.ModelProvider.train_with` builds it), seeded."""
-    provider = supplies.models
-    torch.manual_seed(seed)
-    return provider.factory.build(data.shape, data.num_classes, pretrained=provider.spec.pretrained)
 
 
 class GodinNet(nn.Module):
@@ -136,7 +127,7 @@ class GODIN(Detector):
         assert supplies is not None
         data = supplies.models.train_set
         cfg = supplies.models.config(epochs=self.epochs, lr=self.lr, batch_size=self.batch_size, seed=self.seed)
-        net = GodinNet(fresh_backbone(supplies, data, cfg.seed), data.num_classes, data.shape)
+        net = GodinNet(supplies.models.fresh(data, seed=cfg.seed), data.num_classes, data.shape)
         spec = supplies.models.spec
         trained = supplies.models.train(
             f"godin-{spec.backbone}",

@@ -18,7 +18,6 @@ from oodbench.models.train import TrainTask
 from oodbench.plugins.constraints import POSITIVE_INT, Interval, Options
 
 from ._common import energy, own_backbone_logits
-from .godin import fresh_backbone
 
 SCORES = ("energy", "weighted-energy", "uncertainty")
 JITTER = 1e-4  # added to the covariance's diagonal, as the official code
@@ -228,7 +227,7 @@ class VOS(Detector):
         assert supplies is not None
         data, provider = train.imageset, supplies.models
         cfg = provider.config(epochs=self.epochs, lr=self.lr, batch_size=self.batch_size, seed=self.seed)
-        net = VOSNet(fresh_backbone(supplies, data, cfg.seed), data.num_classes)
+        net = VOSNet(supplies.models.fresh(data, seed=cfg.seed), data.num_classes)
         counts = torch.bincount(data.labels, minlength=data.num_classes)
         args = (self.queue, self.sample_from, self.select, self.weight, self.start_epoch)
         task = VOSTask(counts, math.ceil(len(data) / cfg.batch_size), *args)
