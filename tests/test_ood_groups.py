@@ -5,6 +5,7 @@ interval from the per-set bootstrap."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 
 import numpy as np
@@ -15,7 +16,7 @@ from oodbench.core.errors import UsageError
 from oodbench.pipeline.request import BadValue, RunRequest
 from oodbench.records.intervals import Intervals
 from oodbench.records.store import record_files
-from oodbench.report.ood_groups import group_means, group_table, record_groups
+from oodbench.report.ood_groups import group_means, group_sections, group_table, record_groups
 from oodbench.suites.bench import load_suites
 
 SMALL = ["--epochs", "1", "--train-limit", "2000", "--test-limit", "600", "--n-tune", "100"]
@@ -83,3 +84,22 @@ def test_a_suite_groups_its_oods(tmp_path):
     bad.write_text("suites:\n  s:\n    runs:\n      - detectors: [msp]\n        id: mnist\n        oods: {near: x}\n")
     with pytest.raises(UsageError, match="bad.yaml:6: .*a list of OOD sets per group"):
         load_suites(bad)
+
+
+def test_each_protocol_gets_its_own_group_table(grouped_run):
+    """A full-spectrum row (ID ∪ csID) and an anomaly row (clean ID) of the same detector on the same sets are
+    different rows: one group table per protocol, each with its own records' means (they were once merged by row
+    key, the later record overwriting the other)."""
+    _, _, records, _ = grouped_run
+    shifted = [
+        dataclasses.replace(r, protocol="full-spectrum", metrics={**r.metrics, "auroc": r.metrics["auroc"] - 10.0})
+        for r in records
+    ]
+    clean_table, shifted_table = group_sections([*records, *shifted], GROUPS)
+    assert clean_table.startswith("**OOD groups, anomaly**")
+    assert shifted_table.startswith("**OOD groups, full-spectrum**")
+    for table, rs in ((clean_table, records), (shifted_table, shifted)):
+        msp = [r.metrics["auroc"] for r in rs if r.detector == "msp" and r.ood in GROUPS["far"]]
+        (line,) = [ln for ln in table.splitlines() if "| msp " in ln]
+        assert f"{np.mean(msp):.1f}" in line
+    assert group_sections(records, GROUPS)[0].startswith("**OOD groups** (AUROC")  # one protocol: unnamed

@@ -120,4 +120,5 @@ METRIC_LABELS = {
     "det_acc": "DetAcc",
     "det_err95": "DetErr95",
     "id_acc": "ID acc",
+    "id_acc_shifted": "ID acc (csID)",
 }

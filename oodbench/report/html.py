@@ -25,7 +25,7 @@ from oodbench.core.atomic import atomic_path
 from oodbench.records.metrics import METRIC_LABELS
 from oodbench.records.record import Record
 from oodbench.records.store import scores_of
-from oodbench.report.ood_groups import group_means, record_groups
+from oodbench.report.ood_groups import by_protocol, group_means, group_title, record_groups
 from oodbench.report.page import page
 from oodbench.report.protocol_tables import is_sweep, leaderboard_metrics
 from oodbench.report.tables import label, over_seeds
@@ -107,16 +107,23 @@ def leaderboard_section(records: list[Record]) -> str:
 
 
 def groups_section(records: list[Record], groups: dict[str, list[str]] | None) -> str:
-    """OpenOOD's summary (:mod:`oodbench.report.ood_groups`): AUROC per OOD set and the mean of each group."""
+    """OpenOOD's summary (:mod:`oodbench.report.ood_groups`): AUROC per OOD set and the mean of each group, one
+    table per protocol."""
     if not groups:
         return ""
     sets = [s for members in groups.values() for s in members]
-    rows = [
-        [*(f"<td>{escape(str(v))}</td>" for v in row), *(_mean_cell(values.get(k)) for k in [*sets, *groups])]
-        for row, values in sorted(group_means(records, groups).items())
-    ]
     headers = ["ID", "Detector", "Backbone", "Tune", *sets, *(f"{g} mean AUROC" for g in groups)]
-    return "<h3 id='groups'>OOD groups (AUROC per set, mean per group)</h3>\n" + table_html(headers, rows)
+    parts = by_protocol(records)
+    out = []
+    for i, (protocol, rs) in enumerate(parts.items()):
+        rows = [
+            [*(f"<td>{escape(str(v))}</td>" for v in row), *(_mean_cell(values.get(k)) for k in [*sets, *groups])]
+            for row, values in sorted(group_means(rs, groups).items())
+        ]
+        anchor = " id='groups'" if i == 0 else ""
+        title = group_title(protocol, len(parts) > 1)
+        out.append(f"<h3{anchor}>{escape(title)} (AUROC per set, mean per group)</h3>\n" + table_html(headers, rows))
+    return "\n".join(out)
 
 
 def _mean_cell(value: tuple[float, float] | None) -> str:

@@ -5,7 +5,9 @@ A run's OOD sets carry their group in each record (``target["group"]``, from ``-
 row per (ID, detector and its variant, backbone, tune): each set's metric (mean over seeds), then each group's
 mean over its sets — with, when intervals are asked for, the group's 95 % interval: the percentile interval of
 the mean of the per-set bootstrap replicates (each set resampled as its own row is,
-:class:`oodbench.records.intervals.Intervals`).
+:class:`oodbench.records.intervals.Intervals`). Records of different protocols are never one row: a full-spectrum
+row (ID ∪ csID against each set) and an anomaly row (clean ID) of the same detector get a table each
+(:func:`group_sections`).
 """
 
 from __future__ import annotations
@@ -81,6 +83,31 @@ def group_table(
     name = METRIC_LABELS.get(metric, metric)
     headers = ["ID", "Detector", "Backbone", "Tune", *sets, *(f"{g} mean {name}" for g in groups)]
     return tabulate_rows(headers, rows, fmt)
+
+
+def by_protocol(records: Sequence[Record]) -> dict[str, list[Record]]:
+    """The records of each protocol, protocols in sorted order."""
+    out: dict[str, list[Record]] = {}
+    for r in sorted(records, key=lambda r: r.protocol):
+        out.setdefault(r.protocol, []).append(r)
+    return out
+
+
+def group_title(protocol: str, several: bool) -> str:
+    """The heading of a group table; the protocol is named only when the records hold several."""
+    return f"OOD groups, {protocol}" if several else "OOD groups"
+
+
+def group_sections(
+    records: Sequence[Record], groups: Mapping[str, Sequence[str]], fmt: str = "github", ci: RowCI = None
+) -> list[str]:
+    """One :func:`group_table` per protocol, each under its bold heading."""
+    parts = by_protocol(records)
+    return [
+        f"**{group_title(protocol, len(parts) > 1)}** (AUROC per set, mean per group)\n\n"
+        + group_table(rs, groups, fmt, ci=ci)
+        for protocol, rs in parts.items()
+    ]
 
 
 def _row_key(r: Record) -> tuple:

@@ -22,7 +22,10 @@ from oodbench.report.tables import RowCI, cells, is_repeated, mean_rows, plain_t
 
 #: the columns of each protocol's leaderboard table (every other protocol: :data:`LEADERBOARD_DEFAULT`)
 LEADERBOARD_DEFAULT = ("auroc", "aupr_in", "aupr_out", "fpr95", "fpr95_oodpos", "fpr80", "id_acc")
-LEADERBOARD_METRICS = {"misclassification": ("auroc_err", "aupr_succ", "aupr_err", "id_acc")}
+LEADERBOARD_METRICS = {
+    "misclassification": ("auroc_err", "aupr_succ", "aupr_err", "id_acc"),
+    "full-spectrum": (*LEADERBOARD_DEFAULT, "id_acc_shifted"),  # ID ∪ csID is the positive class
+}
 MISCLASSIFICATION_COLUMNS = ("auroc_err", "aupr_succ", "aupr_err", "mean_msp_wrong", "mean_msp_right", "id_acc")
 MISCLASSIFICATION_HEADERS = [
     "Detector",

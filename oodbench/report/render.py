@@ -6,7 +6,7 @@ import json
 from collections.abc import Sequence
 
 from oodbench.records.record import Record
-from oodbench.report.ood_groups import group_table, record_groups
+from oodbench.report.ood_groups import group_sections, record_groups
 from oodbench.report.protocol_tables import run_table
 from oodbench.report.tables import CI_LEGEND, DEFAULT_COLUMNS, RowCI
 
@@ -22,7 +22,7 @@ def render(records: list[Record], fmt: str = "github", columns: Sequence[str] | 
     table = run_table(records, fmt, list(columns or DEFAULT_COLUMNS), ci=ci)
     groups = record_groups(records)
     if groups:  # --near/--far: OpenOOD's per-set columns and a mean per group
-        table += "\n\n**OOD groups** (AUROC per set, mean per group)\n\n" + group_table(records, groups, fmt, ci=ci)
+        table = "\n\n".join([table, *group_sections(records, groups, fmt, ci=ci)])
     if ci is None:
         return table
     from oodbench.records.intervals import MEAN_COVERS

@@ -14,7 +14,7 @@ from oodbench.records.intervals import MEAN_COVERS, RANK_LEGEND, Intervals, rank
 from oodbench.records.metrics import METRIC_LABELS
 from oodbench.records.record import Record
 from oodbench.records.store import record_files, results_dir
-from oodbench.report.ood_groups import group_table, record_groups
+from oodbench.report.ood_groups import group_sections, record_groups
 from oodbench.report.protocol_tables import leaderboard_sections
 from oodbench.report.tables import CI_LEGEND, mean_std, over_seeds, repeats, tabulate_rows
 from oodbench.suites.bench import load_suites, warn
@@ -114,7 +114,7 @@ def leaderboard(
         sections += leaderboard_sections(protocol, rs, fmt, lambda recs, m: ranked_table(recs, m, paper, fmt, ci), ci)
     groups = record_groups(records) or suite.get("groups")  # OpenOOD's near-/far-OOD means (oods: {near: [...]})
     if groups:
-        sections.append("**OOD groups** (AUROC per set, mean per group)\n\n" + group_table(records, groups, fmt, ci=ci))
+        sections += group_sections(records, groups, fmt, ci=ci)
     try:
         ci.save()
     except OSError as exc:  # a read-only results folder still renders (from the stored comparisons)
