@@ -8,7 +8,8 @@ import shutil
 from pathlib import Path
 
 from oodbench.cli.main import main
-from oodbench.suites.compare import compare
+from oodbench.records.store import read_records
+from oodbench.suites.compare import brought, compare, matched, pin_key
 
 COMMITTED = Path(__file__).resolve().parents[1] / "leaderboards" / "smoke"
 
@@ -36,3 +37,27 @@ def test_identical_records_match_and_a_moved_or_missing_one_is_a_line_each(tmp_p
     assert sum("committed but not regenerated" in x for x in compare(COMMITTED, fresh)) == 1
     assert main(["compare", "smoke", "--against", str(COMMITTED), "--results", str(tmp_path / "results")]) == 1
     assert capsys.readouterr().err.count("oodbench: ") == 2
+
+
+def test_the_checkpoints_of_a_several_model_suite_are_told_apart(tmp_path):
+    """cifar10-cpu evaluates three brought models under one backbone name: matched without the checkpoint hash,
+    their records collided (seed 1's number compared with seed 2's). A brought model keeps its hash in the key; a
+    trained one does not (a retrain elsewhere gives other weights)."""
+    cifar = COMMITTED.parent / "cifar10-cpu"
+    records = [p for p in sorted(cifar.rglob("msp__*.json")) if "__mnist__" in p.name]  # one per checkpoint
+    assert len({json.loads(p.read_text())["checkpoint"] for p in records}) == 3
+    fresh = tmp_path / "cifar10-cpu"
+    for p in records:
+        (fresh / p.parent.name).mkdir(parents=True, exist_ok=True)
+        shutil.copy(p, fresh / p.parent.name / p.name)
+    committed = tmp_path / "committed"
+    shutil.copytree(fresh, committed)
+    assert compare(committed, fresh) == [] and len(matched(committed, fresh)[0]) == 3
+    moved = sorted(fresh.rglob("*.json"))[0]
+    data = json.loads(moved.read_text())
+    data["metrics"]["auroc"] += 1.0
+    moved.write_text(json.dumps(data))
+    (line,) = compare(committed, fresh, metrics=["auroc"])
+    assert f"model {Path(data['model']['path']).name}]: auroc" in line
+    trained = read_records(COMMITTED)
+    assert not any(map(brought, trained)) and len({pin_key(r) for r in trained}) == len(trained)

@@ -5,10 +5,11 @@ reproduction pins (``pytest -m reproduction``, ``tests/test_reproductions.py``) 
 ``trained``. Records are matched by their identity (:attr:`~oodbench.records.record.Record.identity`: detector,
 backbone, data, protocol, tuning, seed, configuration) *without* the checkpoint hash: a retrain on other hardware
 gives other weights (training is not bit-reproducible across CPUs), and the numbers, not the bits, are what is
-pinned. A committed record that was not regenerated, a new one that was not committed, or a metric that moved by
-more than ``tolerance`` (percentage points) is one line each. The tolerance is 0.1 on this CPU: regenerating
-``smoke`` here moved no metric by more than 0.0005 (FSSD's AUPR-Out); a change of method or default moves them
-by whole points.
+pinned; a model brought with ``--model`` keeps its hash (its weights are its file's, and the three checkpoints of
+``cifar10-cpu`` differ only by it). A committed record that was not regenerated, a new one that was not
+committed, or a metric that moved by more than ``tolerance`` (percentage points) is one line each. The tolerance
+is 0.1 on this CPU: regenerating ``smoke`` here moved no metric by more than 0.0005 (FSSD's AUPR-Out); a change of
+method or default moves them by whole points.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ TOLERANCE = 0.1
 
 
 def _label(r: Record) -> str:
-    return f"{r.detector} {r.id}→{r.ood} [{r.protocol}, tune {r.tune}, seed {r.seed}]"
+    model = f", model {Path(r.model['path']).name}" if brought(r) and r.model.get("path") else ""
+    return f"{r.detector} {r.id}→{r.ood} [{r.protocol}, tune {r.tune}, seed {r.seed}{model}]"
 
 
 def _moved(old: float, new: float | None, tolerance: float) -> bool:
@@ -35,10 +37,17 @@ def _moved(old: float, new: float | None, tolerance: float) -> bool:
     return abs(new - old) > tolerance
 
 
+def brought(record: Record) -> bool:
+    """A model brought with ``--model`` (evaluated as it is, never trained here): its weights are its file's."""
+    return (record.model or {}).get("source") == "brought"
+
+
 def pin_key(record: Record) -> str:
     """What a pinned number is matched by: the record's identity less the checkpoint hash and oodbench's version
-    (a pin outlives both); records from before the identity named device and precision were CPU fp32 ones."""
-    identity = {k: v for k, v in record.identity.items() if k != "checkpoint"}
+    (a pin outlives both); records from before the identity named device and precision were CPU fp32 ones. A
+    brought model's checkpoint hash stays: its weights are not retrained anywhere, and it is what tells the
+    checkpoints of a several-model suite (``models: [...]``, one backbone name) apart."""
+    identity = {k: v for k, v in record.identity.items() if k != "checkpoint" or brought(record)}
     config = {"device": "cpu", "precision": "fp32", **identity["config"]}
     config.pop("oodbench", None)
     return identity_hash({**identity, "config": config})
