@@ -4,7 +4,8 @@ Runs ``oodbench bench cifar10-cpu`` (three shared CIFAR-10 models brought with `
 benchmarks.yaml says what the suite holds) from a cold feature cache, then reads the stage timings every record
 keeps (``seconds``): per checkpoint, loading the data, the model, one feature extraction over every split (train,
 ID test, four OOD sets; the train split inside the first fit that reads it), and every detector's fit and
-scoring. Images per stage: the images that stage read.
+scoring, per entry (the anomaly entry and the full-spectrum one, whose ID test split is the clean one and its
+csID copies). Images per stage: the images that stage read.
 
     OODBENCH_DATA=../shared/datasets python benchmarks/cifar10_cpu.py [--results DIR] [--only-read]
 
@@ -26,6 +27,7 @@ from pathlib import Path
 from oodbench.records.store import record_files
 
 REPO = Path(__file__).resolve().parents[1]
+STAGES = ("load_data", "backbone", "extract_features")
 
 
 def run_suite(results: Path) -> float:
@@ -36,33 +38,41 @@ def run_suite(results: Path) -> float:
     return time.perf_counter() - t0
 
 
+def id_images(first) -> int:
+    """ID test images a run read: the clean test split and, full-spectrum, each csID copy of it (tuning part too)."""
+    csid = first.config.get("csid") or {}
+    copies = 1 + len(csid.get("corruptions", [])) * len(csid.get("severities", []))
+    return (first.n_eval["id"] // copies + first.config["n_tune"]) * copies
+
+
 def stage_table(records: list) -> list[tuple[str, float, int]]:
-    """(stage, seconds summed over checkpoints, images read) from the records' own timings."""
-    runs: dict[str, list] = defaultdict(list)
+    """(stage, seconds summed over checkpoints, images read) from the records' own timings; stages carry their
+    protocol's name when the suite has several (the anomaly and the full-spectrum entry)."""
+    runs: dict[tuple, list] = defaultdict(list)
     for r in records:
-        runs[r.checkpoint].append(r)
+        runs[(r.protocol, r.checkpoint)].append(r)
+    several = len({protocol for protocol, _ in runs}) > 1
     rows: dict[str, list[float]] = defaultdict(lambda: [0.0, 0])
-    for recs in runs.values():
-        first = recs[0]
+    for (protocol, _), recs in runs.items():
+        tag, first = (f"{protocol}: " if several else ""), recs[0]
         train = min(first.config["train_limit"] or 50000, 50000)
-        id_test = first.n_eval["id"] + first.config["n_tune"]
+        id_test = id_images(first)
         ood_test = sum(r.n_eval["ood"] + first.config["n_tune"] for r in recs if r.detector == first.detector)
-        rows["backbone"][0] += first.seconds.get("backbone", 0.0)
-        rows["load_data"][0] += first.seconds.get("load_data", 0.0)
-        rows["load_data"][1] += train + id_test + ood_test
-        rows["extract_features"][0] += first.seconds.get("extract_features", 0.0)  # the test splits, once per run
-        rows["extract_features"][1] += id_test + ood_test
+        rows[tag + "backbone"][0] += first.seconds.get("backbone", 0.0)
+        rows[tag + "load_data"][0] += first.seconds.get("load_data", 0.0)
+        rows[tag + "load_data"][1] += train + id_test + ood_test
+        rows[tag + "extract_features"][0] += first.seconds.get("extract_features", 0.0)  # test splits, once per run
+        rows[tag + "extract_features"][1] += id_test + ood_test
         for r in recs:  # fit is once per detector and run: every record of the detector repeats it
-            scored = r.n_eval["ood"] + r.n_eval["id"]
-            rows[f"score {r.detector}"][0] += r.seconds.get("score", 0.0)
-            rows[f"score {r.detector}"][1] += scored
+            rows[f"{tag}score {r.detector}"][0] += r.seconds.get("score", 0.0)
+            rows[f"{tag}score {r.detector}"][1] += r.n_eval["ood"] + r.n_eval["id"]
         for det in dict.fromkeys(r.detector for r in recs):
             one = next(r for r in recs if r.detector == det)
-            rows[f"fit {det}"][0] += one.seconds.get("fit", 0.0)
-            rows[f"fit {det}"][1] += train
-    order = ["load_data", "backbone", "extract_features"]
-    stages = order + sorted((k for k in rows if k not in order), key=lambda k: (k.split()[1], k))
-    return [(stage, rows[stage][0], int(rows[stage][1])) for stage in stages]
+            rows[f"{tag}fit {det}"][0] += one.seconds.get("fit", 0.0)
+            rows[f"{tag}fit {det}"][1] += train
+    head = [f"{p}: {s}" if several else s for p in sorted({p for p, _ in runs}) for s in STAGES]
+    rest = sorted((k for k in rows if k not in head), key=lambda k: (k.split(": ")[0] if several else "", k))
+    return [(stage, rows[stage][0], int(rows[stage][1])) for stage in [*head, *rest] if stage in rows]
 
 
 def main() -> None:

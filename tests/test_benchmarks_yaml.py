@@ -29,6 +29,22 @@ def test_everything_suite_names_every_builtin_detector():
     assert sorted(run["detectors"]) == sorted(builtin_names("detectors"))
 
 
+def test_cifar10_cpu_holds_every_post_hoc_builtin():
+    """Issue 30 item 4: the anomaly entry holds every post-hoc built-in (a new one joins it or this fails); the
+    full-spectrum entry all of them but the three the suite's description names (extra network passes over every
+    scored image)."""
+    from conftest import builtin_names
+
+    detectors = registries().detectors
+    post_hoc = sorted(n for n in builtin_names("detectors") if not detectors.get(n).needs.trains)
+    anomaly, full = SUITES["cifar10-cpu"]["runs"]
+    assert sorted(anomaly["detectors"]) == post_hoc
+    assert full["protocol"] == "full-spectrum" and full["ood_groups"] == anomaly["ood_groups"]
+    left_out = sorted(set(post_hoc) - set(full["detectors"]))
+    assert left_out == ["adascale", "gram", "rankfeat"]
+    assert all(name in SUITES["cifar10-cpu"]["description"] for name in left_out)
+
+
 def test_imagenet_suite_groups_name_its_ood_sets():
     """OpenOOD v1.5's ImageNet-1K groups, written `oods: {near: [...], far: [...]}` and read as a flat list plus
     ``ood_groups``; the raw YAML keeps the grouped form."""

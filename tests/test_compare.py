@@ -44,7 +44,7 @@ def test_the_checkpoints_of_a_several_model_suite_are_told_apart(tmp_path):
     their records collided (seed 1's number compared with seed 2's). A brought model keeps its hash in the key; a
     trained one does not (a retrain elsewhere gives other weights)."""
     cifar = COMMITTED.parent / "cifar10-cpu"
-    records = [p for p in sorted(cifar.rglob("msp__*.json")) if "__mnist__" in p.name]  # one per checkpoint
+    records = sorted(cifar.glob("anomaly/msp__*__mnist__*.json"))  # one per checkpoint
     assert len({json.loads(p.read_text())["checkpoint"] for p in records}) == 3
     fresh = tmp_path / "cifar10-cpu"
     for p in records:
