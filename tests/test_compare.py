@@ -8,8 +8,9 @@ import shutil
 from pathlib import Path
 
 from oodbench.cli.main import main
+from oodbench.records.record import evaluated_as_is
 from oodbench.records.store import read_records
-from oodbench.suites.compare import brought, compare, matched, pin_key
+from oodbench.suites.compare import compare, matched, pin_key
 
 COMMITTED = Path(__file__).resolve().parents[1] / "leaderboards" / "smoke"
 
@@ -59,5 +60,9 @@ def test_the_checkpoints_of_a_several_model_suite_are_told_apart(tmp_path):
     moved.write_text(json.dumps(data))
     (line,) = compare(committed, fresh, metrics=["auroc"])
     assert f"model {Path(data['model']['path']).name}]: auroc" in line
+    committed_only = sorted(committed.rglob("*.json"))[-1]
+    committed_only.unlink()  # regenerated but not committed yet: a line, unless uncommitted=False (partial suite)
+    assert sum("regenerated but not committed" in x for x in compare(committed, fresh, metrics=["auroc"])) == 1
+    assert not any("regenerated but not committed" in x for x in compare(committed, fresh, uncommitted=False))
     trained = read_records(COMMITTED)
-    assert not any(map(brought, trained)) and len({pin_key(r) for r in trained}) == len(trained)
+    assert not any(evaluated_as_is(r.model) for r in trained) and len({pin_key(r) for r in trained}) == len(trained)

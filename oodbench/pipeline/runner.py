@@ -33,7 +33,7 @@ from oodbench.pipeline.planning import make_plan, resolve
 from oodbench.pipeline.protocols import Plan, Target
 from oodbench.pipeline.request import TUNE_MODES, RunRequest, resolve_device
 from oodbench.pipeline.supply import Supplied, default_backbone, supply
-from oodbench.records.record import Record, identity_hash
+from oodbench.records.record import Record, evaluated_as_is, identity_hash
 from oodbench.records.store import read_record, record_path, results_dir, write_record
 
 __all__ = ["TUNE_MODES", "RunOutcome", "RunRequest", "default_backbone", "expand", "resolve_device", "run", "run_many"]
@@ -88,9 +88,7 @@ def run_facts(plan: Plan, got: Supplied) -> dict[str, Any]:
         "data": {"id_train": list(got.train.imageset.notes), "id_test": list(got.id_test.imageset.notes)},
         "model": {k: v for k, v in info.items() if k != "train"}
         | {  # pretrained weights evaluated as they are were never trained here: no training config to record
-            "train_config": {}
-            if info.get("source") in ("pretrained", "brought")
-            else dataclasses.asdict(got.spec.train),
+            "train_config": {} if evaluated_as_is(info) else dataclasses.asdict(got.spec.train),
             "train_log": info.get("train", {}),
         },
         "device": str(got.train.device),

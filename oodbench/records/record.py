@@ -14,11 +14,19 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 SCHEMA = 2
 IDENTITY_KEYS = ("detector", "backbone", "checkpoint", "id", "ood", "protocol", "tune", "tune_out", "seed", "config")
+#: model sources whose weights were evaluated as they are, never trained here (hub weights, ``--model`` files)
+AS_IS_SOURCES = ("pretrained", "brought")
+
+
+def evaluated_as_is(model: Mapping[str, Any] | None) -> bool:
+    """Whether a record's ``model`` facts name weights that were not trained here: their hash is the model's."""
+    return (model or {}).get("source") in AS_IS_SOURCES
 
 
 @dataclass(frozen=True)

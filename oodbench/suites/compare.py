@@ -5,7 +5,7 @@ reproduction pins (``pytest -m reproduction``, ``tests/test_reproductions.py``) 
 ``trained``. Records are matched by their identity (:attr:`~oodbench.records.record.Record.identity`: detector,
 backbone, data, protocol, tuning, seed, configuration) *without* the checkpoint hash: a retrain on other hardware
 gives other weights (training is not bit-reproducible across CPUs), and the numbers, not the bits, are what is
-pinned; a model brought with ``--model`` keeps its hash (its weights are its file's, and the three checkpoints of
+pinned; weights evaluated as they are (``--model``, hub weights) keep their hash (the three checkpoints of
 ``cifar10-cpu`` differ only by it). A committed record that was not regenerated, a new one that was not
 committed, or a metric that moved by more than ``tolerance`` (percentage points) is one line each. The tolerance
 is 0.1 on this CPU: regenerating ``smoke`` here moved no metric by more than 0.0005 (FSSD's AUPR-Out); a change of
@@ -18,14 +18,14 @@ import math
 from collections.abc import Iterable
 from pathlib import Path
 
-from oodbench.records.record import Record, identity_hash
+from oodbench.records.record import Record, evaluated_as_is, identity_hash
 from oodbench.records.store import record_files
 
 TOLERANCE = 0.1
 
 
 def _label(r: Record) -> str:
-    model = f", model {Path(r.model['path']).name}" if brought(r) and r.model.get("path") else ""
+    model = f", model {Path(r.model['path']).name}" if evaluated_as_is(r.model) and r.model.get("path") else ""
     return f"{r.detector} {r.id}→{r.ood} [{r.protocol}, tune {r.tune}, seed {r.seed}{model}]"
 
 
@@ -37,17 +37,12 @@ def _moved(old: float, new: float | None, tolerance: float) -> bool:
     return abs(new - old) > tolerance
 
 
-def brought(record: Record) -> bool:
-    """A model brought with ``--model`` (evaluated as it is, never trained here): its weights are its file's."""
-    return (record.model or {}).get("source") == "brought"
-
-
 def pin_key(record: Record) -> str:
     """What a pinned number is matched by: the record's identity less the checkpoint hash and oodbench's version
-    (a pin outlives both); records from before the identity named device and precision were CPU fp32 ones. A
-    brought model's checkpoint hash stays: its weights are not retrained anywhere, and it is what tells the
-    checkpoints of a several-model suite (``models: [...]``, one backbone name) apart."""
-    identity = {k: v for k, v in record.identity.items() if k != "checkpoint" or brought(record)}
+    (a pin outlives both); records from before the identity named device and precision were CPU fp32 ones. Weights
+    evaluated as they are (a ``--model`` file, hub weights) keep their hash: they are not retrained anywhere, and it
+    is what tells the checkpoints of a several-model suite (``models: [...]``, one backbone name) apart."""
+    identity = {k: v for k, v in record.identity.items() if k != "checkpoint" or evaluated_as_is(record.model)}
     config = {"device": "cpu", "precision": "fp32", **identity["config"]}
     config.pop("oodbench", None)
     return identity_hash({**identity, "config": config})
@@ -67,16 +62,20 @@ def compare(
     tolerance: float = TOLERANCE,
     metrics: Iterable[str] | None = None,
     retrained_tolerance: float | None = None,
+    uncommitted: bool = True,
 ) -> list[str]:
     """One line per difference between the records under ``committed`` and those under ``fresh`` (every metric,
     or only ``metrics``). A pair whose weights differ (another checkpoint hash: a retrain on another host) is held
-    to ``retrained_tolerance`` where given, and its lines say so."""
+    to ``retrained_tolerance`` where given, and its lines say so. ``uncommitted=False``: regenerated records with
+    no committed twin are not lines (a suite committed in part; an identity change still is, from the other
+    side)."""
     old, new = matched(committed, fresh)
     only = set(metrics) if metrics is not None else None
     problems = [f"{_label(old[i])}: committed but not regenerated" for i in sorted(old.keys() - new.keys())]
     problems += [
         f"{_label(new[i])}: regenerated but not committed (its identity changed?)"
         for i in sorted(new.keys() - old.keys())
+        if uncommitted
     ]
     for i in sorted(old.keys() & new.keys()):
         retrained = retrained_tolerance is not None and old[i].checkpoint != new[i].checkpoint
