@@ -76,6 +76,25 @@ def test_godin_head_and_loss_by_hand():
     assert g_train.tolist() == pytest.approx([1 / (1 + math.exp(-1)), 1 / (1 + math.exp(1))], rel=1e-4)
 
 
+def test_godin_h_gets_no_weight_decay_from_the_trainer():
+    """The trainer's SGD (Nesterov, momentum 0.9) with weight decay 0.1 and lr 0.1, one step on zero gradients:
+    d = 0.1·p, d + 0.9·d = 0.19·p, so every parameter shrinks by 1 − 0.019 but h's weights, which the paper
+    exempts (GodinNet.no_weight_decay, read by the trainer's parameter groups)."""
+    from oodbench.models.train import make_optimizer, parameter_groups
+
+    net = hand_godin_net()
+    before = {n: p.detach().clone() for n, p in net.named_parameters()}
+    cfg = TrainConfig(optimizer="sgd", lr=0.1, momentum=0.9, weight_decay=0.1)
+    opt = make_optimizer(parameter_groups(net, cfg.weight_decay), cfg)
+    for p in net.parameters():
+        p.grad = torch.zeros_like(p)
+    opt.step()
+    for n, p in net.named_parameters():
+        expected = before[n] if n == "h.weight" else before[n] * (1 - 0.019)
+        assert torch.allclose(p.detach(), expected), n
+    assert not torch.equal(net.g.weight, before["g.weight"])
+
+
 def test_godin_input_preprocessing_by_hand():
     """x̃ = x + ε·sign(∇_x S(x)). For S = max_i h_i = cos(x, e_2) at x = (30, 40)/255 the gradient's sign is
     (−1, +1); for S = g the sign of σ'·w_g/√var is (+1, +1)."""

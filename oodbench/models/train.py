@@ -16,7 +16,6 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.optim.lr_scheduler import CosineAnnealingLR, LRScheduler, OneCycleLR
 
 from oodbench.core import precision
 from oodbench.core.progress import say, track
@@ -25,8 +24,8 @@ from oodbench.models import augment
 from oodbench.models.augment import augment_crop_flip, crop_flip, crop_flip_draws  # noqa: F401 - re-exported
 from oodbench.models.estimate import check_training_time, probe_seconds_per_image
 from oodbench.models.features import to_float
+from oodbench.models.optim import make_optimizer, make_scheduler, parameter_groups
 from oodbench.models.train_config import (
-    OPTIMIZERS,
     SCHEDULES,  # noqa: F401 - re-exported
     TrainConfig,
     default_config,  # noqa: F401 - re-exported
@@ -101,27 +100,6 @@ class Classification(TrainTask):
         return F.cross_entropy(model(x), y)
 
 
-def make_optimizer(params, cfg: TrainConfig) -> torch.optim.Optimizer:
-    if cfg.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, nesterov=True)
-    if cfg.optimizer == "adam":
-        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    raise ValueError(f"unknown optimizer {cfg.optimizer!r} ({' | '.join(OPTIMIZERS)})")
-
-
-def make_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig, total_steps: int) -> LRScheduler | None:
-    """torch's learning-rate schedule for ``cfg.schedule``, stepped once per batch: ``cosine`` anneals
-    ``lr`` to 0 over ``total_steps`` (CosineAnnealingLR), ``onecycle`` is OneCycleLR with peak ``lr``
-    (torch's defaults otherwise, momentum cycled too), ``none`` keeps ``lr`` (no scheduler)."""
-    if cfg.schedule == "cosine":
-        return CosineAnnealingLR(opt, T_max=total_steps)
-    if cfg.schedule == "onecycle":
-        return OneCycleLR(opt, max_lr=cfg.lr, total_steps=total_steps)
-    if cfg.schedule == "none":
-        return None
-    raise ValueError(f"unknown schedule {cfg.schedule!r} ({' | '.join(SCHEDULES)})")
-
-
 @torch.no_grad()
 def task_loss(model: nn.Module, data: ImageSet, task: TrainTask, device: torch.device, batch_size: int = 1024) -> float:
     """Mean task loss (``task.eval_loss``) over ``data`` in eval mode (early-stopping criterion)."""
@@ -157,7 +135,7 @@ class _Trainer:
         self.mixer = augment.batch_mixer(cfg.augment, data.num_classes)  # mixup | cutmix | regmixup: soft targets
         if self.mixer is not None and not task.soft_targets:
             raise ValueError(f"augment={cfg.augment} gives soft targets, which {type(task).__name__} does not take")
-        self.opt = make_optimizer(model.parameters(), cfg)
+        self.opt = make_optimizer(parameter_groups(model, cfg.weight_decay), cfg)
         self.steps_per_epoch = math.ceil(len(data) / cfg.batch_size)
         self.scheduler = make_scheduler(self.opt, cfg, max(1, cfg.epochs * self.steps_per_epoch))
         self.step, self.images_seen = 0, 0

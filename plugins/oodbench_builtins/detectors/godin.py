@@ -38,6 +38,11 @@ class GodinNet(nn.Module):
         self.g = nn.Linear(d, 1)
         self.g_norm = nn.BatchNorm1d(1)
 
+    def no_weight_decay(self) -> set[str]:
+        """h's weights, which the paper (and OpenOOD's GodinTrainer) exempt from weight decay; read by the trainer
+        (timm's ``no_weight_decay`` convention)."""
+        return {"h.weight"}
+
     def parts(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(h: N×K cosine similarities, g: N values in (0, 1))."""
         f = self.backbone.forward_features(x, ["penultimate"])["penultimate"]
@@ -90,8 +95,8 @@ class GODIN(Detector):
     Deviations, where the paper is silent or oodbench's trainer sets the recipe: h's weights are initialised as in
     OpenOOD's ``CosineDeconf`` (Kaiming normal) with the cosine computed by ``F.normalize`` (no +1e-4 in the norm);
     the backbone's own training recipe is used (LeNet: Adam 1e-3, cosine schedule), 5 epochs by default (OpenOOD
-    v1.5 trains 100 on CIFAR); the paper exempts h's weights from weight decay, which the one trainer cannot do
-    (one weight decay for all parameters; LeNet's recipe has none). OpenOOD's postprocessor scores the softmax of
+    v1.5 trains 100 on CIFAR); h's weights get no weight decay, as in the paper and OpenOOD's GodinTrainer
+    (``GodinNet.no_weight_decay``; LeNet's recipe has none at all). OpenOOD's postprocessor scores the softmax of
     h after perturbing along max h; here the score is max_i h_i as in the paper, and the perturbation follows the
     chosen score's own gradient.
     """
@@ -134,7 +139,7 @@ class GODIN(Detector):
             net,
             data,
             cfg,
-            identity={"backbone": spec.backbone, "pretrained": spec.pretrained, "h": "cosine"},
+            identity={"backbone": spec.backbone, "pretrained": spec.pretrained, "h": "cosine", "h_weight_decay": 0},
             task=GodinTask(),
         )
         self.net_, self.net_key_, self.train_log_ = trained.net.to(train.device).eval(), trained.key, trained.facts
