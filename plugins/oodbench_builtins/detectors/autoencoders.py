@@ -100,7 +100,9 @@ class ConvAutoencoder(nn.Module):
         elif self.kind == "lamae":
             logits = self.classifier(z)
             out["logits"] = logits
-            chunk = self.memory.view(-1, self.slots, z.shape[1])[logits.argmax(dim=1)]  # B × N^s × d
+            # B × N^s × d; index_select, whose backward adds in a fixed order: indexing with [·] accumulates the
+            # memory's gradient in an order that varies between runs on a multi-threaded CPU
+            chunk = self.memory.view(-1, self.slots, z.shape[1]).index_select(0, logits.argmax(dim=1))
             sims = torch.einsum("bd,bnd->bn", F.normalize(z, dim=1), F.normalize(chunk, dim=2))
             z = torch.einsum("bn,bnd->bd", torch.softmax(sims, dim=1), chunk)  # eq. 1
         if self.skip is not None:
