@@ -71,7 +71,7 @@ def stage_table(records: list) -> list[tuple[str, float, int]]:
             rows[f"{tag}fit {det}"][0] += one.seconds.get("fit", 0.0)
             rows[f"{tag}fit {det}"][1] += train
     head = [f"{p}: {s}" if several else s for p in sorted({p for p, _ in runs}) for s in STAGES]
-    rest = sorted((k for k in rows if k not in head), key=lambda k: (k.split(": ")[0] if several else "", k))
+    rest = sorted(k for k in rows if k not in head)  # protocol prefixes sort the stages by entry
     return [(stage, rows[stage][0], int(rows[stage][1])) for stage in [*head, *rest] if stage in rows]
 
 

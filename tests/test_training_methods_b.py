@@ -85,7 +85,7 @@ def test_godin_h_gets_no_weight_decay_from_the_trainer():
     net = hand_godin_net()
     before = {n: p.detach().clone() for n, p in net.named_parameters()}
     cfg = TrainConfig(optimizer="sgd", lr=0.1, momentum=0.9, weight_decay=0.1)
-    opt = make_optimizer(parameter_groups(net, cfg.weight_decay), cfg)
+    opt = make_optimizer(parameter_groups(net), cfg)
     for p in net.parameters():
         p.grad = torch.zeros_like(p)
     opt.step()

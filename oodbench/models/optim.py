@@ -9,13 +9,13 @@ from torch.optim.lr_scheduler import CosineAnnealingLR, LRScheduler, OneCycleLR
 from oodbench.models.train_config import OPTIMIZERS, SCHEDULES, TrainConfig
 
 
-def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+def parameter_groups(model: nn.Module) -> list[dict]:
     """``model``'s parameters as optimiser groups: those ``model.no_weight_decay()`` names (timm's convention, e.g.
-    G-ODIN's h) get no weight decay, the rest ``weight_decay``."""
+    G-ODIN's h) in a group without weight decay; the rest take the optimiser's own."""
     exempt = set(getattr(model, "no_weight_decay", lambda: ())())
     named = list(model.named_parameters())
     free = [p for n, p in named if n in exempt]
-    return [{"params": [p for n, p in named if n not in exempt], "weight_decay": weight_decay}] + (
+    return [{"params": [p for n, p in named if n not in exempt]}] + (
         [{"params": free, "weight_decay": 0.0}] if free else []
     )
 

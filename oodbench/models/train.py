@@ -135,7 +135,7 @@ class _Trainer:
         self.mixer = augment.batch_mixer(cfg.augment, data.num_classes)  # mixup | cutmix | regmixup: soft targets
         if self.mixer is not None and not task.soft_targets:
             raise ValueError(f"augment={cfg.augment} gives soft targets, which {type(task).__name__} does not take")
-        self.opt = make_optimizer(parameter_groups(model, cfg.weight_decay), cfg)
+        self.opt = make_optimizer(parameter_groups(model), cfg)
         self.steps_per_epoch = math.ceil(len(data) / cfg.batch_size)
         self.scheduler = make_scheduler(self.opt, cfg, max(1, cfg.epochs * self.steps_per_epoch))
         self.step, self.images_seen = 0, 0
