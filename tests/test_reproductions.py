@@ -72,8 +72,8 @@ def test_suite_regenerates_its_committed_numbers(suite, tmp_path, capsys):
         )
     results = tmp_path / "results"
     assert main(["bench", suite, "--file", str(ROOT / "benchmarks.yaml"), "--results", str(results)]) == 0
-    # rows of runs not committed yet (trained: paper 002's digits 4-9 and its FashionMNIST row) are not pinned; an
-    # identity change still fails, as "committed but not regenerated"
+    # rows of runs not committed yet (a suite entry added before its records) are not pinned; an identity change
+    # still fails, as "committed but not regenerated"
     problems = compare(committed, results / suite, TOLERANCE, PINNED, RETRAINED_TOLERANCE, uncommitted=False)
     old, new = matched(committed, results / suite)
     paper = paper_numbers(load_suites(ROOT / "benchmarks.yaml")[suite])
