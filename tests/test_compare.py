@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections import Counter
 from pathlib import Path
 
 from oodbench.cli.main import main
 from oodbench.records.record import evaluated_as_is
-from oodbench.records.store import read_records
-from oodbench.suites.compare import compare, matched, pin_key
+from oodbench.records.store import read_records, record_files
+from oodbench.suites.compare import compare, matched, pin_key, run_key
 
 COMMITTED = Path(__file__).resolve().parents[1] / "leaderboards" / "smoke"
 
@@ -66,3 +67,24 @@ def test_the_checkpoints_of_a_several_model_suite_are_told_apart(tmp_path):
     assert not any("regenerated but not committed" in x for x in compare(committed, fresh, uncommitted=False))
     trained = read_records(COMMITTED)
     assert not any(evaluated_as_is(r.model) for r in trained) and len({pin_key(r) for r in trained}) == len(trained)
+
+
+def test_run_key_groups_the_records_one_run_writes():
+    """A suite entry's pin compares the committed records of the runs it regenerated (tests/test_reproductions.py):
+    the records of one run share a run key whatever their detector, OOD set or checkpoint; another protocol, tuning,
+    seed or held-out split is another run. Counted on the committed ``cpu`` suite (benchmarks.yaml's entries)."""
+    runs = Counter()
+    for _, r in record_files(COMMITTED.parent / "cpu"):
+        runs[run_key(r), r.id, r.protocol, r.tune, r.seed] += 1
+    assert len({key for key, *_ in runs}) == len(runs)  # one run key, one (data, protocol, tuning, seed)
+    assert runs.most_common(2) == [
+        ((run_key_of(runs, "fashionmnist", "corruption", "none")), 3 * 11 * 5),  # 3 detectors, 11 types × 5 levels
+        ((run_key_of(runs, "fashionmnist", "anomaly", "none")), 22 * 6),  # entry 3: 22 detectors × 6 OOD sets
+    ]
+    assert runs[run_key_of(runs, "fashionmnist", "anomaly", "oracle")] == 6  # entry 1, six methods (two LeNets more)
+    assert runs[run_key_of(runs, "fashionmnist", "anomaly", "oracle", seed=1)] == 2  # entry 2, another seed
+
+
+def run_key_of(runs: Counter, id_: str, protocol: str, tune: str, seed: int = 0) -> tuple:
+    (found,) = [key for key in runs if key[1:] == (id_, protocol, tune, seed)]
+    return found

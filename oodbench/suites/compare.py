@@ -48,6 +48,16 @@ def pin_key(record: Record) -> str:
     return identity_hash({**identity, "config": config})
 
 
+def run_key(record: Record) -> str:
+    """What the records of one run share (one request of a suite entry, one seed, one held-out split): the pin key's
+    identity less the detector, the OOD set and the detector's parameters."""
+    identity = {k: v for k, v in record.identity.items() if k not in ("detector", "ood", "checkpoint")}
+    config = {"device": "cpu", "precision": "fp32", **identity["config"]}
+    for key in ("oodbench", "detector_params"):
+        config.pop(key, None)
+    return identity_hash({**identity, "config": config})
+
+
 def matched(committed: Path, fresh: Path) -> tuple[dict[str, Record], dict[str, Record]]:
     """The committed and the regenerated records, each by :func:`pin_key`."""
     return (
@@ -70,6 +80,18 @@ def compare(
     no committed twin are not lines (a suite committed in part; an identity change still is, from the other
     side)."""
     old, new = matched(committed, fresh)
+    return compare_records(old, new, tolerance, metrics, retrained_tolerance, uncommitted)
+
+
+def compare_records(
+    old: dict[str, Record],
+    new: dict[str, Record],
+    tolerance: float = TOLERANCE,
+    metrics: Iterable[str] | None = None,
+    retrained_tolerance: float | None = None,
+    uncommitted: bool = True,
+) -> list[str]:
+    """:func:`compare` on records already matched by :func:`pin_key` (a part of a suite: one entry's records)."""
     only = set(metrics) if metrics is not None else None
     problems = [f"{_label(old[i])}: committed but not regenerated" for i in sorted(old.keys() - new.keys())]
     problems += [
