@@ -30,6 +30,9 @@ def test_novelty_trains_on_in_classes_and_scores_held_out(tmp_path):
     assert rec.config["holdout"] == {"in": [2, 3, 4, 5, 6, 7, 8, 9], "unseen": [0, 1]}
     assert any("classes [0, 1]" in n for n in rec.data["ood"])
     assert rec.model["train_config"]["epochs"] == 3 and rec.metrics["auroc"] > 80
+    # what decides a CPU training's bits, so that a retrain with other weights can be traced to its host
+    assert rec.host["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert rec.host["threads"] == torch.get_num_threads()
 
 
 def test_leave_one_class_out_gives_ten_rows_and_a_mean(tmp_path):

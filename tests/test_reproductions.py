@@ -16,7 +16,10 @@ for records whose weights hash equals the committed one (``oodbench compare`` ma
 the others). A LeNet retrained from the same seed on another host has other weights, and the cpu suite's rows then
 moved by up to 17.6 AUROC with no change of code (docs/reproductions.md, "Retraining moves numbers"): such rows are
 held to ``OODBENCH_PIN_RETRAINED_TOLERANCE`` (default 20) — a broken or inverted detector still fails it — and
-the workflow caches the checkpoints between runs so that its pins compare like with like.
+marked ``*``. The workflow caches the checkpoints between runs; its rows are held to 0.5 only where the committed
+records were made from the same weights (on 2026-12-07 a cold run here retrained every LeNet of ``cpu`` and of
+``trained`` entries 1-9 to other weights: the kernel ISA decides the bits; docs/reproductions.md, "The pins run on
+main").
 A change that moves a pinned number updates the committed records (``oodbench leaderboard SUITE --publish``), the
 docs and this pin in the same commit.
 """
@@ -56,11 +59,13 @@ def _long_training_allowed(monkeypatch):
 
 
 def _show(capsys, title: str, rows: list[tuple]) -> None:
+    """``rows``: (label, committed, now, paper, retrained); a retrained row (other weights than the committed
+    record's) is marked ``*`` and held to the retrained tolerance."""
     with capsys.disabled():
-        print(f"\n{title} (AUROC; pin ±{TOLERANCE})")
+        print(f"\n{title} (AUROC; pin ±{TOLERANCE}; * other weights, pin ±{RETRAINED_TOLERANCE})")
         print(f"{'row':<72} {'committed':>9} {'now':>7} {'paper':>7}")
-        for label, old, new, paper in rows:
-            now = "—" if new is None else f"{new:.1f}"
+        for label, old, new, paper, retrained in rows:
+            now = "—" if new is None else f"{new:.1f}" + ("*" if retrained else "")
             print(f"{label:<72} {old:>9.1f} {now:>7} {paper if paper is not None else '—':>7}")
 
 
@@ -111,7 +116,7 @@ def test_suite_regenerates_its_committed_numbers(suite, index, tmp_path, capsys)
         metric = "auroc" if "auroc" in r.metrics else "auroc_err"
         now = new[key].metrics.get(metric) if key in new else None
         label = f"{r.detector} {r.id}→{r.ood} [{r.protocol}, {r.tune}, seed {r.seed}]"
-        rows.append((label, r.metrics[metric], now, ref))
+        rows.append((label, r.metrics[metric], now, ref, key in new and new[key].checkpoint != r.checkpoint))
     _show(capsys, f"suite {suite}, entry {index + 1}: {len(rows)} pinned rows", rows)
     assert not problems, "\n".join(problems)
 
@@ -152,6 +157,6 @@ def test_readme_main_job_rows(detector, tmp_path, capsys, monkeypatch):
     _show(
         capsys,
         "README.md, Reproduced numbers",
-        [(f"{detector} (README)", pinned, record.metrics["auroc"], paper["auroc"])],
+        [(f"{detector} (README)", pinned, record.metrics["auroc"], paper["auroc"], False)],
     )
     assert abs(record.metrics["auroc"] - pinned) <= TOLERANCE

@@ -93,9 +93,18 @@ def run_facts(plan: Plan, got: Supplied) -> dict[str, Any]:
         },
         "device": str(got.train.device),
         "versions": versions(),
-        "host": {"hostname": socket.gethostname(), "pid": os.getpid()},
+        "host": {"hostname": socket.gethostname(), "pid": os.getpid(), **cpu_kernels()},
         "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
+
+
+def cpu_kernels() -> dict[str, Any]:
+    """The CPU kernel path torch dispatches to and its thread count: on a CPU they decide the bits of a training.
+    The same seed retrains the same LeNet on one host, and other weights under another ISA (docs/reproductions.md,
+    "The pins run on main": AVX-512 and forced AVX2 on one machine gave two weights hashes)."""
+    import torch
+
+    return {"cpu_capability": torch.backends.cpu.get_cpu_capability(), "threads": torch.get_num_threads()}
 
 
 def computed_on(got: Supplied) -> dict[str, str]:
