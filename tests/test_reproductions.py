@@ -96,7 +96,8 @@ def test_suite_regenerates_its_committed_numbers(suite, index, tmp_path, capsys)
     """One entry of the suite from a cold cache (``oodbench bench``; entries of one pytest session share the
     checkpoint cache, as one ``oodbench bench`` does): every regenerated record has a committed twin (same identity,
     weights hash aside) whose AUROC and ID accuracy are within the tolerance, and every committed record of the
-    same runs is regenerated."""
+    same runs is regenerated. An entry whose records are not committed fails ("regenerated but not committed", as an
+    identity change does): adding an entry publishes its records in the same commit."""
     committed = ROOT / "leaderboards" / suite
     if not any(committed.rglob("*.json")):  # said, not hidden: `pytest -m reproduction -rs` lists it
         pytest.skip(
