@@ -37,24 +37,27 @@ def _moved(old: float, new: float | None, tolerance: float) -> bool:
     return abs(new - old) > tolerance
 
 
-def pin_key(record: Record) -> str:
-    """What a pinned number is matched by: the record's identity less the checkpoint hash and oodbench's version
-    (a pin outlives both); records from before the identity named device and precision were CPU fp32 ones. Weights
-    evaluated as they are (a ``--model`` file, hub weights) keep their hash: they are not retrained anywhere, and it
-    is what tells the checkpoints of a several-model suite (``models: [...]``, one backbone name) apart."""
+def _pinned_identity(record: Record) -> dict:
+    """The record's identity less the checkpoint hash and oodbench's version (a pin outlives both); records from
+    before the identity named device and precision were CPU fp32 ones. Weights evaluated as they are (a ``--model``
+    file, hub weights) keep their hash: they are not retrained anywhere, and it is what tells the checkpoints of a
+    several-model suite (``models: [...]``, one backbone name) apart."""
     identity = {k: v for k, v in record.identity.items() if k != "checkpoint" or evaluated_as_is(record.model)}
     config = {"device": "cpu", "precision": "fp32", **identity["config"]}
     config.pop("oodbench", None)
-    return identity_hash({**identity, "config": config})
+    return {**identity, "config": config}
+
+
+def pin_key(record: Record) -> str:
+    """What a pinned number is matched by: :func:`_pinned_identity`, hashed."""
+    return identity_hash(_pinned_identity(record))
 
 
 def run_key(record: Record) -> str:
     """What the records of one run share (one request of a suite entry, one seed, one held-out split): the pin key's
     identity less the detector, the OOD set and the detector's parameters."""
-    identity = {k: v for k, v in record.identity.items() if k not in ("detector", "ood", "checkpoint")}
-    config = {"device": "cpu", "precision": "fp32", **identity["config"]}
-    for key in ("oodbench", "detector_params"):
-        config.pop(key, None)
+    identity = {k: v for k, v in _pinned_identity(record).items() if k not in ("detector", "ood")}
+    config = {k: v for k, v in identity["config"].items() if k != "detector_params"}
     return identity_hash({**identity, "config": config})
 
 
